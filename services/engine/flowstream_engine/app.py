@@ -1,0 +1,108 @@
+"""The engine's composition root: one broker, the run consumer, control subscribers, health routes."""
+
+from __future__ import annotations
+
+import logging
+
+from faststream import AckPolicy
+from faststream.asgi import AsgiFastStream, AsgiResponse, get, make_ping_asgi
+from faststream.asgi.types import Scope
+from faststream.nats import ConsumerConfig, JStream, KvWatch, NatsBroker, NatsMessage, PullSub
+from prometheus_client import make_asgi_app
+from pydantic import ValidationError
+
+from flowstream_shared import subjects
+from flowstream_shared.commands import ControlCommand
+from flowstream_shared.topology import ensure_topology
+
+from flowstream_engine.control import ControlRegistry
+from flowstream_engine.emitter import EventLogWriter
+from flowstream_engine.metrics import EngineMetrics
+from flowstream_engine.settings import EngineSettings
+from flowstream_engine.worker import RunWorker
+
+log = logging.getLogger("flowstream.engine")
+
+
+def create_app(settings: EngineSettings | None = None) -> AsgiFastStream:
+    settings = settings or EngineSettings()
+    broker = NatsBroker(settings.url, max_reconnect_attempts=-1, reconnect_time_wait=0.5)
+    control = ControlRegistry()
+    metrics = EngineMetrics()
+    writer: list[EventLogWriter] = []
+    worker: list[RunWorker] = []
+
+    @broker.subscriber(
+        subjects.SUBMIT_SUBJECT,
+        stream=JStream(subjects.RUNS_STREAM, declare=False),
+        durable=subjects.ENGINE_CONSUMER,
+        pull_sub=PullSub(batch_size=1, timeout=5.0),
+        max_workers=settings.engine_concurrency,
+        ack_policy=AckPolicy.MANUAL,
+        config=ConsumerConfig(
+            ack_wait=settings.engine_ack_wait_s,
+            max_deliver=settings.engine_max_deliver,
+            max_ack_pending=-1,
+        ),
+        title="run commands",
+        description="Runs to execute; engine replicas share one durable pull consumer.",
+    )
+    async def on_run(message: NatsMessage) -> None:
+        await worker[0].handle(message.raw_message)
+
+    @broker.subscriber(subjects.ALL_CONTROL, title="run control (fast path)")
+    async def on_control(body: bytes, message: NatsMessage) -> None:
+        _receive(control, message.raw_message.subject.rsplit(".", 1)[-1], body)
+
+    @broker.subscriber(
+        ">",
+        kv_watch=KvWatch(subjects.CONTROL_BUCKET, declare=False),
+        title="run control flags (truth)",
+    )
+    async def on_control_flag(body: bytes, message: NatsMessage) -> None:
+        _receive(control, message.raw_message.key, body)
+
+    async def start_up() -> None:
+        await broker.connect()
+        js = broker.connection.jetstream()
+        await ensure_topology(js, settings)
+        writer.append(EventLogWriter(js))
+        writer[0].start()
+        worker.append(
+            RunWorker(
+                js,
+                writer[0],
+                control,
+                metrics,
+                ack_wait_s=settings.engine_ack_wait_s,
+                max_deliver=settings.engine_max_deliver,
+            )
+        )
+
+    async def shut_down() -> None:
+        if writer:
+            await writer[0].stop()
+
+    @get(include_in_schema=False)
+    async def healthz(scope: Scope) -> AsgiResponse:
+        return AsgiResponse(b'{"status":"ok"}', 200, headers={"content-type": "application/json"})
+
+    return AsgiFastStream(
+        broker,
+        asgi_routes=[
+            ("/healthz", healthz),
+            ("/readyz", make_ping_asgi(broker, timeout=2.0, include_in_schema=False)),
+            ("/metrics", make_asgi_app(metrics.registry)),
+        ],
+        on_startup=[start_up],
+        after_shutdown=[shut_down],
+    )
+
+
+def _receive(control: ControlRegistry, run_id: str, body: bytes) -> None:
+    if not body:
+        return  # a deleted or expired flag
+    try:
+        control.receive(run_id, ControlCommand.model_validate_json(body))
+    except ValidationError:
+        log.warning("ignoring a malformed control message for run %s", run_id)

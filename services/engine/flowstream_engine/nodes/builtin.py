@@ -1,0 +1,110 @@
+"""START, END, TEMPLATE, CONDITION and DELAY."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+from pydantic import BaseModel
+
+from flowstream_shared.expressions import ExpressionError, compile_condition, compile_template
+from flowstream_shared.inputs import InputError, validate_inputs
+from flowstream_shared.workflow import (
+    ConditionConfig,
+    DelayConfig,
+    EndConfig,
+    StartConfig,
+    TemplateConfig,
+)
+
+from flowstream_engine.nodes.base import NodeContext, NodeError, NodeResult
+
+
+@dataclass(frozen=True)
+class _Builtin:
+    config_model: ClassVar[type[BaseModel]]
+    name: ClassVar[str]
+    interruptible: ClassVar[bool] = False
+
+    def parse_config(self, config: Mapping[str, Any]) -> Any:
+        return self.config_model.model_validate(config)
+
+
+class StartNode(_Builtin):
+    config_model = StartConfig
+    name = "START"
+
+    async def run(self, ctx: NodeContext) -> NodeResult:
+        config: StartConfig = ctx.config
+        try:
+            inputs = validate_inputs(config.inputs, dict(ctx.variables["input"]))
+        except InputError as exc:
+            raise NodeError(str(exc)) from exc
+        return NodeResult(outputs=inputs, inputs=inputs)
+
+
+class EndNode(_Builtin):
+    config_model = EndConfig
+    name = "END"
+
+    async def run(self, ctx: NodeContext) -> NodeResult:
+        config: EndConfig = ctx.config
+        try:
+            outputs = {
+                key: compile_template(source).value(ctx.variables)
+                for key, source in config.outputs.items()
+            }
+        except ExpressionError as exc:
+            raise NodeError(str(exc)) from exc
+        return NodeResult(outputs=outputs)
+
+
+class TemplateNode(_Builtin):
+    config_model = TemplateConfig
+    name = "TEMPLATE"
+
+    async def run(self, ctx: NodeContext) -> NodeResult:
+        config: TemplateConfig = ctx.config
+        template = compile_template(config.template)
+        try:
+            if not config.stream:
+                return NodeResult(outputs={"text": template.render(ctx.variables)})
+            pieces: list[str] = []
+            for piece in template.chunks(ctx.variables):
+                if piece:
+                    pieces.append(piece)
+                    await ctx.emit_text(piece)
+        except ExpressionError as exc:
+            raise NodeError(str(exc)) from exc
+        return NodeResult(outputs={"text": "".join(pieces)})
+
+
+class ConditionNode(_Builtin):
+    config_model = ConditionConfig
+    name = "CONDITION"
+
+    async def run(self, ctx: NodeContext) -> NodeResult:
+        config: ConditionConfig = ctx.config
+        try:
+            result = compile_condition(config.condition).evaluate(ctx.variables)
+        except ExpressionError as exc:
+            raise NodeError(f"condition {config.condition!r}: {exc}") from exc
+        return NodeResult(
+            outputs={"result": result}, inputs={"condition": config.condition}, branch=result
+        )
+
+
+class DelayNode(_Builtin):
+    config_model = DelayConfig
+    name = "DELAY"
+    interruptible = True
+
+    async def run(self, ctx: NodeContext) -> NodeResult:
+        config: DelayConfig = ctx.config
+        await asyncio.sleep(config.seconds)
+        return NodeResult(outputs={"seconds": config.seconds}, inputs={"seconds": config.seconds})
+
+
+BUILTIN_KINDS = (StartNode(), EndNode(), TemplateNode(), ConditionNode(), DelayNode())

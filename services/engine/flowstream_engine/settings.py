@@ -1,0 +1,17 @@
+from __future__ import annotations
+
+from pydantic import Field
+from pydantic_settings import SettingsConfigDict
+
+from flowstream_shared.settings import ENV_PREFIX, NatsSettings
+
+
+class EngineSettings(NatsSettings):
+    model_config = SettingsConfigDict(env_prefix=ENV_PREFIX, extra="ignore")
+
+    engine_port: int = 8081
+    engine_concurrency: int = Field(default=256, ge=1, le=100_000)
+    run_timeout: float = Field(default=300.0, gt=0)
+    # The run command stays unacknowledged while the run executes; heartbeats extend this.
+    engine_ack_wait_s: float = Field(default=30.0, gt=1)
+    engine_max_deliver: int = Field(default=5, ge=1)

@@ -1,0 +1,226 @@
+"""The run events of DESIGN §4: one schema for SSE, WebSocket, NATS and history.
+
+Top-level keys follow Dify's order (`event`, `workflow_run_id`, `task_id`, `data`), then `seq`, the
+per-run gap-free sequence number. Consumers ignore fields they do not know, so fields can be added.
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter
+
+
+class EventName(StrEnum):
+    WORKFLOW_STARTED = "workflow_started"
+    NODE_STARTED = "node_started"
+    TEXT_CHUNK = "text_chunk"
+    NODE_RETRY = "node_retry"
+    NODE_FINISHED = "node_finished"
+    WORKFLOW_PAUSED = "workflow_paused"
+    WORKFLOW_RESUMED = "workflow_resumed"
+    WORKFLOW_PROGRESS = "workflow_progress"
+    WORKFLOW_FINISHED = "workflow_finished"
+    ERROR = "error"
+
+
+class RunStatus(StrEnum):
+    PENDING = "pending"
+    RUNNING = "running"
+    PAUSED = "paused"
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+    STOPPED = "stopped"
+    PARTIAL_SUCCEEDED = "partial-succeeded"
+
+
+TERMINAL_RUN_STATUSES = frozenset(
+    {RunStatus.SUCCEEDED, RunStatus.FAILED, RunStatus.STOPPED, RunStatus.PARTIAL_SUCCEEDED}
+)
+
+
+class NodeStatus(StrEnum):
+    RUNNING = "running"
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+    EXCEPTION = "exception"
+    STOPPED = "stopped"
+    RETRY = "retry"
+
+
+class _Payload(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="ignore")
+
+
+class WorkflowStartedData(_Payload):
+    id: str
+    workflow_id: str
+    workflow_version: int
+    inputs: dict[str, Any]
+    created_at: int
+
+
+class NodeStartedData(_Payload):
+    id: str
+    node_id: str
+    node_type: str
+    title: str
+    index: int
+    predecessor_node_id: str | None
+    inputs: dict[str, Any] | None
+    created_at: int
+
+
+class TextChunkData(_Payload):
+    text: str
+    from_variable_selector: list[str]
+
+
+class NodeFinishedData(_Payload):
+    id: str
+    node_id: str
+    node_type: str
+    title: str
+    index: int
+    predecessor_node_id: str | None = None
+    inputs: dict[str, Any] | None
+    outputs: dict[str, Any] | None
+    status: NodeStatus
+    error: str | None
+    elapsed_time: float
+    execution_metadata: dict[str, Any] | None = None
+    created_at: int
+    finished_at: int
+
+
+class NodeRetryData(NodeFinishedData):
+    retry_index: int
+
+
+class WorkflowStatusData(_Payload):
+    """`workflow_paused` and `workflow_resumed`."""
+
+    id: str
+    status: RunStatus
+    created_at: int
+
+
+class WorkflowProgressData(_Payload):
+    completed_steps: int
+    total_steps: int
+    percent: float
+
+
+class WorkflowFinishedData(_Payload):
+    id: str
+    workflow_id: str
+    status: RunStatus
+    outputs: dict[str, Any] | None
+    error: str | None
+    elapsed_time: float
+    total_tokens: int
+    total_steps: int
+    created_at: int
+    finished_at: int
+
+
+class ErrorData(_Payload):
+    code: str
+    status: int
+    message: str
+
+
+class RunEventBase(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="ignore")
+
+    event: EventName
+    workflow_run_id: str
+    task_id: str
+    data: Any
+    seq: int = Field(ge=1, description="Per-run sequence number, from 1, without gaps")
+
+
+class WorkflowStarted(RunEventBase):
+    event: Literal[EventName.WORKFLOW_STARTED] = EventName.WORKFLOW_STARTED
+    data: WorkflowStartedData
+
+
+class NodeStarted(RunEventBase):
+    event: Literal[EventName.NODE_STARTED] = EventName.NODE_STARTED
+    data: NodeStartedData
+
+
+class TextChunk(RunEventBase):
+    event: Literal[EventName.TEXT_CHUNK] = EventName.TEXT_CHUNK
+    data: TextChunkData
+
+
+class NodeRetry(RunEventBase):
+    event: Literal[EventName.NODE_RETRY] = EventName.NODE_RETRY
+    data: NodeRetryData
+
+
+class NodeFinished(RunEventBase):
+    event: Literal[EventName.NODE_FINISHED] = EventName.NODE_FINISHED
+    data: NodeFinishedData
+
+
+class WorkflowPaused(RunEventBase):
+    event: Literal[EventName.WORKFLOW_PAUSED] = EventName.WORKFLOW_PAUSED
+    data: WorkflowStatusData
+
+
+class WorkflowResumed(RunEventBase):
+    event: Literal[EventName.WORKFLOW_RESUMED] = EventName.WORKFLOW_RESUMED
+    data: WorkflowStatusData
+
+
+class WorkflowProgress(RunEventBase):
+    event: Literal[EventName.WORKFLOW_PROGRESS] = EventName.WORKFLOW_PROGRESS
+    data: WorkflowProgressData
+
+
+class WorkflowFinished(RunEventBase):
+    event: Literal[EventName.WORKFLOW_FINISHED] = EventName.WORKFLOW_FINISHED
+    data: WorkflowFinishedData
+
+
+class ErrorEvent(RunEventBase):
+    event: Literal[EventName.ERROR] = EventName.ERROR
+    data: ErrorData
+
+
+RunEvent = Annotated[
+    WorkflowStarted
+    | NodeStarted
+    | TextChunk
+    | NodeRetry
+    | NodeFinished
+    | WorkflowPaused
+    | WorkflowResumed
+    | WorkflowProgress
+    | WorkflowFinished
+    | ErrorEvent,
+    Field(discriminator="event"),
+]
+
+run_event_adapter: TypeAdapter[RunEvent] = TypeAdapter(RunEvent)
+
+
+def parse_event(payload: bytes | str) -> RunEvent:
+    return run_event_adapter.validate_json(payload)
+
+
+EVENT_TYPES: dict[EventName, type[RunEventBase]] = {
+    EventName.WORKFLOW_STARTED: WorkflowStarted,
+    EventName.NODE_STARTED: NodeStarted,
+    EventName.TEXT_CHUNK: TextChunk,
+    EventName.NODE_RETRY: NodeRetry,
+    EventName.NODE_FINISHED: NodeFinished,
+    EventName.WORKFLOW_PAUSED: WorkflowPaused,
+    EventName.WORKFLOW_RESUMED: WorkflowResumed,
+    EventName.WORKFLOW_PROGRESS: WorkflowProgress,
+    EventName.WORKFLOW_FINISHED: WorkflowFinished,
+    EventName.ERROR: ErrorEvent,
+}

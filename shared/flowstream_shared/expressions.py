@@ -1,0 +1,172 @@
+"""Templates and conditions, evaluated in Jinja2's immutable sandbox.
+
+References are `{{input.x}}`, `{{node_id.path.to.field}}`, `{{loop.index}}`, `{{execution.id}}`.
+Values are bound as variables and never parsed: whatever a user sends as input stays data.
+Compiled templates are cached by their source, so a definition run many times compiles once.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+from functools import lru_cache
+from typing import Any
+
+from jinja2 import StrictUndefined, TemplateError, nodes
+from jinja2.sandbox import ImmutableSandboxedEnvironment, SecurityError
+
+__all__ = [
+    "Condition",
+    "ExpressionError",
+    "Reference",
+    "Template",
+    "compile_condition",
+    "compile_template",
+]
+
+_REF = re.compile(r"\{\{(.*?)\}\}", re.DOTALL)
+_SINGLE_REF = re.compile(r"^\s*\{\{(.*?)\}\}\s*$", re.DOTALL)
+
+
+class ExpressionError(ValueError):
+    """A template or condition that cannot compile or evaluate; the message says why."""
+
+
+@dataclass(frozen=True)
+class Reference:
+    """`root.field…` as written in an expression: `root` is `input`, a node id, `loop`, …"""
+
+    root: str
+    field: str | None
+
+
+def _finalize(value: Any) -> Any:
+    # Render values as a JSON user expects, not as Python reprs.
+    if value is None:
+        return ""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, dict | list):
+        return json.dumps(value, ensure_ascii=False)
+    return value
+
+
+class _Environment(ImmutableSandboxedEnvironment):
+    def getattr(self, obj: Any, attribute: str) -> Any:
+        # `{{input.items}}` means the field `items`, never the dict method.
+        if isinstance(obj, Mapping):
+            if attribute in obj:
+                return obj[attribute]
+            return self.undefined(obj=obj, name=attribute)
+        return super().getattr(obj, attribute)
+
+
+_env = _Environment(undefined=StrictUndefined, autoescape=False, finalize=_finalize)
+_env.globals.clear()
+_env.filters["json"] = lambda v: json.dumps(v, ensure_ascii=False)
+_env.tests["null"] = lambda v: v is None
+_env.tests["empty"] = lambda v: v is None or (hasattr(v, "__len__") and len(v) == 0)
+
+
+def _references(tree: nodes.Node) -> set[Reference]:
+    found: set[Reference] = set()
+    attr_roots: set[int] = set()
+    for getattr_node in tree.find_all((nodes.Getattr, nodes.Getitem)):
+        inner = getattr_node.node
+        if isinstance(inner, nodes.Name):
+            attr_roots.add(id(inner))
+            field: str | None = None
+            if isinstance(getattr_node, nodes.Getattr):
+                field = getattr_node.attr
+            elif isinstance(getattr_node.arg, nodes.Const) and isinstance(
+                getattr_node.arg.value, str
+            ):
+                field = getattr_node.arg.value
+            found.add(Reference(inner.name, field))
+    for name in tree.find_all(nodes.Name):
+        if id(name) not in attr_roots and name.ctx == "load":
+            found.add(Reference(name.name, None))
+    return found
+
+
+def _describe(exc: Exception) -> str:
+    if isinstance(exc, SecurityError):
+        return f"not allowed in a sandboxed expression: {exc}"
+    return str(exc)
+
+
+@dataclass(frozen=True)
+class Template:
+    """A text template. If it is exactly one reference, :meth:`value` keeps the value's type."""
+
+    source: str
+    references: frozenset[Reference]
+    _compiled: Any
+    _single: Any | None
+
+    def render(self, context: Mapping[str, Any]) -> str:
+        return "".join(self.chunks(context))
+
+    def chunks(self, context: Mapping[str, Any]) -> Iterator[str]:
+        """The rendered text in pieces, as the template produces them (for streaming)."""
+        try:
+            yield from self._compiled.generate(context)
+        except (TemplateError, TypeError, ValueError, ArithmeticError) as exc:
+            raise ExpressionError(_describe(exc)) from exc
+
+    def value(self, context: Mapping[str, Any]) -> Any:
+        if self._single is None:
+            return self.render(context)
+        try:
+            result = self._single(**context)
+        except (TemplateError, TypeError, ValueError, ArithmeticError) as exc:
+            raise ExpressionError(_describe(exc)) from exc
+        if isinstance(result, StrictUndefined):
+            raise ExpressionError(f"{self.source.strip()} is undefined")
+        return result
+
+
+@dataclass(frozen=True)
+class Condition:
+    source: str
+    references: frozenset[Reference]
+    _compiled: Any
+
+    def evaluate(self, context: Mapping[str, Any]) -> bool:
+        try:
+            result = self._compiled(**context)
+            return bool(result)
+        except (TemplateError, TypeError, ValueError, ArithmeticError) as exc:
+            raise ExpressionError(_describe(exc)) from exc
+
+
+@lru_cache(maxsize=4096)
+def compile_template(source: str) -> Template:
+    try:
+        tree = _env.parse(source)
+        compiled = _env.from_string(tree)
+        single = None
+        match = _SINGLE_REF.match(source)
+        if match and "{{" not in match.group(1):
+            single = _env.compile_expression(match.group(1), undefined_to_none=False)
+    except TemplateError as exc:
+        raise ExpressionError(f"invalid template: {exc}") from exc
+    return Template(source, frozenset(_references(tree)), compiled, single)
+
+
+def _to_expression(source: str) -> str:
+    """`{{input.score}} >= 60` → `(input.score) >= 60`: the braces only mark references."""
+    return _REF.sub(lambda m: f"({m.group(1)})", source)
+
+
+@lru_cache(maxsize=4096)
+def compile_condition(source: str) -> Condition:
+    expression = _to_expression(source)
+    try:
+        tree = _env.parse("{{ " + expression + " }}")
+        compiled = _env.compile_expression(expression, undefined_to_none=False)
+    except TemplateError as exc:
+        raise ExpressionError(f"invalid condition: {exc}") from exc
+    return Condition(source, frozenset(_references(tree)), compiled)
