@@ -2,12 +2,37 @@
 
 from __future__ import annotations
 
+import uuid
 from enum import StrEnum
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
 from flowstream_shared.workflow import WorkflowDefinition
+
+# Dify gives a run two ids: the run id and the task id used to stop it. Deriving one from the other
+# with a fixed involution lets any gateway replica map between them without a lookup.
+_TASK_ID_MASK = 0x5A17_0F3C_9E2B_4D81_C3E5_A7F1_B2D4_E6F8
+
+
+def task_id_for(run_id: str) -> str:
+    """The task id of a run; applied to a task id it gives the run id back."""
+    return str(uuid.UUID(int=uuid.UUID(run_id).int ^ _TASK_ID_MASK))
+
+
+run_id_for_task = task_id_for
+
+
+class RunOwner(BaseModel):
+    """The run index entry (KV `flowstream_runs`, key = run id)."""
+
+    model_config = ConfigDict(frozen=True, extra="ignore")
+
+    run_id: str
+    task_id: str
+    workflow_id: str
+    user_id: str
+    created_at: float
 
 
 class ResponseMode(StrEnum):
@@ -35,6 +60,8 @@ class RunCommand(BaseModel):
     workflow: WorkflowSnapshot
     inputs: dict[str, Any]
     user_id: str
+    # Dify's `user`: the end user a service-API caller runs on behalf of (`sys.user_id`).
+    end_user: str | None = None
     response_mode: ResponseMode = ResponseMode.STREAMING
     created_at: float = Field(description="Unix seconds when the run was accepted")
     deadline: float = Field(description="Unix seconds after which the run fails with a timeout")

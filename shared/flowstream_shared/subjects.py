@@ -15,6 +15,8 @@ CONTROL_BUCKET = "flowstream_control"
 
 WORKFLOWS_BUCKET = "flowstream_workflows"
 API_KEYS_BUCKET = "flowstream_api_keys"
+# Who owns a run, so any gateway replica can authorize a stop or an attach without asking another.
+RUNS_BUCKET = "flowstream_runs"
 
 HISTORY_PREFIX = "flowstream.history"
 

@@ -8,12 +8,11 @@ from faststream import AckPolicy
 from faststream.asgi import AsgiFastStream, AsgiResponse, get, make_ping_asgi
 from faststream.asgi.types import Scope
 from faststream.nats import ConsumerConfig, JStream, KvWatch, NatsBroker, NatsMessage, PullSub
-from prometheus_client import make_asgi_app
-from pydantic import ValidationError
-
 from flowstream_shared import subjects
 from flowstream_shared.commands import ControlCommand
 from flowstream_shared.topology import ensure_topology
+from prometheus_client import make_asgi_app
+from pydantic import ValidationError
 
 from flowstream_engine.control import ControlRegistry
 from flowstream_engine.emitter import EventLogWriter
@@ -26,7 +25,10 @@ log = logging.getLogger("flowstream.engine")
 
 def create_app(settings: EngineSettings | None = None) -> AsgiFastStream:
     settings = settings or EngineSettings()
-    broker = NatsBroker(settings.url, max_reconnect_attempts=-1, reconnect_time_wait=0.5)
+    # Per-message logs at DEBUG: at thousands of runs per second INFO lines would dominate.
+    broker = NatsBroker(
+        settings.url, max_reconnect_attempts=-1, reconnect_time_wait=0.5, log_level=logging.DEBUG
+    )
     control = ControlRegistry()
     metrics = EngineMetrics()
     writer: list[EventLogWriter] = []
@@ -51,16 +53,16 @@ def create_app(settings: EngineSettings | None = None) -> AsgiFastStream:
         await worker[0].handle(message.raw_message)
 
     @broker.subscriber(subjects.ALL_CONTROL, title="run control (fast path)")
-    async def on_control(body: bytes, message: NatsMessage) -> None:
-        _receive(control, message.raw_message.subject.rsplit(".", 1)[-1], body)
+    async def on_control(message: NatsMessage) -> None:
+        _receive(control, message.raw_message.subject.rsplit(".", 1)[-1], message.body)
 
     @broker.subscriber(
         ">",
         kv_watch=KvWatch(subjects.CONTROL_BUCKET, declare=False),
         title="run control flags (truth)",
     )
-    async def on_control_flag(body: bytes, message: NatsMessage) -> None:
-        _receive(control, message.raw_message.key, body)
+    async def on_control_flag(message: NatsMessage) -> None:
+        _receive(control, message.raw_message.key, message.body)
 
     async def start_up() -> None:
         await broker.connect()

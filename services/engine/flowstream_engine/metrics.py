@@ -16,7 +16,9 @@ class EngineMetrics:
             registry=self.registry,
         )
         self.active_runs = Gauge(
-            "flowstream_engine_active_runs", "Runs executing in this process", registry=self.registry
+            "flowstream_engine_active_runs",
+            "Runs executing in this process",
+            registry=self.registry,
         )
         self.run_seconds = Histogram(
             "flowstream_engine_run_seconds", "Run duration", registry=self.registry

@@ -92,7 +92,7 @@ class RunExecutor:
                 "workflow_id": command.workflow.workflow_id,
             },
             "sys": {
-                "user_id": command.user_id,
+                "user_id": command.end_user or command.user_id,
                 "workflow_id": command.workflow.workflow_id,
                 "workflow_run_id": command.run_id,
             },
@@ -101,7 +101,9 @@ class RunExecutor:
     # Control, called from outside the run's task.
 
     def request_stop(self, reason: str = STOPPED_BY_USER) -> None:
-        self._set_halt(_Halt(RunStatus.STOPPED, reason or STOPPED_BY_USER, False, NodeStatus.STOPPED))
+        self._set_halt(
+            _Halt(RunStatus.STOPPED, reason or STOPPED_BY_USER, False, NodeStatus.STOPPED)
+        )
 
     def fail(self, error: str) -> None:
         self._set_halt(_Halt(RunStatus.FAILED, error, True, NodeStatus.FAILED))
@@ -142,7 +144,9 @@ class RunExecutor:
     def _on_deadline(self) -> None:
         timeout = self._command.deadline - self._command.created_at
         self._set_halt(
-            _Halt(RunStatus.FAILED, f"workflow timed out after {timeout:g}s", True, NodeStatus.FAILED)
+            _Halt(
+                RunStatus.FAILED, f"workflow timed out after {timeout:g}s", True, NodeStatus.FAILED
+            )
         )
 
     def _emit_started(self, started_at: float) -> None:
@@ -178,8 +182,12 @@ class RunExecutor:
             if finished.status in (NodeStatus.SUCCEEDED, NodeStatus.EXCEPTION):
                 self._variables[finished.node_id] = finished.outputs
             planned = self._plan.nodes[finished.node_id]
-            branch = finished.outputs.get("result") if planned.node.type == NodeType.CONDITION else None
-            ready.extend(self._resolve(planned, ok=finished.status != NodeStatus.FAILED, branch=branch))
+            branch = (
+                finished.outputs.get("result") if planned.node.type == NodeType.CONDITION else None
+            )
+            ready.extend(
+                self._resolve(planned, ok=finished.status != NodeStatus.FAILED, branch=branch)
+            )
             if planned.node.type == NodeType.END:
                 self._outputs.update(finished.outputs)
         return [(nid, pred) for nid, pred in ready if nid not in self._done]
@@ -267,7 +275,9 @@ class RunExecutor:
 
     # One node.
 
-    async def _run_node(self, planned: PlannedNode, index: int, predecessor: str | None) -> _Outcome:
+    async def _run_node(
+        self, planned: PlannedNode, index: int, predecessor: str | None
+    ) -> _Outcome:
         node = planned.node
         execution_id = str(uuid.uuid4())
         created = time.time()

@@ -1,9 +1,8 @@
 from __future__ import annotations
 
+from flowstream_shared.settings import ENV_PREFIX, NatsSettings
 from pydantic import Field
 from pydantic_settings import SettingsConfigDict
-
-from flowstream_shared.settings import ENV_PREFIX, NatsSettings
 
 
 class EngineSettings(NatsSettings):

@@ -14,11 +14,10 @@ import contextlib
 import logging
 from typing import Any
 
-from pydantic import ValidationError
-
 from flowstream_shared import subjects
 from flowstream_shared.commands import RunCommand
 from flowstream_shared.events import RunEventBase, parse_event
+from pydantic import ValidationError
 
 from flowstream_engine.control import ControlRegistry
 from flowstream_engine.emitter import EventLog, RunEmitter
@@ -58,7 +57,9 @@ class RunWorker:
         delivered = msg.metadata.num_delivered
         heartbeat = asyncio.create_task(self._heartbeat(msg))
         try:
-            await self._execute(command, redelivered=delivered > 1, last_try=delivered >= self._max_deliver)
+            await self._execute(
+                command, redelivered=delivered > 1, last_try=delivered >= self._max_deliver
+            )
         except asyncio.CancelledError:
             with contextlib.suppress(Exception):
                 await msg.nak()

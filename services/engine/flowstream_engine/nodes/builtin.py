@@ -7,8 +7,6 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
-from pydantic import BaseModel
-
 from flowstream_shared.expressions import ExpressionError, compile_condition, compile_template
 from flowstream_shared.inputs import InputError, validate_inputs
 from flowstream_shared.workflow import (
@@ -18,6 +16,7 @@ from flowstream_shared.workflow import (
     StartConfig,
     TemplateConfig,
 )
+from pydantic import BaseModel
 
 from flowstream_engine.nodes.base import NodeContext, NodeError, NodeResult
 

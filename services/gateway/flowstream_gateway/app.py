@@ -1,0 +1,96 @@
+"""The gateway's composition root: NATS connection, stores and routers, built in the lifespan."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+import nats
+from fastapi import FastAPI
+from flowstream_shared import subjects
+from flowstream_shared.topology import ensure_topology
+
+from flowstream_gateway.api_keys import ApiKeyRecord, ApiKeyStore
+from flowstream_gateway.errors import install_error_handlers
+from flowstream_gateway.hub import EventHub
+from flowstream_gateway.kv_cache import KvCache
+from flowstream_gateway.limits import BodySizeLimit
+from flowstream_gateway.metrics import GatewayMetrics
+from flowstream_gateway.routes import dify, execute, keys, ops, workflows
+from flowstream_gateway.runs import RunService
+from flowstream_gateway.services import Services
+from flowstream_gateway.settings import GatewaySettings
+from flowstream_gateway.workflows import WorkflowRecord, WorkflowStore
+
+log = logging.getLogger("flowstream.gateway")
+
+DESCRIPTION = """\
+Run workflows and watch every step live. Authenticate with `Authorization: Bearer <token>`: a JWT
+(HS256, `sub` = user id) or an app API key from `POST /api/keys`.
+Errors are `{"code", "message", "status"}`.
+"""
+
+
+def create_app(settings: GatewaySettings | None = None) -> FastAPI:
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        resolved = settings or GatewaySettings()
+        nc = await nats.connect(
+            resolved.url, max_reconnect_attempts=-1, reconnect_time_wait=0.5, name="gateway"
+        )
+        js = nc.jetstream()
+        await ensure_topology(js, resolved)
+        workflow_cache = KvCache(
+            await js.key_value(subjects.WORKFLOWS_BUCKET), WorkflowRecord.model_validate_json
+        )
+        key_cache = KvCache(
+            await js.key_value(subjects.API_KEYS_BUCKET), ApiKeyRecord.model_validate_json
+        )
+        await workflow_cache.start()
+        await key_cache.start()
+        hub = EventHub(js)
+        await hub.start()
+        runs = RunService(
+            nc,
+            js,
+            hub,
+            await js.key_value(subjects.RUNS_BUCKET),
+            await js.key_value(subjects.CONTROL_BUCKET),
+            resolved,
+        )
+        app.state.services = Services(
+            settings=resolved,
+            nc=nc,
+            js=js,
+            hub=hub,
+            runs=runs,
+            workflows=WorkflowStore(workflow_cache),
+            api_keys=ApiKeyStore(key_cache),
+            metrics=GatewayMetrics(),
+        )
+        log.info("gateway ready on port %d", resolved.gateway_port)
+        try:
+            yield
+        finally:
+            await hub.stop()
+            await workflow_cache.stop()
+            await key_cache.stop()
+            await nc.drain()
+
+    app = FastAPI(
+        title="flowstream",
+        version="0.1.0",
+        description=DESCRIPTION,
+        lifespan=lifespan,
+    )
+    install_error_handlers(app)
+    for router in (ops.router, workflows.router, execute.router, dify.router, keys.router):
+        app.include_router(router)
+    max_body = (
+        settings.max_body_bytes
+        if settings
+        else GatewaySettings.model_fields["max_body_bytes"].default
+    )
+    app.add_middleware(BodySizeLimit, max_bytes=max_body)
+    return app

@@ -1,0 +1,64 @@
+"""Who is calling: an HS256 JWT (`sub` = user id) or an app API key bound to one workflow."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Annotated
+
+import jwt
+from fastapi import Depends, Request
+
+from flowstream_gateway.api_keys import KEY_PREFIX
+from flowstream_gateway.errors import ApiError, not_found, unauthorized
+
+
+@dataclass(frozen=True)
+class Principal:
+    user_id: str
+    # Set when the caller used an API key: the only workflow it may touch.
+    workflow_id: str | None = None
+
+    def require_workflow(self, workflow_id: str) -> None:
+        """An API key reaches its own workflow only; anything else does not exist for it."""
+        if self.workflow_id is not None and self.workflow_id != workflow_id:
+            raise not_found(f"workflow {workflow_id}")
+
+    def require_user_token(self) -> None:
+        if self.workflow_id is not None:
+            raise ApiError(403, "forbidden", "this operation needs a user token, not an API key")
+
+
+def _bearer(request: Request) -> str:
+    header = request.headers.get("authorization", "")
+    scheme, _, token = header.partition(" ")
+    if scheme.lower() != "bearer" or not token.strip():
+        raise unauthorized("Authorization header must be 'Bearer <token>'")
+    return token.strip()
+
+
+def authenticate(request: Request) -> Principal:
+    token = _bearer(request)
+    services = request.app.state.services
+    if token.startswith(KEY_PREFIX):
+        record = services.api_keys.lookup(token)
+        if record is None:
+            raise unauthorized("Access token is invalid")
+        return Principal(user_id=record.user_id, workflow_id=record.workflow_id)
+    try:
+        claims = jwt.decode(
+            token,
+            services.settings.jwt_secret,
+            algorithms=["HS256"],
+            options={"require": ["sub"]},
+        )
+    except jwt.ExpiredSignatureError as exc:
+        raise unauthorized("Access token has expired") from exc
+    except jwt.InvalidTokenError as exc:
+        raise unauthorized("Access token is invalid") from exc
+    subject = claims.get("sub")
+    if not isinstance(subject, str) or not subject:
+        raise unauthorized("Access token has no subject")
+    return Principal(user_id=subject)
+
+
+CurrentPrincipal = Annotated[Principal, Depends(authenticate)]

@@ -1,0 +1,75 @@
+"""A read-through copy of a KV bucket, kept current by one watcher.
+
+Every gateway replica holds the same copy, so reads cost no round trip and any replica sees what
+another wrote as soon as NATS delivers it. Writers also update their own copy at once, so a client
+reads its own writes on the replica it wrote through.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Callable
+from typing import Generic, TypeVar
+
+from nats.js.kv import KeyValue
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+
+class KvCache(Generic[T]):
+    def __init__(self, kv: KeyValue, decode: Callable[[bytes], T]) -> None:
+        self._kv = kv
+        self._decode = decode
+        self._items: dict[str, T] = {}
+        self._task: asyncio.Task[None] | None = None
+
+    async def start(self) -> None:
+        watcher = await self._kv.watchall()
+        loaded = asyncio.get_running_loop().create_future()
+        self._task = asyncio.create_task(self._follow(watcher, loaded))
+        await loaded
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+
+    async def _follow(self, watcher: KeyValue.KeyWatcher, loaded: asyncio.Future[None]) -> None:
+        while True:
+            try:
+                entry = await watcher.updates(timeout=3600)
+            except TimeoutError:
+                continue
+            if entry is None:  # the initial values are all in
+                if not loaded.done():
+                    loaded.set_result(None)
+                continue
+            if entry.operation in ("DEL", "PURGE") or not entry.value:
+                self._items.pop(entry.key, None)
+                continue
+            try:
+                self._items[entry.key] = self._decode(entry.value)
+            except ValueError:
+                log.warning("ignoring undecodable entry %s in bucket", entry.key)
+
+    def get(self, key: str) -> T | None:
+        return self._items.get(key)
+
+    def values(self) -> list[T]:
+        return list(self._items.values())
+
+    def items(self) -> list[tuple[str, T]]:
+        return list(self._items.items())
+
+    async def put(self, key: str, value: T, payload: bytes) -> None:
+        await self._kv.put(key, payload)
+        self._items[key] = value
+
+    async def delete(self, key: str) -> None:
+        await self._kv.delete(key)
+        self._items.pop(key, None)

@@ -1,0 +1,75 @@
+"""Streaming execution (`/api/workflow/{id}/execute`): the seed API."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter, Response
+from flowstream_shared.commands import ResponseMode
+from flowstream_shared.inputs import InputError, input_declarations, validate_inputs
+from pydantic import BaseModel, ConfigDict, Field
+
+from flowstream_gateway.auth import CurrentPrincipal, Principal
+from flowstream_gateway.errors import invalid_param
+from flowstream_gateway.services import Services, ServicesDep
+from flowstream_gateway.streaming import OnDisconnect, api_framing, block_on_run, stream_run
+
+router = APIRouter(prefix="/api/workflow", tags=["execution"])
+
+SSE_DESCRIPTION = (
+    "`text/event-stream`: one `id: <cursor>` + `data: <event JSON>` frame per event, then "
+    "`data: [DONE]`. The cursor is usable as `Last-Event-ID`."
+)
+
+
+class ExecuteRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    inputs: dict[str, Any] = Field(default_factory=dict)
+    response_mode: ResponseMode = ResponseMode.STREAMING
+    on_disconnect: OnDisconnect = Field(
+        default="cancel", description="`cancel` stops the run when the client goes away"
+    )
+
+
+async def _execute(
+    workflow_id: str,
+    body: ExecuteRequest,
+    principal: Principal,
+    services: Services,
+    mode: ResponseMode,
+) -> Response:
+    principal.require_workflow(workflow_id)
+    workflow = services.workflows.get(principal.user_id, workflow_id)
+    try:
+        inputs = validate_inputs(input_declarations(workflow.definition), body.inputs)
+    except InputError as exc:
+        raise invalid_param(str(exc)) from exc
+    handle = await services.runs.start(principal.user_id, workflow, inputs, mode)
+    services.metrics.runs_submitted.labels("api", mode.value).inc()
+    if mode == ResponseMode.BLOCKING:
+        return await block_on_run(handle, services.runs)
+    return stream_run(
+        handle, services.runs, api_framing(services.settings.sse_keepalive_s), body.on_disconnect
+    )
+
+
+_RESPONSES: dict[int | str, dict[str, Any]] = {
+    200: {"content": {"text/event-stream": {}}, "description": SSE_DESCRIPTION}
+}
+
+
+@router.post("/{workflow_id}/execute", responses=_RESPONSES, summary="Run a workflow")
+async def execute(
+    workflow_id: str, body: ExecuteRequest, principal: CurrentPrincipal, services: ServicesDep
+) -> Response:
+    return await _execute(workflow_id, body, principal, services, body.response_mode)
+
+
+@router.post(
+    "/{workflow_id}/execute/stream", responses=_RESPONSES, summary="Run a workflow, streaming"
+)
+async def execute_stream(
+    workflow_id: str, body: ExecuteRequest, principal: CurrentPrincipal, services: ServicesDep
+) -> Response:
+    return await _execute(workflow_id, body, principal, services, ResponseMode.STREAMING)

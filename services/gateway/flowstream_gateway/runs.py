@@ -1,0 +1,146 @@
+"""Starting, following and stopping runs: everything the gateway asks of the engine, over NATS."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import uuid
+from collections.abc import AsyncIterator
+from typing import Any
+
+from flowstream_shared import subjects
+from flowstream_shared.commands import (
+    ControlAction,
+    ControlCommand,
+    ResponseMode,
+    RunCommand,
+    RunOwner,
+    task_id_for,
+)
+
+from flowstream_gateway.errors import ApiError
+from flowstream_gateway.hub import EventHub, RunFeed, StreamedEvent
+from flowstream_gateway.settings import GatewaySettings
+from flowstream_gateway.workflows import WorkflowRecord
+
+
+class RunLost(Exception):
+    """No `workflow_finished` arrived by the deadline plus grace: the engine is gone or stalled."""
+
+
+class RunHandle:
+    """A submitted run and the feed of its events on this replica."""
+
+    def __init__(self, command: RunCommand, feed: RunFeed, hub: EventHub, grace_s: float) -> None:
+        self.command = command
+        self._feed = feed
+        self._hub = hub
+        self._give_up_at = command.deadline + grace_s
+        self.finished = False
+
+    @property
+    def run_id(self) -> str:
+        return self.command.run_id
+
+    async def events(self) -> AsyncIterator[StreamedEvent]:
+        """The run's events as they arrive, ending with `workflow_finished`."""
+        queue = self._feed.queue
+        while True:
+            if queue.empty():
+                remaining = self._give_up_at - time.time()
+                try:
+                    event = await asyncio.wait_for(queue.get(), timeout=max(remaining, 0.0))
+                except TimeoutError:
+                    raise RunLost from None
+            else:
+                event = queue.get_nowait()
+            yield event
+            if event.is_final:
+                self.finished = True
+                return
+
+    def close(self) -> None:
+        self._hub.unwatch(self._feed)
+
+
+class RunService:
+    def __init__(
+        self,
+        nc: Any,
+        js: Any,
+        hub: EventHub,
+        runs_kv: Any,
+        control_kv: Any,
+        settings: GatewaySettings,
+    ) -> None:
+        self._nc = nc
+        self._js = js
+        self._hub = hub
+        self._runs_kv = runs_kv
+        self._control_kv = control_kv
+        self._settings = settings
+
+    async def start(
+        self,
+        user_id: str,
+        workflow: WorkflowRecord,
+        inputs: dict[str, Any],
+        response_mode: ResponseMode,
+        end_user: str | None = None,
+    ) -> RunHandle:
+        run_id = str(uuid.uuid4())
+        now = time.time()
+        timeout = workflow.definition.config.timeout or self._settings.run_timeout
+        command = RunCommand(
+            run_id=run_id,
+            task_id=task_id_for(run_id),
+            workflow=workflow.snapshot(),
+            inputs=inputs,
+            user_id=user_id,
+            end_user=end_user,
+            response_mode=response_mode,
+            created_at=now,
+            deadline=now + timeout,
+        )
+        owner = RunOwner(
+            run_id=run_id,
+            task_id=command.task_id,
+            workflow_id=workflow.id,
+            user_id=user_id,
+            created_at=now,
+        )
+        feed = self._hub.watch(run_id)
+        try:
+            # Both writes in flight at once: the run index costs no extra latency.
+            await asyncio.gather(
+                self._js.publish(
+                    subjects.SUBMIT_SUBJECT,
+                    command.model_dump_json(by_alias=True).encode(),
+                    headers={"Nats-Msg-Id": run_id},
+                    stream=subjects.RUNS_STREAM,
+                ),
+                self._runs_kv.put(run_id, owner.model_dump_json().encode()),
+            )
+        except Exception as exc:
+            self._hub.unwatch(feed)
+            raise ApiError(503, "service_unavailable", f"could not queue the run: {exc}") from exc
+        return RunHandle(command, feed, self._hub, self._settings.deadline_grace_s)
+
+    async def owner(self, run_id: str) -> RunOwner | None:
+        try:
+            entry = await self._runs_kv.get(run_id)
+        except Exception:  # nats-py raises KeyNotFoundError or KeyDeletedError
+            return None
+        if not entry.value:
+            return None
+        return RunOwner.model_validate_json(entry.value)
+
+    async def cancel(self, run_id: str, reason: str) -> None:
+        """The KV flag is the truth; the core message reaches a running engine at once."""
+        payload = (
+            ControlCommand(action=ControlAction.CANCEL, reason=reason).model_dump_json().encode()
+        )
+        await asyncio.gather(
+            self._control_kv.put(run_id, payload),
+            self._nc.publish(subjects.control_subject(run_id), payload),
+        )

@@ -1,0 +1,35 @@
+"""What the routes use, built once in the lifespan (the composition root)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Annotated, Any
+
+from fastapi import Depends, Request
+
+from flowstream_gateway.api_keys import ApiKeyStore
+from flowstream_gateway.hub import EventHub
+from flowstream_gateway.metrics import GatewayMetrics
+from flowstream_gateway.runs import RunService
+from flowstream_gateway.settings import GatewaySettings
+from flowstream_gateway.workflows import WorkflowStore
+
+
+@dataclass
+class Services:
+    settings: GatewaySettings
+    nc: Any
+    js: Any
+    hub: EventHub
+    runs: RunService
+    workflows: WorkflowStore
+    api_keys: ApiKeyStore
+    metrics: GatewayMetrics
+
+
+def _services(request: Request) -> Services:
+    services: Services = request.app.state.services
+    return services
+
+
+ServicesDep = Annotated[Services, Depends(_services)]

@@ -1,0 +1,28 @@
+from __future__ import annotations
+
+from flowstream_shared.settings import ENV_PREFIX, NatsSettings
+from pydantic import Field, field_validator
+from pydantic_settings import SettingsConfigDict
+
+
+class GatewaySettings(NatsSettings):
+    model_config = SettingsConfigDict(env_prefix=ENV_PREFIX, extra="ignore")
+
+    gateway_port: int = 8080
+    gateway_host: str = "127.0.0.1"
+    # Required: the launcher generates one in development; production sets it.
+    jwt_secret: str = Field(min_length=32)
+    run_timeout: float = Field(default=300.0, gt=0)
+    max_body_bytes: int = Field(default=1 << 20, ge=1024)
+    sse_keepalive_s: float = Field(default=15.0, gt=0)
+    dify_ping_s: float = Field(default=10.0, gt=0)
+    # How long past a run's deadline the gateway waits for the engine's last event before
+    # telling the client the run is lost.
+    deadline_grace_s: float = Field(default=10.0, ge=0)
+
+    @field_validator("jwt_secret")
+    @classmethod
+    def _not_a_placeholder(cls, value: str) -> str:
+        if value.lower() in {"changeme" * 4, "secret" * 6} or len(set(value)) < 8:
+            raise ValueError("FLOWSTREAM_JWT_SECRET looks like a placeholder; use a random value")
+        return value

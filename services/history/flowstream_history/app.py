@@ -1,0 +1,69 @@
+"""The history service's composition root.
+
+It owns the `history` durable consumer on the event log. Projection into the execution store is
+built on this consumer; for now each event is read, logged and acknowledged, so the consumer's
+position is real and `/readyz` on the gateway can see it.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from faststream import AckPolicy
+from faststream.asgi import AsgiFastStream, AsgiResponse, get, make_ping_asgi
+from faststream.asgi.types import Scope
+from faststream.nats import ConsumerConfig, DeliverPolicy, JStream, NatsBroker, NatsMessage, PullSub
+from flowstream_shared import subjects
+from flowstream_shared.topology import ensure_topology
+from prometheus_client import CollectorRegistry, Counter, make_asgi_app
+
+from flowstream_history.settings import HistorySettings
+
+log = logging.getLogger("flowstream.history")
+
+
+def create_app(settings: HistorySettings | None = None) -> AsgiFastStream:
+    settings = settings or HistorySettings()
+    broker = NatsBroker(
+        settings.url, max_reconnect_attempts=-1, reconnect_time_wait=0.5, log_level=logging.DEBUG
+    )
+    registry = CollectorRegistry()
+    events_seen = Counter(
+        "flowstream_history_events", "Events read from the event log", ["event"], registry=registry
+    )
+
+    @broker.subscriber(
+        subjects.ALL_EVENTS,
+        stream=JStream(subjects.EVENTS_STREAM, declare=False),
+        durable=subjects.HISTORY_CONSUMER,
+        pull_sub=PullSub(batch_size=256, timeout=5.0, batch=True),
+        ack_policy=AckPolicy.MANUAL,
+        config=ConsumerConfig(ack_wait=30, deliver_policy=DeliverPolicy.ALL, max_ack_pending=-1),
+        title="run events",
+        description="Every run event, in stream order, for the execution store.",
+    )
+    async def on_events(messages: list[NatsMessage]) -> None:
+        for message in messages:
+            event = message.raw_message.subject.rsplit(".", 1)[-1]
+            events_seen.labels(event).inc()
+            log.debug("event %s", message.raw_message.subject)
+        for message in messages:
+            await message.ack()
+
+    async def start_up() -> None:
+        await broker.connect()
+        await ensure_topology(broker.connection.jetstream(), settings)
+
+    @get(include_in_schema=False)
+    async def healthz(scope: Scope) -> AsgiResponse:
+        return AsgiResponse(b'{"status":"ok"}', 200, headers={"content-type": "application/json"})
+
+    return AsgiFastStream(
+        broker,
+        asgi_routes=[
+            ("/healthz", healthz),
+            ("/readyz", make_ping_asgi(broker, timeout=2.0, include_in_schema=False)),
+            ("/metrics", make_asgi_app(registry)),
+        ],
+        on_startup=[start_up],
+    )
