@@ -27,9 +27,8 @@ lint: $(STAMP)
 	$(BIN)/lint-imports
 
 typecheck: $(STAMP)
-	$(BIN)/mypy shared/flowstream_shared services/engine/flowstream_engine \
-		services/gateway/flowstream_gateway services/history/flowstream_history \
-		launcher/flowstream_launcher tests bench
+	$(BIN)/mypy -p flowstream_shared -p flowstream_engine -p flowstream_gateway \
+		-p flowstream_history -p flowstream_launcher -p tests
 
 unit: $(STAMP)
 	$(BIN)/pytest -q tests/unit

@@ -15,7 +15,8 @@ from functools import lru_cache
 from typing import Any
 
 from jinja2 import StrictUndefined, TemplateError, nodes
-from jinja2.sandbox import ImmutableSandboxedEnvironment, SecurityError
+from jinja2.exceptions import SecurityError
+from jinja2.sandbox import ImmutableSandboxedEnvironment
 
 __all__ = [
     "Condition",
@@ -73,17 +74,18 @@ _env.tests["empty"] = lambda v: v is None or (hasattr(v, "__len__") and len(v) =
 def _references(tree: nodes.Node) -> set[Reference]:
     found: set[Reference] = set()
     attr_roots: set[int] = set()
-    for getattr_node in tree.find_all((nodes.Getattr, nodes.Getitem)):
-        inner = getattr_node.node
+    for access in tree.find_all((nodes.Getattr, nodes.Getitem)):
+        field: str | None = None
+        if isinstance(access, nodes.Getattr):
+            inner, field = access.node, access.attr
+        elif isinstance(access, nodes.Getitem):
+            inner = access.node
+            if isinstance(access.arg, nodes.Const) and isinstance(access.arg.value, str):
+                field = access.arg.value
+        else:
+            continue
         if isinstance(inner, nodes.Name):
             attr_roots.add(id(inner))
-            field: str | None = None
-            if isinstance(getattr_node, nodes.Getattr):
-                field = getattr_node.attr
-            elif isinstance(getattr_node.arg, nodes.Const) and isinstance(
-                getattr_node.arg.value, str
-            ):
-                field = getattr_node.arg.value
             found.add(Reference(inner.name, field))
     for name in tree.find_all(nodes.Name):
         if id(name) not in attr_roots and name.ctx == "load":

@@ -1,6 +1,6 @@
 """Checks a workflow definition before it is stored or run.
 
-Every problem names the node (or connection) it is about, so the API can answer a 400 a user can act on.
+Every problem names the node (or connection) it is about: the API answers a 400 a user can act on.
 """
 
 from __future__ import annotations
@@ -33,6 +33,7 @@ from flowstream_shared.workflow import (
 # Declared in the definition format, executed by a later engine release.
 PLANNED_NODE_TYPES = frozenset({NodeType.API_CALL, NodeType.PARALLEL, NodeType.LOOP, NodeType.LLM})
 RUNTIME_ROOTS = frozenset({"input", "execution", "sys"})
+_BRANCH_EDGES = frozenset({ConnectionType.CONDITIONAL_TRUE, ConnectionType.CONDITIONAL_FALSE})
 
 
 class DefinitionError(ValueError):
@@ -50,21 +51,50 @@ def _config(node: Node, model: type[BaseModel]) -> BaseModel:
         raise DefinitionError(f"config.{where}: {first['msg']}", node.id) from exc
 
 
-def _ancestors(definition: WorkflowDefinition) -> dict[str, set[str]]:
-    parents: dict[str, set[str]] = defaultdict(set)
+def _always_before(definition: WorkflowDefinition) -> dict[str, set[str]]:
+    """For each node, the nodes that have run whenever it runs (so it may reference them).
+
+    A node runs once one incoming edge is taken. An edge may go untaken if it is a CONDITION
+    branch or its source may be skipped. A parent that can never be skipped has always run; of
+    parents that can, only what they all share is certain. Needs an acyclic graph.
+    """
+    incoming: dict[str, list[tuple[str, ConnectionType]]] = defaultdict(list)
     for conn in definition.connections:
-        parents[conn.target].add(conn.source)
-    result: dict[str, set[str]] = {}
-    for node in definition.nodes:
-        seen: set[str] = set()
-        stack = list(parents[node.id])
-        while stack:
-            current = stack.pop()
-            if current not in seen:
-                seen.add(current)
-                stack.extend(parents[current])
-        result[node.id] = seen
-    return result
+        incoming[conn.target].append((conn.source, conn.type))
+    order = _topological_order(definition)
+    skippable: dict[str, bool] = {}
+    before: dict[str, set[str]] = {}
+    for node_id in order:
+        parents = incoming[node_id]
+        edge_optional = [kind in _BRANCH_EDGES or skippable[source] for source, kind in parents]
+        skippable[node_id] = bool(parents) and all(edge_optional)
+        certain: set[str] = set()
+        shared: set[str] | None = None
+        for (source, _), optional in zip(parents, edge_optional, strict=True):
+            reach = before[source] | {source}
+            if not optional:
+                certain |= reach
+            shared = reach if shared is None else shared & reach
+        before[node_id] = certain | (shared or set())
+    return before
+
+
+def _topological_order(definition: WorkflowDefinition) -> list[str]:
+    children: dict[str, list[str]] = defaultdict(list)
+    indegree: dict[str, int] = {n.id: 0 for n in definition.nodes}
+    for conn in definition.connections:
+        children[conn.source].append(conn.target)
+        indegree[conn.target] += 1
+    ready = deque(n for n, d in indegree.items() if d == 0)
+    order: list[str] = []
+    while ready:
+        current = ready.popleft()
+        order.append(current)
+        for child in children[current]:
+            indegree[child] -= 1
+            if indegree[child] == 0:
+                ready.append(child)
+    return order
 
 
 def _check_structure(definition: WorkflowDefinition, node_types: Collection[str]) -> None:
@@ -81,14 +111,22 @@ def _check_structure(definition: WorkflowDefinition, node_types: Collection[str]
             )
         if node.type not in node_types:
             raise DefinitionError(f"unknown node type {node.type!r}", node.id)
-        if node.on_error not in ("fail", "continue") and node.on_error not in {
-            n.id for n in definition.nodes
-        }:
-            raise DefinitionError(f"on_error {node.on_error!r} names no node", node.id)
+        if node.on_error not in ("fail", "continue"):
+            if node.on_error not in {n.id for n in definition.nodes}:
+                raise DefinitionError(f"on_error {node.on_error!r} names no node", node.id)
+            raise DefinitionError(
+                "on_error branching to a node is not available in this release; "
+                "use `fail` or `continue`",
+                node.id,
+            )
 
     starts = [n for n in definition.nodes if n.type == NodeType.START]
-    if len(starts) != 1:
-        raise DefinitionError(f"a workflow needs exactly one START node, found {len(starts)}")
+    if not starts:
+        raise DefinitionError("a workflow needs a START node")
+    if len(starts) > 1:
+        raise DefinitionError(
+            "a workflow has exactly one START node; this is another", starts[1].id
+        )
     if not any(n.type == NodeType.END for n in definition.nodes):
         raise DefinitionError("a workflow needs an END node")
 
@@ -163,10 +201,23 @@ def _check_reachable_and_acyclic(definition: WorkflowDefinition, start: str) -> 
             if indegree[child] == 0:
                 ready.append(child)
     if visited != len(definition.nodes):
-        on_cycle = sorted(n for n, d in indegree.items() if d > 0)
         raise DefinitionError(
-            "part of a cycle (cycles are only allowed inside a LOOP)", on_cycle[0]
+            "part of a cycle (cycles are only allowed inside a LOOP)",
+            _a_node_on_a_cycle({n for n, d in indegree.items() if d > 0}, children),
         )
+
+
+def _a_node_on_a_cycle(left: set[str], children: dict[str, list[str]]) -> str:
+    """Kahn leaves the cycles and everything after them; peel off what leads to no cycle."""
+    remaining = set(left)
+    changed = True
+    while changed:
+        changed = False
+        for node_id in sorted(remaining):
+            if not any(child in remaining for child in children[node_id]):
+                remaining.discard(node_id)
+                changed = True
+    return sorted(remaining)[0]
 
 
 def _check_references(
@@ -219,7 +270,7 @@ def validate_definition(
 ) -> WorkflowDefinition:
     """Raise :class:`DefinitionError` naming the first problem; return the definition if sound."""
     _check_structure(definition, {*BUILTIN_CONFIGS, *plugin_types})
-    ancestors = _ancestors(definition)
+    ancestors = _always_before(definition)
     for node in definition.nodes:
         model = BUILTIN_CONFIGS.get(node.type)
         if model is None:

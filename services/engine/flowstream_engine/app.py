@@ -1,4 +1,4 @@
-"""The engine's composition root: one broker, the run consumer, control subscribers, health routes."""
+"""The engine's composition root: the broker, run consumer, control subscribers, health routes."""
 
 from __future__ import annotations
 
@@ -27,7 +27,7 @@ def create_app(settings: EngineSettings | None = None) -> AsgiFastStream:
     settings = settings or EngineSettings()
     # Per-message logs at DEBUG: at thousands of runs per second INFO lines would dominate.
     broker = NatsBroker(
-        settings.url, max_reconnect_attempts=-1, reconnect_time_wait=0.5, log_level=logging.DEBUG
+        settings.url, max_reconnect_attempts=-1, reconnect_time_wait=1, log_level=logging.DEBUG
     )
     control = ControlRegistry()
     metrics = EngineMetrics()
@@ -62,7 +62,8 @@ def create_app(settings: EngineSettings | None = None) -> AsgiFastStream:
         title="run control flags (truth)",
     )
     async def on_control_flag(message: NatsMessage) -> None:
-        _receive(control, message.raw_message.key, message.body)
+        # A KV watch delivers `KeyValue.Entry` objects, not `Msg`: the key is the run id.
+        _receive(control, getattr(message.raw_message, "key", ""), message.body)
 
     async def start_up() -> None:
         await broker.connect()

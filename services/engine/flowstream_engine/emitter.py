@@ -38,6 +38,7 @@ class EventLogWriter:
         self._queue: deque[tuple[str, bytes, str, asyncio.Future[None]]] = deque()
         self._wakeup = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
+        self._retries_in_flight: set[asyncio.Task[None]] = set()
 
     def start(self) -> None:
         self._task = asyncio.create_task(self._drain(), name="event-log-writer")
@@ -69,7 +70,7 @@ class EventLogWriter:
                     )
                 except Exception as exc:
                     log.warning("publishing event %s failed (%s); retrying", msg_id, exc)
-                    asyncio.ensure_future(self._republish(subject, payload, msg_id, stored))
+                    self._retry(subject, payload, msg_id, stored)
                     continue
                 ack.add_done_callback(
                     lambda done, s=subject, p=payload, m=msg_id, f=stored: self._on_ack(
@@ -86,9 +87,16 @@ class EventLogWriter:
         stored: asyncio.Future[None],
     ) -> None:
         if ack.cancelled() or ack.exception() is not None:
-            asyncio.ensure_future(self._republish(subject, payload, msg_id, stored))
+            self._retry(subject, payload, msg_id, stored)
         elif not stored.done():
             stored.set_result(None)
+
+    def _retry(
+        self, subject: str, payload: bytes, msg_id: str, stored: asyncio.Future[None]
+    ) -> None:
+        task = asyncio.ensure_future(self._republish(subject, payload, msg_id, stored))
+        self._retries_in_flight.add(task)
+        task.add_done_callback(self._retries_in_flight.discard)
 
     async def _republish(
         self, subject: str, payload: bytes, msg_id: str, stored: asyncio.Future[None]
@@ -128,7 +136,7 @@ class RunEmitter:
     def emit(self, event: EventName, data: Any) -> RunEventBase:
         self.seq += 1
         model = EVENT_TYPES[event](
-            workflow_run_id=self.run_id, task_id=self.task_id, data=data, seq=self.seq
+            event=event, workflow_run_id=self.run_id, task_id=self.task_id, data=data, seq=self.seq
         )
         self._stored.append(
             self._log.submit(

@@ -175,12 +175,14 @@ class RunExecutor:
                     self._complete(task.result())
 
     def _replay(self) -> list[tuple[str, str | None]]:
-        """Rebuild the scheduler from nodes finished before (a resumed run); return what is ready."""
+        """Rebuild the scheduler from nodes finished earlier (a resumed run); return the ready."""
         ready: list[tuple[str, str | None]] = [(self._plan.start, None)]
         for finished in self._state.finished_nodes:
             self._done.add(finished.node_id)
             if finished.status in (NodeStatus.SUCCEEDED, NodeStatus.EXCEPTION):
                 self._variables[finished.node_id] = finished.outputs
+                if self._plan.nodes[finished.node_id].node.type == NodeType.START:
+                    self._variables["input"] = finished.outputs
             planned = self._plan.nodes[finished.node_id]
             branch = (
                 finished.outputs.get("result") if planned.node.type == NodeType.CONDITION else None
@@ -205,6 +207,8 @@ class RunExecutor:
         if outcome.status in (NodeStatus.SUCCEEDED, NodeStatus.EXCEPTION):
             result = outcome.result or NodeResult(outputs={})
             self._variables[outcome.node_id] = result.outputs
+            if planned.node.type == NodeType.START:
+                self._variables["input"] = result.outputs  # validated, defaults filled in
             self._tokens += result.tokens
             if planned.node.type == NodeType.END:
                 self._outputs.update(result.outputs)

@@ -1,4 +1,4 @@
-"""A run's state folded from its own event log, so another engine can pick a run up where it stopped."""
+"""A run's state folded from its own event log: another engine picks a run up where it stopped."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""The error body of every failure: `{"code", "message", "status"}`, never a bare 500 for bad input."""
+"""The error body of every failure: `{"code", "message", "status"}`; never a 500 for bad input."""
 
 from __future__ import annotations
 

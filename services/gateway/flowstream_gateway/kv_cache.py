@@ -42,7 +42,7 @@ class KvCache(Generic[T]):
     async def _follow(self, watcher: KeyValue.KeyWatcher, loaded: asyncio.Future[None]) -> None:
         while True:
             try:
-                entry = await watcher.updates(timeout=3600)
+                entry = await watcher.updates(timeout=3600)  # type: ignore[no-untyped-call]
             except TimeoutError:
                 continue
             if entry is None:  # the initial values are all in

@@ -25,7 +25,7 @@ log = logging.getLogger("flowstream.history")
 def create_app(settings: HistorySettings | None = None) -> AsgiFastStream:
     settings = settings or HistorySettings()
     broker = NatsBroker(
-        settings.url, max_reconnect_attempts=-1, reconnect_time_wait=0.5, log_level=logging.DEBUG
+        settings.url, max_reconnect_attempts=-1, reconnect_time_wait=1, log_level=logging.DEBUG
     )
     registry = CollectorRegistry()
     events_seen = Counter(

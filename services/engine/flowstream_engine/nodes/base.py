@@ -35,8 +35,11 @@ class NodeResult:
 class NodeKind(Protocol):
     """A node type. `interruptible` kinds are cancelled at once when their run stops."""
 
-    name: str
-    interruptible: bool
+    @property
+    def name(self) -> str: ...
+
+    @property
+    def interruptible(self) -> bool: ...
 
     def parse_config(self, config: Mapping[str, Any]) -> Any: ...
 

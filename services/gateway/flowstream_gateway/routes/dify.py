@@ -1,4 +1,4 @@
-"""Dify's workflow app service API (`/v1`), wire-compatible so existing Dify clients work unchanged."""
+"""Dify's workflow app service API (`/v1`), wire-compatible: Dify clients work unchanged."""
 
 from __future__ import annotations
 

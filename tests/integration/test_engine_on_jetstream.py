@@ -1,0 +1,153 @@
+"""The engine against a real JetStream: numbering, dedupe, shared work, control and resume."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from typing import Any
+
+from flowstream_launcher.nats_server import NatsServer
+from flowstream_shared import subjects
+from flowstream_shared.commands import ControlAction, ControlCommand
+from nats.aio.client import Client
+from nats.js.api import DeliverPolicy
+
+from tests.integration.conftest import EngineFactory, command, submit
+from tests.support import GREET, delay_then_template, read_run_log
+
+
+async def _wait_for_node_start(client: Client, cmd_run_id: str, node_id: str) -> None:
+    sub = await client.subscribe(f"flowstream.events.*.{cmd_run_id}.node_started")
+    try:
+        while True:
+            msg = await sub.next_msg(timeout=20)
+            if json.loads(msg.data)["data"]["node_id"] == node_id:
+                return
+    finally:
+        await sub.unsubscribe()
+
+
+def _finished(events: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    return [e["data"] for e in events if e["event"] == "workflow_finished"]
+
+
+async def test_events_are_numbered_gap_free_and_carry_their_msg_id(
+    nats_server: NatsServer, nc: Client, start_engine: EngineFactory
+) -> None:
+    await start_engine()
+    cmd = command(GREET, {"name": "Ada"})
+    await submit(nc, cmd)
+    events = await read_run_log(nats_server.url, cmd.run_id)
+    assert [e["seq"] for e in events] == list(range(1, len(events) + 1))
+
+    js = nc.jetstream()
+    sub = await js.subscribe(
+        subjects.run_events_filter(cmd.workflow.workflow_id, cmd.run_id),
+        ordered_consumer=True,
+        deliver_policy=DeliverPolicy.ALL,
+    )
+    first = await sub.next_msg(timeout=5)
+    await sub.unsubscribe()
+    assert first.headers is not None
+    assert first.headers["Nats-Msg-Id"] == f"{cmd.run_id}:1"
+
+    # A retried publish of a stored event is dropped by the stream.
+    before = (await js.stream_info(subjects.EVENTS_STREAM)).state.last_seq
+    ack = await js.publish(first.subject, first.data, headers={"Nats-Msg-Id": f"{cmd.run_id}:1"})
+    assert ack.duplicate
+    assert (await js.stream_info(subjects.EVENTS_STREAM)).state.last_seq == before
+
+
+async def test_two_engines_share_the_queue_and_run_each_command_once(
+    nats_server: NatsServer, nc: Client, start_engine: EngineFactory
+) -> None:
+    await start_engine()
+    await start_engine()
+    commands = [command(GREET, {"name": f"n{i}"}) for i in range(20)]
+    for cmd in commands:
+        await submit(nc, cmd)
+    logs = await asyncio.gather(*(read_run_log(nats_server.url, c.run_id) for c in commands))
+    for cmd, events in zip(commands, logs, strict=True):
+        assert [e["event"] for e in events].count("workflow_started") == 1
+        assert _finished(events) == [_finished(events)[0]]
+        assert _finished(events)[0]["outputs"] == {"answer": f"Hello {cmd.inputs['name']}!"}
+    info = await nc.jetstream().consumer_info(subjects.RUNS_STREAM, subjects.ENGINE_CONSUMER)
+    assert info.num_ack_pending == 0 and info.num_pending == 0
+
+
+async def _cancel(client: Client, run_id: str, kv: bool, core: bool) -> None:
+    payload = ControlCommand(action=ControlAction.CANCEL, reason="test").model_dump_json().encode()
+    if kv:
+        store = await client.jetstream().key_value(subjects.CONTROL_BUCKET)
+        await store.put(run_id, payload)
+    if core:
+        await client.publish(subjects.control_subject(run_id), payload)
+
+
+async def test_the_kv_flag_alone_stops_a_run(
+    nats_server: NatsServer, nc: Client, start_engine: EngineFactory
+) -> None:
+    await start_engine()
+    cmd = command(delay_then_template(60), {})
+    await submit(nc, cmd)
+    await _wait_for_node_start(nc, cmd.run_id, "wait")
+    await _cancel(nc, cmd.run_id, kv=True, core=False)
+    events = await read_run_log(nats_server.url, cmd.run_id)
+    assert [f["status"] for f in _finished(events)] == ["stopped"]
+    assert all(e["data"].get("node_id") != "after" for e in events if e["event"] == "node_started")
+
+
+async def test_the_core_message_alone_stops_a_run(
+    nats_server: NatsServer, nc: Client, start_engine: EngineFactory
+) -> None:
+    await start_engine()
+    cmd = command(delay_then_template(60), {})
+    await submit(nc, cmd)
+    await _wait_for_node_start(nc, cmd.run_id, "wait")
+    await _cancel(nc, cmd.run_id, kv=False, core=True)
+    events = await read_run_log(nats_server.url, cmd.run_id)
+    assert [f["status"] for f in _finished(events)] == ["stopped"]
+
+
+async def test_a_run_cancelled_before_it_starts_never_waits(
+    nats_server: NatsServer, nc: Client, start_engine: EngineFactory
+) -> None:
+    cmd = command(delay_then_template(60), {})
+    await _cancel(nc, cmd.run_id, kv=True, core=False)
+    await start_engine()
+    await submit(nc, cmd)
+    events = await read_run_log(nats_server.url, cmd.run_id)
+    assert [f["status"] for f in _finished(events)] == ["stopped"]
+    assert all(e["data"].get("node_id") != "after" for e in events if e["event"] == "node_started")
+
+
+async def test_a_command_past_its_deadline_ends_failed_at_once(
+    nats_server: NatsServer, nc: Client, start_engine: EngineFactory
+) -> None:
+    await start_engine()
+    cmd = command(delay_then_template(60), {}, timeout=-1)
+    await submit(nc, cmd)
+    events = await read_run_log(nats_server.url, cmd.run_id)
+    finished = _finished(events)
+    assert len(finished) == 1 and finished[0]["status"] == "failed"
+    assert "timed out" in finished[0]["error"]
+
+
+async def test_a_run_handed_over_by_a_stopping_engine_resumes_from_its_log(
+    nats_server: NatsServer, nc: Client, start_engine: EngineFactory
+) -> None:
+    first = await start_engine()
+    cmd = command(delay_then_template(1.0), {"name": "Ada"})
+    await submit(nc, cmd)
+    await _wait_for_node_start(nc, cmd.run_id, "wait")
+    await first.stop()  # mid-DELAY: the command goes back to the queue
+    await start_engine()
+    events = await read_run_log(nats_server.url, cmd.run_id)
+    assert [e["seq"] for e in events] == list(range(1, len(events) + 1))
+    assert [e["event"] for e in events].count("workflow_started") == 1
+    started = [e["data"]["node_id"] for e in events if e["event"] == "node_started"]
+    assert started.count("start") == 1  # finished before the handover: not run again
+    assert started.count("after") == 1
+    finished = _finished(events)
+    assert len(finished) == 1 and finished[0]["status"] == "succeeded"
+    assert finished[0]["outputs"] == {"message": "done"}

@@ -1,0 +1,90 @@
+"""Builders for workflow definitions, so each test spells out only the graph it is about."""
+
+from __future__ import annotations
+
+import itertools
+import uuid
+from typing import Any
+
+from flowstream_shared.commands import WorkflowSnapshot
+from flowstream_shared.workflow import WorkflowDefinition
+
+Spec = dict[str, Any]
+
+# DESIGN §5, verbatim.
+GREET: Spec = {
+    "name": "greet",
+    "description": "",
+    "tags": ["demo"],
+    "config": {"timeout": 300, "retry_count": 0},
+    "nodes": [
+        {
+            "id": "start",
+            "type": "START",
+            "name": "Start",
+            "config": {"inputs": [{"name": "name", "type": "string", "required": True}]},
+        },
+        {
+            "id": "greet",
+            "type": "TEMPLATE",
+            "name": "Greet",
+            "config": {"template": "Hello {{input.name}}!", "stream": True},
+        },
+        {
+            "id": "end",
+            "type": "END",
+            "name": "End",
+            "config": {"outputs": {"answer": "{{greet.text}}"}},
+        },
+    ],
+    "connections": [{"from": "start", "to": "greet"}, {"from": "greet", "to": "end"}],
+}
+
+
+def field(name: str, type_: str = "string", **extra: Any) -> Spec:
+    """One input declaration of a START node."""
+    return {"name": name, "type": type_, **extra}
+
+
+def node(node_id: str, node_type: str, config: Spec | None = None, **extra: Any) -> Spec:
+    return {"id": node_id, "type": node_type, "config": config or {}, **extra}
+
+
+def start(*inputs: Spec, node_id: str = "start") -> Spec:
+    return node(node_id, "START", {"inputs": list(inputs)})
+
+
+def end(node_id: str = "end", **outputs: str) -> Spec:
+    return node(node_id, "END", {"outputs": outputs})
+
+
+def template(node_id: str, source: str, *, stream: bool = False, **extra: Any) -> Spec:
+    return node(node_id, "TEMPLATE", {"template": source, "stream": stream}, **extra)
+
+
+def condition(node_id: str, expression: str, **extra: Any) -> Spec:
+    return node(node_id, "CONDITION", {"condition": expression}, **extra)
+
+
+def delay(node_id: str, seconds: float, **extra: Any) -> Spec:
+    return node(node_id, "DELAY", {"seconds": seconds}, **extra)
+
+
+def connect(source: str, target: str, kind: str = "SEQUENCE") -> Spec:
+    return {"from": source, "to": target, "type": kind}
+
+
+def chain(*node_ids: str) -> list[Spec]:
+    """SEQUENCE connections a → b → c …"""
+    return [connect(a, b) for a, b in itertools.pairwise(node_ids)]
+
+
+def definition(nodes: list[Spec], connections: list[Spec], **extra: Any) -> WorkflowDefinition:
+    return WorkflowDefinition.model_validate(
+        {"name": "test", "nodes": nodes, "connections": connections, **extra}
+    )
+
+
+def snapshot(workflow: WorkflowDefinition) -> WorkflowSnapshot:
+    # Plans are cached per (workflow id, version): a fresh id per test keeps tests apart.
+    return WorkflowSnapshot(workflow_id=f"wf-{uuid.uuid4().hex}", version=1, definition=workflow)
