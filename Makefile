@@ -42,8 +42,11 @@ e2e: $(STAMP)
 bench: $(STAMP)
 	$(BIN)/python -m bench
 
+# The API documents are generated from the code; `make test` fails when they are stale.
 docs: $(STAMP)
-	$(BIN)/python -m flowstream_launcher docs --out docs
+	$(BIN)/python -m flowstream_gateway --openapi > docs/openapi.json
+	$(BIN)/python -m flowstream_engine --asyncapi > docs/asyncapi-engine.json
+	$(BIN)/python -m flowstream_history --asyncapi > docs/asyncapi-history.json
 
 install: $(STAMP)
 

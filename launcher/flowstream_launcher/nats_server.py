@@ -62,9 +62,14 @@ async def start_nats_server(
     monitor_port: int | None = None,
     echo: bool = False,
     ready_timeout: float = 20.0,
+    own_session: bool = False,
 ) -> NatsServer:
-    """Start `nats-server -js` and return once it logs that it is ready."""
-    store_dir.mkdir(parents=True, exist_ok=True)
+    """Start `nats-server -js` and return once it logs that it is ready.
+
+    `own_session` keeps a terminal's Ctrl-C from reaching the server directly, so whoever started it
+    can stop the services that use it first.
+    """
+    await asyncio.to_thread(store_dir.mkdir, parents=True, exist_ok=True)
     monitor = monitor_port or free_port()
     process = await asyncio.create_subprocess_exec(
         nats_server_binary(),
@@ -76,6 +81,7 @@ async def start_nats_server(
         stdout=asyncio.subprocess.DEVNULL,
         stderr=asyncio.subprocess.PIPE,
         env={**os.environ},
+        start_new_session=own_session,
     )  # fmt: skip
     assert process.stderr is not None
     stderr = process.stderr

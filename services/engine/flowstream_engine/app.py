@@ -8,8 +8,10 @@ from faststream import AckPolicy
 from faststream.asgi import AsgiFastStream, AsgiResponse, get, make_ping_asgi
 from faststream.asgi.types import Scope
 from faststream.nats import ConsumerConfig, JStream, KvWatch, NatsBroker, NatsMessage, PullSub
+from faststream.specification import AsyncAPI
 from flowstream_shared import subjects
-from flowstream_shared.commands import ControlCommand
+from flowstream_shared.commands import ControlCommand, RunCommand
+from flowstream_shared.events import RunEvent
 from flowstream_shared.topology import ensure_topology
 from prometheus_client import make_asgi_app
 from pydantic import ValidationError
@@ -49,12 +51,12 @@ def create_app(settings: EngineSettings | None = None) -> AsgiFastStream:
         title="run commands",
         description="Runs to execute; engine replicas share one durable pull consumer.",
     )
-    async def on_run(message: NatsMessage) -> None:
-        await worker[0].handle(message.raw_message)
+    async def on_run(command: RunCommand, message: NatsMessage) -> None:
+        await worker[0].handle(command, message.raw_message)
 
     @broker.subscriber(subjects.ALL_CONTROL, title="run control (fast path)")
-    async def on_control(message: NatsMessage) -> None:
-        _receive(control, message.raw_message.subject.rsplit(".", 1)[-1], message.body)
+    async def on_control(command: ControlCommand, message: NatsMessage) -> None:
+        control.receive(message.raw_message.subject.rsplit(".", 1)[-1], command)
 
     @broker.subscriber(
         ">",
@@ -64,6 +66,18 @@ def create_app(settings: EngineSettings | None = None) -> AsgiFastStream:
     async def on_control_flag(message: NatsMessage) -> None:
         # A KV watch delivers `KeyValue.Entry` objects, not `Msg`: the key is the run id.
         _receive(control, getattr(message.raw_message, "key", ""), message.body)
+
+    # Events are published by the pipelined EventLogWriter; these declarations document them.
+    broker.publisher(
+        subjects.event_subject("{workflow_id}", "{run_id}", "{event}"),
+        stream=JStream(subjects.EVENTS_STREAM, declare=False),
+        title="run events",
+        description=(
+            "Every event of a run, in `seq` order, with `Nats-Msg-Id: <run_id>:<seq>`. "
+            "Subscribing to `flowstream.events.>` gives exactly what SSE clients get."
+        ),
+        schema=RunEvent,
+    )
 
     async def start_up() -> None:
         await broker.connect()
@@ -98,6 +112,11 @@ def create_app(settings: EngineSettings | None = None) -> AsgiFastStream:
             ("/metrics", make_asgi_app(metrics.registry)),
         ],
         on_startup=[start_up],
+        specification=AsyncAPI(
+            title="flowstream engine",
+            version="0.1.0",
+            description="Executes workflow runs: consumes run commands, publishes run events.",
+        ),
         after_shutdown=[shut_down],
     )
 

@@ -8,6 +8,7 @@ from pydantic_settings import SettingsConfigDict
 class EngineSettings(NatsSettings):
     model_config = SettingsConfigDict(env_prefix=ENV_PREFIX, extra="ignore")
 
+    engine_host: str = "127.0.0.1"
     engine_port: int = 8081
     engine_concurrency: int = Field(default=256, ge=1, le=100_000)
     run_timeout: float = Field(default=300.0, gt=0)

@@ -2,7 +2,7 @@
 
 Acknowledgement policy, in one place:
 - the run ended (whatever its status): ack;
-- the payload is not a run command: term (redelivery cannot fix it);
+- the payload is not a run command: FastStream rejects it before it gets here;
 - this engine is shutting down mid-run: nak, so another engine resumes it from the event log;
 - the last allowed delivery: the run is ended `failed` instead of being tried again.
 """
@@ -17,7 +17,6 @@ from typing import Any
 from flowstream_shared import subjects
 from flowstream_shared.commands import RunCommand
 from flowstream_shared.events import RunEventBase, parse_event
-from pydantic import ValidationError
 
 from flowstream_engine.control import ControlRegistry
 from flowstream_engine.emitter import EventLog, RunEmitter
@@ -46,14 +45,8 @@ class RunWorker:
         self._heartbeat_s = ack_wait_s / 3
         self._max_deliver = max_deliver
 
-    async def handle(self, msg: Any) -> None:
-        """`msg` is the raw nats-py message of the run command."""
-        try:
-            command = RunCommand.model_validate_json(msg.data)
-        except ValidationError as exc:
-            log.error("dropping a message that is not a run command: %s", exc)
-            await msg.term()
-            return
+    async def handle(self, command: RunCommand, msg: Any) -> None:
+        """`msg` is the raw nats-py message the command came in."""
         delivered = msg.metadata.num_delivered
         heartbeat = asyncio.create_task(self._heartbeat(msg))
         try:

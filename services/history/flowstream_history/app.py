@@ -8,18 +8,24 @@ position is real and `/readyz` on the gateway can see it.
 from __future__ import annotations
 
 import logging
+from typing import Annotated
 
-from faststream import AckPolicy
+from faststream import AckPolicy, Context
 from faststream.asgi import AsgiFastStream, AsgiResponse, get, make_ping_asgi
 from faststream.asgi.types import Scope
-from faststream.nats import ConsumerConfig, DeliverPolicy, JStream, NatsBroker, NatsMessage, PullSub
+from faststream.nats import ConsumerConfig, DeliverPolicy, JStream, NatsBroker, PullSub
+from faststream.nats.message import NatsBatchMessage
+from faststream.specification import AsyncAPI
 from flowstream_shared import subjects
+from flowstream_shared.events import RunEvent
 from flowstream_shared.topology import ensure_topology
 from prometheus_client import CollectorRegistry, Counter, make_asgi_app
 
 from flowstream_history.settings import HistorySettings
 
 log = logging.getLogger("flowstream.history")
+
+Batch = Annotated[NatsBatchMessage, Context("message")]
 
 
 def create_app(settings: HistorySettings | None = None) -> AsgiFastStream:
@@ -42,13 +48,11 @@ def create_app(settings: HistorySettings | None = None) -> AsgiFastStream:
         title="run events",
         description="Every run event, in stream order, for the execution store.",
     )
-    async def on_events(messages: list[NatsMessage]) -> None:
-        for message in messages:
-            event = message.raw_message.subject.rsplit(".", 1)[-1]
-            events_seen.labels(event).inc()
-            log.debug("event %s", message.raw_message.subject)
-        for message in messages:
-            await message.ack()
+    async def on_events(events: list[RunEvent], batch: Batch) -> None:
+        for event in events:
+            events_seen.labels(event.event.value).inc()
+            log.debug("run %s event %d %s", event.workflow_run_id, event.seq, event.event)
+        await batch.ack()
 
     async def start_up() -> None:
         await broker.connect()
@@ -66,4 +70,9 @@ def create_app(settings: HistorySettings | None = None) -> AsgiFastStream:
             ("/metrics", make_asgi_app(registry)),
         ],
         on_startup=[start_up],
+        specification=AsyncAPI(
+            title="flowstream history",
+            version="0.1.0",
+            description="Projects run events into the execution store.",
+        ),
     )

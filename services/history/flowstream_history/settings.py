@@ -7,4 +7,5 @@ from pydantic_settings import SettingsConfigDict
 class HistorySettings(NatsSettings):
     model_config = SettingsConfigDict(env_prefix=ENV_PREFIX, extra="ignore")
 
+    history_host: str = "127.0.0.1"
     history_port: int = 8082
