@@ -28,7 +28,7 @@ lint: $(STAMP)
 
 typecheck: $(STAMP)
 	$(BIN)/mypy -p flowstream_shared -p flowstream_engine -p flowstream_gateway \
-		-p flowstream_history -p flowstream_launcher -p tests
+		-p flowstream_history -p flowstream_launcher -p tests -p bench
 
 unit: $(STAMP)
 	$(BIN)/pytest -q tests/unit

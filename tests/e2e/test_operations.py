@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import httpx
+import nats
+
 from tests.e2e.conftest import Stack
-from tests.support import GREET
+from tests.support import GREET, read_run_log
 
 
 async def test_health_readiness_and_metrics(stack: Stack) -> None:
@@ -22,3 +25,42 @@ async def test_health_readiness_and_metrics(stack: Stack) -> None:
         assert 'flowstream_gateway_runs_submitted_total{api="api",mode="blocking"}' in metrics
         docs = await client.get("/openapi.json")
         assert "/api/workflow/{workflow_id}/execute" in docs.json()["paths"]
+
+
+async def test_engine_and_history_serve_health_readiness_and_metrics(stack: Stack) -> None:
+    async with httpx.AsyncClient(timeout=10) as client:
+        for service in ("engine", "history"):
+            base = f"http://127.0.0.1:{stack.process.ports[service]}"
+            assert (await client.get(f"{base}/healthz")).status_code == 200
+            assert (await client.get(f"{base}/readyz")).status_code == 204
+            metrics = await client.get(f"{base}/metrics")
+            assert metrics.status_code == 200 and "flowstream_" in metrics.text
+
+
+async def test_history_consumes_and_acknowledges_every_event(stack: Stack) -> None:
+    workflow_id = await stack.create_workflow("alice", GREET)
+    async with stack.client("alice") as client:
+        run = await client.post(
+            f"/api/workflow/{workflow_id}/execute",
+            json={"inputs": {"name": "h"}, "response_mode": "blocking"},
+        )
+    run_id = run.json()["workflow_run_id"]
+    stored = await read_run_log(stack.nats_url, run_id)
+    nc = await nats.connect(stack.nats_url)
+    try:
+        js = nc.jetstream()
+        last = (await js.stream_info("FLOWSTREAM_EVENTS")).state.last_seq
+        # Wait on the consumer's own acknowledgements, not on time: ask once per ack.
+        sub = await nc.subscribe("$JS.ACK.FLOWSTREAM_EVENTS.history.>")
+        try:
+            while True:
+                info = await js.consumer_info("FLOWSTREAM_EVENTS", "history")
+                if info.ack_floor.stream_seq >= last:
+                    break
+                await sub.next_msg(timeout=10)
+        finally:
+            await sub.unsubscribe()
+        assert info.num_ack_pending == 0
+        assert len(stored) >= 10
+    finally:
+        await nc.close()

@@ -36,7 +36,8 @@ def _bearer(request: Request) -> str:
     return token.strip()
 
 
-def authenticate(request: Request) -> Principal:
+async def authenticate(request: Request) -> Principal:
+    # async: a plain `def` dependency would cost a thread hop on every request.
     token = _bearer(request)
     services = request.app.state.services
     if token.startswith(KEY_PREFIX):

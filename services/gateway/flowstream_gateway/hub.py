@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import enum
 from dataclasses import dataclass
 from typing import Any
 
@@ -29,10 +30,18 @@ class StreamedEvent:
         return self.event == "workflow_finished"
 
 
+class Signal(enum.Enum):
+    """Things a stream wakes up for besides events: all go through the run's one queue."""
+
+    KEEPALIVE = "keepalive"
+    DISCONNECTED = "disconnected"
+    LOST = "lost"  # the deadline plus grace passed without a `workflow_finished`
+
+
 class RunFeed:
     def __init__(self, run_id: str) -> None:
         self.run_id = run_id
-        self.queue: asyncio.Queue[StreamedEvent] = asyncio.Queue()
+        self.queue: asyncio.Queue[StreamedEvent | Signal] = asyncio.Queue()
 
 
 class EventHub:

@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import time
 import uuid
-from collections.abc import AsyncIterator
 from typing import Any
 
 from flowstream_shared import subjects
@@ -19,13 +18,9 @@ from flowstream_shared.commands import (
 )
 
 from flowstream_gateway.errors import ApiError
-from flowstream_gateway.hub import EventHub, RunFeed, StreamedEvent
+from flowstream_gateway.hub import EventHub, RunFeed, Signal, StreamedEvent
 from flowstream_gateway.settings import GatewaySettings
 from flowstream_gateway.workflows import WorkflowRecord
-
-
-class RunLost(Exception):
-    """No `workflow_finished` arrived by the deadline plus grace: the engine is gone or stalled."""
 
 
 class RunHandle:
@@ -33,34 +28,35 @@ class RunHandle:
 
     def __init__(self, command: RunCommand, feed: RunFeed, hub: EventHub, grace_s: float) -> None:
         self.command = command
-        self._feed = feed
+        self.feed = feed
         self._hub = hub
         self._give_up_at = command.deadline + grace_s
-        self.finished = False
 
     @property
     def run_id(self) -> str:
         return self.command.run_id
 
-    async def events(self) -> AsyncIterator[StreamedEvent]:
-        """The run's events as they arrive, ending with `workflow_finished`."""
-        queue = self._feed.queue
-        while True:
-            if queue.empty():
-                remaining = self._give_up_at - time.time()
-                try:
-                    event = await asyncio.wait_for(queue.get(), timeout=max(remaining, 0.0))
-                except TimeoutError:
-                    raise RunLost from None
-            else:
-                event = queue.get_nowait()
-            yield event
-            if event.is_final:
-                self.finished = True
-                return
+    def arm_deadline(self) -> asyncio.TimerHandle:
+        """Wake the stream with `Signal.LOST` if the engine never reports the run finished."""
+        return asyncio.get_running_loop().call_later(
+            max(self._give_up_at - time.time(), 0.0), self.feed.queue.put_nowait, Signal.LOST
+        )
+
+    async def wait_finished(self) -> StreamedEvent | None:
+        """The `workflow_finished` event, or None when the run is lost."""
+        timer = self.arm_deadline()
+        try:
+            while True:
+                item = await self.feed.queue.get()
+                if item is Signal.LOST:
+                    return None
+                if isinstance(item, StreamedEvent) and item.is_final:
+                    return item
+        finally:
+            timer.cancel()
 
     def close(self) -> None:
-        self._hub.unwatch(self._feed)
+        self._hub.unwatch(self.feed)
 
 
 class RunService:

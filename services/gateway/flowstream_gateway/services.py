@@ -27,7 +27,7 @@ class Services:
     metrics: GatewayMetrics
 
 
-def _services(request: Request) -> Services:
+async def _services(request: Request) -> Services:
     services: Services = request.app.state.services
     return services
 

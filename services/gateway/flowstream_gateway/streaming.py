@@ -9,35 +9,20 @@ from __future__ import annotations
 
 import asyncio
 import json
-import logging
-from collections.abc import AsyncIterator, Callable
-from dataclasses import dataclass
 from typing import Any, Literal
 
 from fastapi.responses import JSONResponse
-from sse_starlette import EventSourceResponse, ServerSentEvent
 
 from flowstream_gateway.errors import error_response
-from flowstream_gateway.hub import StreamedEvent
-from flowstream_gateway.runs import RunHandle, RunLost, RunService
-
-log = logging.getLogger(__name__)
+from flowstream_gateway.hub import Signal
+from flowstream_gateway.runs import RunHandle, RunService
+from flowstream_gateway.sse import LOST_MESSAGE, Framing, RunEventStream
 
 OnDisconnect = Literal["cancel", "continue"]
 DISCONNECT_REASON = "Client disconnected."
-LOST_MESSAGE = "the run did not finish by its deadline; it has been cancelled"
 
 # Cancels scheduled from a closing stream; held so they are not garbage-collected mid-flight.
 _background: set[asyncio.Task[None]] = set()
-
-
-@dataclass(frozen=True)
-class Framing:
-    event: Callable[[StreamedEvent], bytes]
-    done: bytes | None
-    error: Callable[[RunHandle, str, int, str], bytes]
-    ping: Callable[[], ServerSentEvent]
-    ping_every_s: float
 
 
 def _api_error(handle: RunHandle, code: str, status: int, message: str) -> bytes:
@@ -66,8 +51,8 @@ def api_framing(keepalive_s: float) -> Framing:
         event=lambda e: b"id: %d\ndata: %s\n\n" % (e.cursor, e.payload),
         done=b"data: [DONE]\n\n",
         error=_api_error,
-        ping=lambda: ServerSentEvent(comment="ping"),
-        ping_every_s=keepalive_s,
+        keepalive=b": ping\n\n",
+        keepalive_every_s=keepalive_s,
     )
 
 
@@ -76,8 +61,8 @@ def dify_framing(ping_s: float) -> Framing:
         event=lambda e: b"data: %s\n\n" % e.payload,
         done=None,
         error=_dify_error,
-        ping=lambda: ServerSentEvent(event="ping"),
-        ping_every_s=ping_s,
+        keepalive=b"event: ping\n\n",
+        keepalive_every_s=ping_s,
     )
 
 
@@ -89,30 +74,14 @@ def _cancel_later(runs: RunService, run_id: str, reason: str) -> None:
 
 def stream_run(
     handle: RunHandle, runs: RunService, framing: Framing, on_disconnect: OnDisconnect
-) -> EventSourceResponse:
-    async def frames() -> AsyncIterator[bytes]:
-        try:
-            async for event in handle.events():
-                yield framing.event(event)
-            if framing.done is not None:
-                yield framing.done
-        except RunLost:
-            _cancel_later(runs, handle.run_id, LOST_MESSAGE)
-            yield framing.error(handle, "timeout", 504, LOST_MESSAGE)
-        finally:
-            handle.close()
-            # The generator is closed early only when the client went away.
-            if not handle.finished and on_disconnect == "cancel":
-                _cancel_later(runs, handle.run_id, DISCONNECT_REASON)
+) -> RunEventStream:
+    def on_end(ended: RunHandle, why: Signal | None) -> None:
+        if why is Signal.LOST or (why is Signal.DISCONNECTED and on_disconnect == "cancel"):
+            _cancel_later(
+                runs, ended.run_id, LOST_MESSAGE if why is Signal.LOST else DISCONNECT_REASON
+            )
 
-    return EventSourceResponse(
-        frames(),
-        ping=framing.ping_every_s,
-        ping_message_factory=framing.ping,
-        sep="\n",
-        headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
-        send_timeout=30,
-    )
+    return RunEventStream(handle, framing, on_end)
 
 
 def blocking_body(handle: RunHandle, finished: dict[str, Any]) -> dict[str, Any]:
@@ -140,11 +109,10 @@ def blocking_body(handle: RunHandle, finished: dict[str, Any]) -> dict[str, Any]
 
 async def block_on_run(handle: RunHandle, runs: RunService) -> JSONResponse:
     try:
-        async for event in handle.events():
-            if event.is_final:
-                return JSONResponse(blocking_body(handle, json.loads(event.payload)))
-    except RunLost:
-        _cancel_later(runs, handle.run_id, LOST_MESSAGE)
+        finished = await handle.wait_finished()
     finally:
         handle.close()
-    return error_response(504, "timeout", LOST_MESSAGE)
+    if finished is None:
+        _cancel_later(runs, handle.run_id, LOST_MESSAGE)
+        return error_response(504, "timeout", LOST_MESSAGE)
+    return JSONResponse(blocking_body(handle, json.loads(finished.payload)))

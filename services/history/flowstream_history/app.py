@@ -13,6 +13,7 @@ from typing import Annotated
 from faststream import AckPolicy, Context
 from faststream.asgi import AsgiFastStream, AsgiResponse, get, make_ping_asgi
 from faststream.asgi.types import Scope
+from faststream.nats import AckPolicy as ConsumerAckPolicy
 from faststream.nats import ConsumerConfig, DeliverPolicy, JStream, NatsBroker, PullSub
 from faststream.nats.message import NatsBatchMessage
 from faststream.specification import AsyncAPI
@@ -44,7 +45,14 @@ def create_app(settings: HistorySettings | None = None) -> AsgiFastStream:
         durable=subjects.HISTORY_CONSUMER,
         pull_sub=PullSub(batch_size=256, timeout=5.0, batch=True),
         ack_policy=AckPolicy.MANUAL,
-        config=ConsumerConfig(ack_wait=30, deliver_policy=DeliverPolicy.ALL, max_ack_pending=-1),
+        # AckPolicy.ALL: acknowledging a batch's last message acknowledges the whole batch, one
+        # message back to the server per batch instead of one per event.
+        config=ConsumerConfig(
+            ack_wait=30,
+            deliver_policy=DeliverPolicy.ALL,
+            ack_policy=ConsumerAckPolicy.ALL,
+            max_ack_pending=-1,
+        ),
         title="run events",
         description="Every run event, in stream order, for the execution store.",
     )
@@ -52,7 +60,8 @@ def create_app(settings: HistorySettings | None = None) -> AsgiFastStream:
         for event in events:
             events_seen.labels(event.event.value).inc()
             log.debug("run %s event %d %s", event.workflow_run_id, event.seq, event.event)
-        await batch.ack()
+        if batch.raw_message:
+            await batch.raw_message[-1].ack()
 
     async def start_up() -> None:
         await broker.connect()

@@ -1,0 +1,99 @@
+"""The whole stack started as `make run` starts it, as a child process: for tests and benchmarks.
+
+It takes free ports and its own data directory, so it never meets a developer's running stack, and
+waits for the launcher's banner (an event on its output, not a poll) before handing it over.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import secrets
+import signal
+import sys
+from collections.abc import AsyncIterator, Mapping
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from flowstream_launcher.banner import READY_MARKER
+from flowstream_launcher.nats_server import free_port
+
+BANNER_LAST_LINE = "  Try:"
+
+
+@dataclass
+class ChildStack:
+    base_url: str
+    nats_url: str
+    secret: str
+    ports: dict[str, int]
+    banner: list[str] = field(default_factory=list)
+    output: list[str] = field(default_factory=list)
+
+
+@asynccontextmanager
+async def child_stack(
+    data_dir: Path,
+    cwd: Path,
+    extra_env: Mapping[str, str] | None = None,
+    echo: bool = False,
+    ready_timeout: float = 90.0,
+) -> AsyncIterator[ChildStack]:
+    ports = {name: free_port() for name in ("nats", "gateway", "engine", "history")}
+    secret = secrets.token_urlsafe(48)
+    env = {
+        **os.environ,
+        "FLOWSTREAM_DATA_DIR": str(data_dir),
+        "FLOWSTREAM_NATS_PORT": str(ports["nats"]),
+        "FLOWSTREAM_GATEWAY_PORT": str(ports["gateway"]),
+        "FLOWSTREAM_ENGINE_PORT": str(ports["engine"]),
+        "FLOWSTREAM_HISTORY_PORT": str(ports["history"]),
+        "FLOWSTREAM_JWT_SECRET": secret,
+        "FLOWSTREAM_EXAMPLES_DIR": str(cwd / "examples"),
+        **(extra_env or {}),
+    }
+    env.pop("FLOWSTREAM_NATS_URL", None)
+    process = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "flowstream_launcher", "run",
+        cwd=cwd, env=env,
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
+    )  # fmt: skip
+    stack = ChildStack(
+        base_url=f"http://127.0.0.1:{ports['gateway']}",
+        nats_url=f"nats://127.0.0.1:{ports['nats']}",
+        secret=secret,
+        ports=ports,
+    )
+    banner_seen: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+
+    async def relay() -> None:
+        assert process.stdout is not None
+        in_banner = False
+        async for raw in process.stdout:
+            line = raw.decode(errors="replace").rstrip("\n")
+            stack.output.append(line)
+            if echo:
+                print(line, flush=True)
+            in_banner = in_banner or line.startswith(READY_MARKER)
+            if in_banner and not banner_seen.done():
+                stack.banner.append(line)
+                if line.startswith(BANNER_LAST_LINE):
+                    banner_seen.set_result(None)
+        if not banner_seen.done():
+            tail = "\n".join(stack.output[-40:])
+            banner_seen.set_exception(RuntimeError(f"the launcher exited:\n{tail}"))
+
+    relay_task = asyncio.create_task(relay())
+    try:
+        await asyncio.wait_for(banner_seen, timeout=ready_timeout)
+        yield stack
+    finally:
+        if process.returncode is None:
+            process.send_signal(signal.SIGINT)
+            try:
+                await asyncio.wait_for(process.wait(), timeout=30)
+            except TimeoutError:
+                process.kill()
+                await process.wait()
+        relay_task.cancel()

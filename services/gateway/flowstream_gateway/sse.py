@@ -1,0 +1,126 @@
+"""A lean Server-Sent Events response for one run.
+
+Per stream it costs one task (watching for the client to leave) and two loop timers (keep-alive and
+the run's deadline); events, keep-alives, a disconnect and a lost run all arrive through the run's
+one queue, so the main loop is a single `await queue.get()` per frame. See
+docs/adr/0004-lean-sse-response.md for why this is not sse-starlette or FastAPI's SSE.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from starlette.responses import Response
+from starlette.types import Receive, Scope, Send
+
+from flowstream_gateway.hub import RunFeed, Signal, StreamedEvent
+from flowstream_gateway.runs import RunHandle
+
+HEADERS = [
+    (b"content-type", b"text/event-stream; charset=utf-8"),
+    (b"cache-control", b"no-cache"),
+    (b"x-accel-buffering", b"no"),
+]
+
+
+@dataclass(frozen=True)
+class Framing:
+    event: Callable[[StreamedEvent], bytes]
+    done: bytes | None
+    error: Callable[[RunHandle, str, int, str], bytes]
+    keepalive: bytes
+    keepalive_every_s: float
+
+
+class RunEventStream(Response):
+    def __init__(
+        self,
+        handle: RunHandle,
+        framing: Framing,
+        on_end: Callable[[RunHandle, Signal | None], None],
+    ) -> None:
+        super().__init__(media_type="text/event-stream")
+        self._handle = handle
+        self._framing = framing
+        self._on_end = on_end  # told how the stream ended: None when the run finished
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        handle, framing = self._handle, self._framing
+        queue = handle.feed.queue
+        loop = asyncio.get_running_loop()
+        watcher = loop.create_task(_watch_disconnect(receive, handle.feed))
+        keepalive = _Keepalive(loop, queue, framing.keepalive_every_s)
+        deadline = handle.arm_deadline()
+        ended_by: Signal | None = Signal.DISCONNECTED
+        try:
+            await send({"type": "http.response.start", "status": 200, "headers": HEADERS})
+            while True:
+                item = await queue.get()
+                if item is Signal.KEEPALIVE:
+                    await send(
+                        {"type": "http.response.body", "body": framing.keepalive, "more_body": True}
+                    )
+                    continue
+                if item is Signal.DISCONNECTED:
+                    break
+                if item is Signal.LOST:
+                    ended_by = Signal.LOST
+                    body = framing.error(handle, "timeout", 504, LOST_MESSAGE)
+                    await send({"type": "http.response.body", "body": body})
+                    break
+                assert isinstance(item, StreamedEvent)
+                if item.is_final:
+                    ended_by = None
+                    await send(
+                        {
+                            "type": "http.response.body",
+                            "body": framing.event(item) + (framing.done or b""),
+                        }
+                    )
+                    break
+                await send(
+                    {"type": "http.response.body", "body": framing.event(item), "more_body": True}
+                )
+        except OSError:
+            ended_by = Signal.DISCONNECTED  # the client went away mid-write
+        finally:
+            keepalive.cancel()
+            deadline.cancel()
+            watcher.cancel()
+            handle.close()
+            self._on_end(handle, ended_by)
+
+
+LOST_MESSAGE = "the run did not finish by its deadline; it has been cancelled"
+
+
+async def _watch_disconnect(receive: Receive, feed: RunFeed) -> None:
+    with contextlib.suppress(OSError):
+        while (await receive())["type"] != "http.disconnect":
+            pass
+    feed.queue.put_nowait(Signal.DISCONNECTED)
+
+
+class _Keepalive:
+    """A repeating loop timer: no task per stream, no timeout per event."""
+
+    def __init__(
+        self,
+        loop: asyncio.AbstractEventLoop,
+        queue: asyncio.Queue[StreamedEvent | Signal],
+        every_s: float,
+    ) -> None:
+        self._loop = loop
+        self._queue = queue
+        self._every_s = every_s
+        self._timer = loop.call_later(every_s, self._fire)
+
+    def _fire(self) -> None:
+        self._queue.put_nowait(Signal.KEEPALIVE)
+        self._timer = self._loop.call_later(self._every_s, self._fire)
+
+    def cancel(self) -> None:
+        self._timer.cancel()
