@@ -1,0 +1,59 @@
+"""The deployment files parse, reference files that exist, and set only settings the code reads."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from flowstream_engine.settings import EngineSettings
+from flowstream_gateway.settings import GatewaySettings
+from flowstream_history.settings import HistorySettings
+from flowstream_launcher.settings import LauncherSettings
+from flowstream_shared import subjects
+from flowstream_shared.settings import DataSettings
+
+DEPLOY = Path(__file__).resolve().parents[2] / "deploy"
+KUBERNETES = DEPLOY / "kubernetes"
+YAML_FILES = sorted(DEPLOY.rglob("*.yaml"))
+# Read by the services' settings classes, plus the MongoDB URI the history store reads.
+KNOWN = {
+    f"FLOWSTREAM_{name.upper()}"
+    for settings in (
+        EngineSettings,
+        GatewaySettings,
+        HistorySettings,
+        LauncherSettings,
+        DataSettings,
+    )
+    for name in settings.model_fields
+} | {"FLOWSTREAM_MONGODB_URI"}
+# Names that look like settings but are not: stream names and compose's own image variable.
+NOT_SETTINGS = {subjects.RUNS_STREAM, subjects.EVENTS_STREAM, "FLOWSTREAM_IMAGE"}
+
+
+def _documents(path: Path) -> list[Any]:
+    return [doc for doc in yaml.safe_load_all(path.read_text()) if doc is not None]
+
+
+@pytest.mark.parametrize("path", YAML_FILES, ids=lambda p: str(p.relative_to(DEPLOY)))
+def test_every_yaml_file_parses(path: Path) -> None:
+    assert _documents(path)
+
+
+def test_kustomization_lists_files_that_exist_and_are_kubernetes_objects() -> None:
+    (kustomization,) = _documents(KUBERNETES / "kustomization.yaml")
+    for resource in kustomization["resources"]:
+        for doc in _documents(KUBERNETES / resource):
+            assert {"apiVersion", "kind", "metadata"} <= set(doc), resource
+
+
+def test_manifests_set_only_settings_the_services_read() -> None:
+    used: set[str] = set()
+    for path in [*YAML_FILES, DEPLOY.parent / "Dockerfile"]:
+        used |= set(re.findall(r"\bFLOWSTREAM_[A-Z_]+\b", path.read_text()))
+    assert used, "no settings found: the pattern is wrong"
+    used -= NOT_SETTINGS
+    assert used <= KNOWN, f"unknown settings: {sorted(used - KNOWN)}"
