@@ -6,6 +6,7 @@ import asyncio
 import json
 from typing import Any
 
+import pytest
 from flowstream_launcher.nats_server import NatsServer
 from flowstream_shared import subjects
 from flowstream_shared.commands import ControlAction, ControlCommand
@@ -84,29 +85,22 @@ async def _cancel(client: Client, run_id: str, kv: bool, core: bool) -> None:
         await client.publish(subjects.control_subject(run_id), payload)
 
 
-async def test_the_kv_flag_alone_stops_a_run(
-    nats_server: NatsServer, nc: Client, start_engine: EngineFactory
+@pytest.mark.parametrize(
+    ("kv", "core"),
+    [(True, False), (False, True)],
+    ids=["the KV flag alone", "the core message alone"],
+)
+async def test_either_control_path_alone_stops_a_run(
+    nats_server: NatsServer, nc: Client, start_engine: EngineFactory, kv: bool, core: bool
 ) -> None:
     await start_engine()
     cmd = command(delay_then_template(60), {})
     await submit(nc, cmd)
     await _wait_for_node_start(nc, cmd.run_id, "wait")
-    await _cancel(nc, cmd.run_id, kv=True, core=False)
+    await _cancel(nc, cmd.run_id, kv=kv, core=core)
     events = await read_run_log(nats_server.url, cmd.run_id)
     assert [f["status"] for f in _finished(events)] == ["stopped"]
     assert all(e["data"].get("node_id") != "after" for e in events if e["event"] == "node_started")
-
-
-async def test_the_core_message_alone_stops_a_run(
-    nats_server: NatsServer, nc: Client, start_engine: EngineFactory
-) -> None:
-    await start_engine()
-    cmd = command(delay_then_template(60), {})
-    await submit(nc, cmd)
-    await _wait_for_node_start(nc, cmd.run_id, "wait")
-    await _cancel(nc, cmd.run_id, kv=False, core=True)
-    events = await read_run_log(nats_server.url, cmd.run_id)
-    assert [f["status"] for f in _finished(events)] == ["stopped"]
 
 
 async def test_a_run_cancelled_before_it_starts_never_waits(

@@ -9,36 +9,12 @@ from typing import Any
 from flowstream_shared.commands import WorkflowSnapshot
 from flowstream_shared.workflow import WorkflowDefinition
 
+from tests import support
+
 Spec = dict[str, Any]
 
 # DESIGN §5, verbatim.
-GREET: Spec = {
-    "name": "greet",
-    "description": "",
-    "tags": ["demo"],
-    "config": {"timeout": 300, "retry_count": 0},
-    "nodes": [
-        {
-            "id": "start",
-            "type": "START",
-            "name": "Start",
-            "config": {"inputs": [{"name": "name", "type": "string", "required": True}]},
-        },
-        {
-            "id": "greet",
-            "type": "TEMPLATE",
-            "name": "Greet",
-            "config": {"template": "Hello {{input.name}}!", "stream": True},
-        },
-        {
-            "id": "end",
-            "type": "END",
-            "name": "End",
-            "config": {"outputs": {"answer": "{{greet.text}}"}},
-        },
-    ],
-    "connections": [{"from": "start", "to": "greet"}, {"from": "greet", "to": "end"}],
-}
+GREET: Spec = support.GREET
 
 
 def field(name: str, type_: str = "string", **extra: Any) -> Spec:
