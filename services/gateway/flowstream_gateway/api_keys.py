@@ -32,8 +32,8 @@ class ApiKeyStore:
     def __init__(self, cache: KvCache[ApiKeyRecord]) -> None:
         self._cache = cache
 
-    def lookup(self, key: str) -> ApiKeyRecord | None:
-        return self._cache.get(key_hash(key))
+    async def lookup(self, key: str) -> ApiKeyRecord | None:
+        return await self._cache.get(key_hash(key))
 
     async def issue(self, user_id: str, workflow_id: str, name: str) -> tuple[ApiKeyRecord, str]:
         key = KEY_PREFIX + secrets.token_urlsafe(24)

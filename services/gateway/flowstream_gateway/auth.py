@@ -41,7 +41,7 @@ async def authenticate(request: Request) -> Principal:
     token = _bearer(request)
     services = request.app.state.services
     if token.startswith(KEY_PREFIX):
-        record = services.api_keys.lookup(token)
+        record = await services.api_keys.lookup(token)
         if record is None:
             raise unauthorized("Access token is invalid")
         return Principal(user_id=record.user_id, workflow_id=record.workflow_id)

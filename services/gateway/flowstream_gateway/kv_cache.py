@@ -1,8 +1,9 @@
 """A read-through copy of a KV bucket, kept current by one watcher.
 
 Every gateway replica holds the same copy, so reads cost no round trip and any replica sees what
-another wrote as soon as NATS delivers it. Writers also update their own copy at once, so a client
-reads its own writes on the replica it wrote through.
+another wrote as soon as NATS delivers it. Writers also update their own copy at once, and a key
+missing from the copy is read from the bucket (one round trip, only on a miss), so a client reads
+its own writes through any replica. A delete reaches other replicas through the watcher.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ import logging
 from collections.abc import Callable
 from typing import Generic, TypeVar
 
+from nats.js.errors import KeyDeletedError, KeyNotFoundError
 from nats.js.kv import KeyValue
 
 log = logging.getLogger(__name__)
@@ -57,8 +59,19 @@ class KvCache(Generic[T]):
             except ValueError:
                 log.warning("ignoring undecodable entry %s in bucket", entry.key)
 
-    def get(self, key: str) -> T | None:
-        return self._items.get(key)
+    async def get(self, key: str) -> T | None:
+        item = self._items.get(key)
+        if item is not None:
+            return item
+        try:
+            entry = await self._kv.get(key)
+        except (KeyNotFoundError, KeyDeletedError):
+            return None
+        if not entry.value:
+            return None
+        item = self._decode(entry.value)
+        self._items[key] = item
+        return item
 
     def values(self) -> list[T]:
         return list(self._items.values())

@@ -49,9 +49,9 @@ class WorkflowStore:
     def __init__(self, cache: KvCache[WorkflowRecord]) -> None:
         self._cache = cache
 
-    def get(self, user_id: str, workflow_id: str) -> WorkflowRecord:
+    async def get(self, user_id: str, workflow_id: str) -> WorkflowRecord:
         """The caller's workflow; another user's id answers exactly like an unknown one."""
-        record = self._cache.get(workflow_id)
+        record = await self._cache.get(workflow_id)
         if record is None or record.user_id != user_id:
             raise not_found(f"workflow {workflow_id}")
         return record
@@ -71,7 +71,7 @@ class WorkflowStore:
         return record
 
     async def delete(self, user_id: str, workflow_id: str) -> None:
-        self.get(user_id, workflow_id)
+        await self.get(user_id, workflow_id)
         await self._cache.delete(workflow_id)
 
     def search(self, user_id: str, tag: str | None, query: str | None) -> list[WorkflowRecord]:

@@ -34,7 +34,7 @@ class StopRequest(BaseModel):
     user: str | None = None
 
 
-def _app_workflow(
+async def _app_workflow(
     principal: Principal, services: Services, workflow_id: str | None
 ) -> WorkflowRecord:
     if workflow_id is None:
@@ -42,13 +42,13 @@ def _app_workflow(
             raise ApiError(400, "not_workflow_app", "this route needs an app API key")
         workflow_id = principal.workflow_id
     principal.require_workflow(workflow_id)
-    return services.workflows.get(principal.user_id, workflow_id)
+    return await services.workflows.get(principal.user_id, workflow_id)
 
 
 async def _run(
     body: DifyRunRequest, principal: Principal, services: Services, workflow_id: str | None
 ) -> Response:
-    workflow = _app_workflow(principal, services, workflow_id)
+    workflow = await _app_workflow(principal, services, workflow_id)
     try:
         inputs = validate_inputs(input_declarations(workflow.definition), body.inputs)
     except InputError as exc:
@@ -98,7 +98,7 @@ async def stop_task(
 
 @router.get("/parameters", summary="The app's input form")
 async def parameters(principal: CurrentPrincipal, services: ServicesDep) -> dict[str, Any]:
-    workflow = _app_workflow(principal, services, None)
+    workflow = await _app_workflow(principal, services, None)
     form = []
     for decl in input_declarations(workflow.definition):
         kind = {"string": "text-input", "integer": "number"}.get(decl.type, decl.type)
@@ -118,6 +118,6 @@ async def parameters(principal: CurrentPrincipal, services: ServicesDep) -> dict
 
 @router.get("/info", summary="The app's name, description and tags")
 async def info(principal: CurrentPrincipal, services: ServicesDep) -> dict[str, Any]:
-    workflow = _app_workflow(principal, services, None)
+    workflow = await _app_workflow(principal, services, None)
     d = workflow.definition
     return {"name": d.name, "description": d.description, "tags": d.tags, "mode": "workflow"}

@@ -40,7 +40,7 @@ async def _execute(
     mode: ResponseMode,
 ) -> Response:
     principal.require_workflow(workflow_id)
-    workflow = services.workflows.get(principal.user_id, workflow_id)
+    workflow = await services.workflows.get(principal.user_id, workflow_id)
     try:
         inputs = validate_inputs(input_declarations(workflow.definition), body.inputs)
     except InputError as exc:

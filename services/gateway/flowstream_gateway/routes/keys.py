@@ -34,7 +34,7 @@ async def issue_key(
     body: KeyRequest, principal: CurrentPrincipal, services: ServicesDep
 ) -> IssuedKey:
     principal.require_user_token()
-    services.workflows.get(principal.user_id, body.workflow_id)
+    await services.workflows.get(principal.user_id, body.workflow_id)
     record, key = await services.api_keys.issue(principal.user_id, body.workflow_id, body.name)
     return IssuedKey(**record.model_dump(exclude={"user_id"}), key=key)
 

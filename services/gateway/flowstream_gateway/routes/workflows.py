@@ -93,7 +93,7 @@ async def get_workflow(
     workflow_id: str, principal: CurrentPrincipal, services: ServicesDep
 ) -> WorkflowOut:
     principal.require_workflow(workflow_id)
-    return _full(services.workflows.get(principal.user_id, workflow_id))
+    return _full(await services.workflows.get(principal.user_id, workflow_id))
 
 
 @router.delete("/{workflow_id}", status_code=204, summary="Delete a workflow")
