@@ -129,14 +129,19 @@ class Frame:
 
 
 async def sse_frames(response: httpx.Response) -> AsyncIterator[Frame]:
-    """Parse SSE frames exactly as sent (comments skipped), so framing itself is under test."""
+    """Parse SSE frames exactly as sent, so framing itself is under test.
+
+    Keep-alives (`: ping` comments, Dify's bare `event: ping`) are framing, not events: skipped.
+    """
     frame_id: str | None = None
     event: str | None = None
     data: list[str] = []
     async for line in response.aiter_lines():
         if line == "":
-            if data or event:
+            if data:
                 yield Frame(frame_id, event, "\n".join(data))
+            elif event not in (None, "ping"):
+                raise AssertionError(f"an event frame without data: {event}")
             frame_id, event, data = None, None, []
         elif line.startswith(":"):
             continue

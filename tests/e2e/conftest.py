@@ -57,5 +57,9 @@ class Stack:
 
 @pytest.fixture(scope="session")
 async def stack(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Stack]:
-    async with child_stack(tmp_path_factory.mktemp("flowstream"), cwd=ROOT) as process:
+    # Short keep-alive intervals, so the keep-alive tests need not wait the production 10-15 s.
+    keepalives = {"FLOWSTREAM_SSE_KEEPALIVE_S": "1", "FLOWSTREAM_DIFY_PING_S": "1"}
+    async with child_stack(
+        tmp_path_factory.mktemp("flowstream"), cwd=ROOT, extra_env=keepalives
+    ) as process:
         yield Stack(process)

@@ -98,6 +98,16 @@ async def test_an_api_key_reaches_its_own_workflow_only(stack: Stack) -> None:
         forbidden = await client.post("/api/workflows", json=GREET)
         assert forbidden.status_code == 403
         _assert_error(forbidden.json(), 403, "forbidden")
+    async with stack.client("alice") as alice:
+        listed = (await alice.get("/api/keys")).json()
+        key_id = next(k["id"] for k in listed if k["workflow_id"] == mine)
+        assert all("key" not in k for k in listed)
+        assert (await alice.delete(f"/api/keys/{key_id}")).status_code == 204
+    async with stack.client(key=key) as client:
+        revoked = await client.post(
+            "/v1/workflows/run", json={"inputs": {"name": "K"}, "user": "u"}
+        )
+        assert revoked.status_code == 401
 
 
 def _broken(mutate: str) -> dict[str, Any]:

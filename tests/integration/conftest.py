@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import time
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable
-from typing import Any
+from collections.abc import AsyncIterator, Awaitable
+from typing import Any, Protocol
 
 import nats
 import pytest
@@ -20,7 +20,9 @@ from flowstream_shared.topology import ensure_topology
 from flowstream_shared.workflow import WorkflowDefinition
 from nats.aio.client import Client
 
-EngineFactory = Callable[[], Awaitable[AsgiFastStream]]
+
+class EngineFactory(Protocol):
+    def __call__(self, concurrency: int = 16) -> Awaitable[AsgiFastStream]: ...
 
 
 @pytest.fixture
@@ -36,9 +38,9 @@ async def start_engine(nats_server: NatsServer) -> AsyncIterator[EngineFactory]:
     """Start engines on demand; every one still running is stopped at the end of the test."""
     running: list[AsgiFastStream] = []
 
-    async def start() -> AsgiFastStream:
+    async def start(concurrency: int = 16) -> AsgiFastStream:
         settings = EngineSettings(
-            nats_url=nats_server.url, engine_ack_wait_s=5.0, engine_concurrency=16
+            nats_url=nats_server.url, engine_ack_wait_s=5.0, engine_concurrency=concurrency
         )
         app = create_app(settings)
         await app.start()

@@ -11,6 +11,7 @@ from flowstream_launcher.nats_server import NatsServer
 from flowstream_shared import subjects
 from flowstream_shared.commands import ControlAction, ControlCommand
 from nats.aio.client import Client
+from nats.aio.msg import Msg
 from nats.js.api import DeliverPolicy
 
 from tests.integration.conftest import EngineFactory, command, submit
@@ -145,3 +146,33 @@ async def test_a_run_handed_over_by_a_stopping_engine_resumes_from_its_log(
     finished = _finished(events)
     assert len(finished) == 1 and finished[0]["status"] == "succeeded"
     assert finished[0]["outputs"] == {"message": "done"}
+
+
+async def test_engine_concurrency_bounds_the_runs_one_engine_executes(
+    nats_server: NatsServer, nc: Client, start_engine: EngineFactory
+) -> None:
+    await start_engine(concurrency=2)
+    commands = [command(delay_then_template(0.3), {}) for _ in range(4)]
+    ours = {c.run_id for c in commands}
+    arrivals: list[tuple[str, str]] = []
+    all_finished = asyncio.Event()
+
+    async def record(msg: Msg) -> None:
+        _, _, _, run_id, event = msg.subject.split(".", 4)
+        if run_id in ours and event in ("workflow_started", "workflow_finished"):
+            arrivals.append((event, run_id))
+            if sum(e == "workflow_finished" for e, _ in arrivals) == len(ours):
+                all_finished.set()
+
+    subscription = await nc.subscribe("flowstream.events.>", cb=record)
+    try:
+        for cmd in commands:
+            await submit(nc, cmd)
+        await asyncio.wait_for(all_finished.wait(), timeout=30)
+    finally:
+        await subscription.unsubscribe()
+    in_flight, most = 0, 0
+    for event, _ in arrivals:
+        in_flight += 1 if event == "workflow_started" else -1
+        most = max(most, in_flight)
+    assert most == 2, arrivals
