@@ -33,6 +33,8 @@ class RunOwner(BaseModel):
     workflow_id: str
     user_id: str
     created_at: float
+    deadline: float | None = None
+    execution_name: str | None = None
 
 
 class ResponseMode(StrEnum):

@@ -13,11 +13,12 @@ from flowstream_shared.topology import ensure_topology
 
 from flowstream_gateway.api_keys import ApiKeyRecord, ApiKeyStore
 from flowstream_gateway.errors import install_error_handlers
+from flowstream_gateway.history_client import HistoryClient
 from flowstream_gateway.hub import EventHub
 from flowstream_gateway.kv_cache import KvCache
 from flowstream_gateway.limits import BodySizeLimit
 from flowstream_gateway.metrics import GatewayMetrics
-from flowstream_gateway.routes import dify, execute, keys, ops, workflows
+from flowstream_gateway.routes import dify, execute, executions, keys, ops, websockets, workflows
 from flowstream_gateway.runs import RunService
 from flowstream_gateway.services import Services
 from flowstream_gateway.settings import GatewaySettings
@@ -49,16 +50,17 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
         )
         await workflow_cache.start()
         await key_cache.start()
-        hub = EventHub(js)
-        await hub.start()
+        runs_kv = await js.key_value(subjects.RUNS_BUCKET)
+
+        async def owner_of(run_id: str) -> str | None:
+            owner = await runs.owner(run_id)
+            return owner.user_id if owner else None
+
+        hub = EventHub(js, owner_of)
         runs = RunService(
-            nc,
-            js,
-            hub,
-            await js.key_value(subjects.RUNS_BUCKET),
-            await js.key_value(subjects.CONTROL_BUCKET),
-            resolved,
+            nc, js, hub, runs_kv, await js.key_value(subjects.CONTROL_BUCKET), resolved
         )
+        await hub.start()
         app.state.services = Services(
             settings=resolved,
             nc=nc,
@@ -68,6 +70,7 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
             workflows=WorkflowStore(workflow_cache),
             api_keys=ApiKeyStore(key_cache),
             metrics=GatewayMetrics(),
+            history=HistoryClient(nc),
         )
         log.info("gateway ready on port %d", resolved.gateway_port)
         try:
@@ -85,7 +88,17 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
         lifespan=lifespan,
     )
     install_error_handlers(app)
-    for router in (ops.router, workflows.router, execute.router, dify.router, keys.router):
+    routers = (
+        ops.router,
+        workflows.router,
+        execute.router,
+        executions.router,
+        executions.stats_router,
+        websockets.router,
+        dify.router,
+        keys.router,
+    )
+    for router in routers:
         app.include_router(router)
     max_body = (
         settings.max_body_bytes

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Annotated
+from typing import Annotated, Any
 
 import jwt
 from fastapi import Depends, Request
@@ -38,8 +38,11 @@ def _bearer(request: Request) -> str:
 
 async def authenticate(request: Request) -> Principal:
     # async: a plain `def` dependency would cost a thread hop on every request.
-    token = _bearer(request)
-    services = request.app.state.services
+    return await principal_for(_bearer(request), request.app.state.services)
+
+
+async def principal_for(token: str, services: Any) -> Principal:
+    """The caller a bearer token stands for; raises a 401 ApiError otherwise."""
     if token.startswith(KEY_PREFIX):
         record = await services.api_keys.lookup(token)
         if record is None:

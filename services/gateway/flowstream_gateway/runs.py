@@ -36,6 +36,10 @@ class RunHandle:
     def run_id(self) -> str:
         return self.command.run_id
 
+    @property
+    def task_id(self) -> str:
+        return self.command.task_id
+
     def arm_deadline(self) -> asyncio.TimerHandle:
         """Wake the stream with `Signal.LOST` if the engine never reports the run finished."""
         return asyncio.get_running_loop().call_later(
@@ -83,7 +87,10 @@ class RunService:
         inputs: dict[str, Any],
         response_mode: ResponseMode,
         end_user: str | None = None,
+        follow: bool = True,
+        execution_name: str | None = None,
     ) -> RunHandle:
+        """Queue a run; with `follow`, this replica streams its events into the handle's feed."""
         run_id = str(uuid.uuid4())
         now = time.time()
         timeout = workflow.definition.config.timeout or self._settings.run_timeout
@@ -104,8 +111,10 @@ class RunService:
             workflow_id=workflow.id,
             user_id=user_id,
             created_at=now,
+            deadline=command.deadline,
+            execution_name=execution_name,
         )
-        feed = self._hub.watch(run_id)
+        feed = self._hub.watch(run_id) if follow else RunFeed(run_id)
         try:
             # Both writes in flight at once: the run index costs no extra latency.
             await asyncio.gather(
@@ -130,6 +139,23 @@ class RunService:
         if not entry.value:
             return None
         return RunOwner.model_validate_json(entry.value)
+
+    async def has_finished(self, owner: RunOwner) -> bool:
+        """Straight from the event log: no lag behind the history projection."""
+        subject = subjects.event_subject(owner.workflow_id, owner.run_id, "workflow_finished")
+        try:
+            await self._js.get_last_msg(subjects.EVENTS_STREAM, subject)
+        except Exception:  # nats-py raises NotFoundError when there is none
+            return False
+        return True
+
+    async def queue_depth(self) -> int:
+        """Runs waiting for an engine."""
+        try:
+            info = await self._js.consumer_info(subjects.RUNS_STREAM, subjects.ENGINE_CONSUMER)
+        except Exception:
+            return 0
+        return int(info.num_pending)
 
     async def cancel(self, run_id: str, reason: str) -> None:
         """The KV flag is the truth; the core message reaches a running engine at once."""

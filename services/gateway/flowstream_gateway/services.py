@@ -8,6 +8,7 @@ from typing import Annotated, Any
 from fastapi import Depends, Request
 
 from flowstream_gateway.api_keys import ApiKeyStore
+from flowstream_gateway.history_client import HistoryClient
 from flowstream_gateway.hub import EventHub
 from flowstream_gateway.metrics import GatewayMetrics
 from flowstream_gateway.runs import RunService
@@ -25,6 +26,7 @@ class Services:
     workflows: WorkflowStore
     api_keys: ApiKeyStore
     metrics: GatewayMetrics
+    history: HistoryClient
 
 
 async def _services(request: Request) -> Services:

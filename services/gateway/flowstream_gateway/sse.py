@@ -12,12 +12,12 @@ import asyncio
 import contextlib
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Protocol
 
 from starlette.responses import Response
 from starlette.types import Receive, Scope, Send
 
 from flowstream_gateway.hub import RunFeed, Signal, StreamedEvent
-from flowstream_gateway.runs import RunHandle
 
 HEADERS = [
     (b"content-type", b"text/event-stream; charset=utf-8"),
@@ -26,11 +26,28 @@ HEADERS = [
 ]
 
 
+class EventSource(Protocol):
+    """A run's events in order: a run started by this request, or one attached to."""
+
+    @property
+    def feed(self) -> RunFeed: ...
+
+    @property
+    def run_id(self) -> str: ...
+
+    @property
+    def task_id(self) -> str: ...
+
+    def arm_deadline(self) -> asyncio.TimerHandle: ...
+
+    def close(self) -> None: ...
+
+
 @dataclass(frozen=True)
 class Framing:
     event: Callable[[StreamedEvent], bytes]
     done: bytes | None
-    error: Callable[[RunHandle, str, int, str], bytes]
+    error: Callable[[EventSource, str, int, str], bytes]
     keepalive: bytes
     keepalive_every_s: float
 
@@ -38,9 +55,9 @@ class Framing:
 class RunEventStream(Response):
     def __init__(
         self,
-        handle: RunHandle,
+        handle: EventSource,
         framing: Framing,
-        on_end: Callable[[RunHandle, Signal | None], None],
+        on_end: Callable[[EventSource, Signal | None], None],
     ) -> None:
         super().__init__(media_type="text/event-stream")
         self._handle = handle

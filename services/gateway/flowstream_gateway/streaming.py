@@ -16,7 +16,7 @@ from fastapi.responses import JSONResponse
 from flowstream_gateway.errors import error_response
 from flowstream_gateway.hub import Signal
 from flowstream_gateway.runs import RunHandle, RunService
-from flowstream_gateway.sse import LOST_MESSAGE, Framing, RunEventStream
+from flowstream_gateway.sse import LOST_MESSAGE, EventSource, Framing, RunEventStream
 
 OnDisconnect = Literal["cancel", "continue"]
 DISCONNECT_REASON = "Client disconnected."
@@ -25,20 +25,20 @@ DISCONNECT_REASON = "Client disconnected."
 _background: set[asyncio.Task[None]] = set()
 
 
-def _api_error(handle: RunHandle, code: str, status: int, message: str) -> bytes:
+def _api_error(source: EventSource, code: str, status: int, message: str) -> bytes:
     body = {
         "event": "error",
-        "workflow_run_id": handle.run_id,
-        "task_id": handle.command.task_id,
+        "workflow_run_id": source.run_id,
+        "task_id": source.task_id,
         "data": {"code": code, "status": status, "message": message},
     }
     return b"data: " + json.dumps(body).encode() + b"\n\n"
 
 
-def _dify_error(handle: RunHandle, code: str, status: int, message: str) -> bytes:
+def _dify_error(source: EventSource, code: str, status: int, message: str) -> bytes:
     body = {
         "event": "error",
-        "workflow_run_id": handle.run_id,
+        "workflow_run_id": source.run_id,
         "code": code,
         "status": status,
         "message": message,
@@ -73,9 +73,9 @@ def _cancel_later(runs: RunService, run_id: str, reason: str) -> None:
 
 
 def stream_run(
-    handle: RunHandle, runs: RunService, framing: Framing, on_disconnect: OnDisconnect
+    handle: EventSource, runs: RunService, framing: Framing, on_disconnect: OnDisconnect
 ) -> RunEventStream:
-    def on_end(ended: RunHandle, why: Signal | None) -> None:
+    def on_end(ended: EventSource, why: Signal | None) -> None:
         if why is Signal.LOST or (why is Signal.DISCONNECTED and on_disconnect == "cancel"):
             _cancel_later(
                 runs, ended.run_id, LOST_MESSAGE if why is Signal.LOST else DISCONNECT_REASON

@@ -1,32 +1,37 @@
-"""The history service's composition root.
-
-It owns the `history` durable consumer on the event log. Projection into the execution store is
-built on this consumer; for now each event is read, logged and acknowledged, so the consumer's
-position is real and `/readyz` on the gateway can see it.
-"""
+"""The history service's composition root: the event consumer, the store, the query responders."""
 
 from __future__ import annotations
 
 import logging
-from typing import Annotated
+from typing import Any
 
-from faststream import AckPolicy, Context
+from faststream import AckPolicy
 from faststream.asgi import AsgiFastStream, AsgiResponse, get, make_ping_asgi
 from faststream.asgi.types import Scope
 from faststream.nats import AckPolicy as ConsumerAckPolicy
-from faststream.nats import ConsumerConfig, DeliverPolicy, JStream, NatsBroker, PullSub
-from faststream.nats.message import NatsBatchMessage
+from faststream.nats import ConsumerConfig, DeliverPolicy, JStream, NatsBroker, NatsMessage
 from faststream.specification import AsyncAPI
 from flowstream_shared import subjects
 from flowstream_shared.events import RunEvent
+from flowstream_shared.history import HistoryOp
 from flowstream_shared.topology import ensure_topology
 from prometheus_client import CollectorRegistry, Counter, make_asgi_app
 
+from flowstream_history.owners import OwnerLookup
+from flowstream_history.queries import Queries
+from flowstream_history.recorder import BatchingRecorder, Recorder
 from flowstream_history.settings import HistorySettings
+from flowstream_history.store import ExecutionStore
+from flowstream_history.store.mongo import MongoStore
+from flowstream_history.store.sqlite import SqliteStore
 
 log = logging.getLogger("flowstream.history")
 
-Batch = Annotated[NatsBatchMessage, Context("message")]
+
+def make_store(settings: HistorySettings) -> ExecutionStore:
+    if settings.mongodb_uri:
+        return MongoStore(settings.mongodb_uri)
+    return SqliteStore(settings.data_dir / "history.sqlite3")
 
 
 def create_app(settings: HistorySettings | None = None) -> AsgiFastStream:
@@ -35,37 +40,58 @@ def create_app(settings: HistorySettings | None = None) -> AsgiFastStream:
         settings.url, max_reconnect_attempts=-1, reconnect_time_wait=1, log_level=logging.DEBUG
     )
     registry = CollectorRegistry()
-    events_seen = Counter(
-        "flowstream_history_events", "Events read from the event log", ["event"], registry=registry
+    recorded = Counter(
+        "flowstream_history_events_recorded", "Events written to the store", registry=registry
     )
+    store = make_store(settings)
+    parts: dict[str, Any] = {}
 
     @broker.subscriber(
         subjects.ALL_EVENTS,
         stream=JStream(subjects.EVENTS_STREAM, declare=False),
         durable=subjects.HISTORY_CONSUMER,
-        pull_sub=PullSub(batch_size=256, timeout=5.0, batch=True),
+        queue=subjects.HISTORY_CONSUMER,  # replicas share the consumer
+        deliver_policy=DeliverPolicy.ALL,
         ack_policy=AckPolicy.MANUAL,
-        # AckPolicy.ALL: acknowledging a batch's last message acknowledges the whole batch, one
-        # message back to the server per batch instead of one per event.
         config=ConsumerConfig(
-            ack_wait=30,
-            deliver_policy=DeliverPolicy.ALL,
-            ack_policy=ConsumerAckPolicy.ALL,
-            max_ack_pending=-1,
+            ack_wait=settings.history_ack_wait_s,
+            ack_policy=ConsumerAckPolicy.EXPLICIT,
+            # What may be delivered but not yet written: bounds memory when the store is down.
+            max_ack_pending=settings.history_max_in_flight,
+            flow_control=True,
+            idle_heartbeat=5.0,
         ),
         title="run events",
-        description="Every run event, in stream order, for the execution store.",
+        description="Every run event, projected into the execution store in batches.",
     )
-    async def on_events(events: list[RunEvent], batch: Batch) -> None:
-        for event in events:
-            events_seen.labels(event.event.value).inc()
-            log.debug("run %s event %d %s", event.workflow_run_id, event.seq, event.event)
-        if batch.raw_message:
-            await batch.raw_message[-1].ack()
+    async def on_event(event: RunEvent, message: NatsMessage) -> None:
+        raw = message.raw_message
+        parts["writer"].add(raw.subject.split(".", 4)[2], event, raw)
+
+    for op in HistoryOp:
+        _register_query(broker, op, parts)
 
     async def start_up() -> None:
         await broker.connect()
-        await ensure_topology(broker.connection.jetstream(), settings)
+        js = broker.connection.jetstream()
+        await ensure_topology(js, settings)
+        await store.open()
+        parts["queries"] = Queries(store, settings.history_stats_window)
+        await _replace_pull_consumer(js)
+        recorder = Recorder(
+            store,
+            OwnerLookup(await js.key_value(subjects.RUNS_BUCKET)),
+            settings.history_retry_max_s,
+            on_recorded=recorded.inc,
+        )
+        parts["writer"] = BatchingRecorder(recorder, settings.history_batch_size)
+        parts["writer"].start()
+        log.info("history ready (%s store)", type(store).__name__)
+
+    async def shut_down() -> None:
+        if "writer" in parts:
+            await parts["writer"].stop()
+        await store.close()
 
     @get(include_in_schema=False)
     async def healthz(scope: Scope) -> AsgiResponse:
@@ -79,9 +105,36 @@ def create_app(settings: HistorySettings | None = None) -> AsgiFastStream:
             ("/metrics", make_asgi_app(registry)),
         ],
         on_startup=[start_up],
+        after_shutdown=[shut_down],
         specification=AsyncAPI(
             title="flowstream history",
             version="0.1.0",
-            description="Projects run events into the execution store.",
+            description="Projects run events into the execution store and answers queries.",
         ),
     )
+
+
+async def _replace_pull_consumer(js: Any) -> None:
+    """Earlier versions consumed with a pull consumer; the push consumer needs its own.
+
+    Recreating it replays the event log into the store, which idempotent writes make harmless.
+    """
+    try:
+        info = await js.consumer_info(subjects.EVENTS_STREAM, subjects.HISTORY_CONSUMER)
+    except Exception:  # absent: the subscriber creates it
+        return
+    if info.config.deliver_subject is None:
+        await js.delete_consumer(subjects.EVENTS_STREAM, subjects.HISTORY_CONSUMER)
+
+
+def _register_query(broker: NatsBroker, op: HistoryOp, parts: dict[str, Any]) -> None:
+    @broker.subscriber(
+        subjects.history_subject(op.value),
+        queue=subjects.HISTORY_CONSUMER,
+        title=f"history query: {op.value}",
+        description="Request/reply; every query carries the caller's user id.",
+    )
+    async def answer(message: NatsMessage) -> None:
+        reply = await parts["queries"].answer(op, message.body)
+        if message.raw_message.reply:
+            await broker.connection.publish(message.raw_message.reply, reply)

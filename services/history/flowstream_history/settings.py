@@ -1,11 +1,20 @@
 from __future__ import annotations
 
-from flowstream_shared.settings import ENV_PREFIX, NatsSettings
+from flowstream_shared.settings import ENV_PREFIX, DataSettings, NatsSettings
+from pydantic import Field
 from pydantic_settings import SettingsConfigDict
 
 
-class HistorySettings(NatsSettings):
-    model_config = SettingsConfigDict(env_prefix=ENV_PREFIX, extra="ignore")
+class HistorySettings(NatsSettings, DataSettings):
+    model_config = SettingsConfigDict(env_prefix=ENV_PREFIX, extra="ignore", env_ignore_empty=True)
 
     history_host: str = "127.0.0.1"
     history_port: int = 8082
+    mongodb_uri: str | None = None
+    history_batch_size: int = Field(default=512, ge=1, le=10_000)
+    history_max_in_flight: int = Field(default=20_000, ge=1)
+    # Unacknowledged events come back after this long (a history process that died mid-batch).
+    history_ack_wait_s: float = Field(default=30.0, gt=1)
+    history_retry_max_s: float = Field(default=5.0, gt=0)
+    # Stats read at most this many of a workflow's most recent runs.
+    history_stats_window: int = Field(default=10_000, ge=1)

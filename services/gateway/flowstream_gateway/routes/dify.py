@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
-from typing import Any
+from datetime import UTC, datetime
+from typing import Annotated, Any
 
-from fastapi import APIRouter, Response
+from fastapi import APIRouter, Query, Response
 from flowstream_shared.commands import ResponseMode, run_id_for_task
+from flowstream_shared.events import RunStatus
+from flowstream_shared.history import HistoryOp, ListQuery, RunQuery
 from flowstream_shared.inputs import InputError, input_declarations, validate_inputs
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -121,3 +124,104 @@ async def info(principal: CurrentPrincipal, services: ServicesDep) -> dict[str, 
     workflow = await _app_workflow(principal, services, None)
     d = workflow.definition
     return {"name": d.name, "description": d.description, "tags": d.tags, "mode": "workflow"}
+
+
+def _dify_run(run: dict[str, Any]) -> dict[str, Any]:
+    elapsed = run.get("elapsed_ms")
+    return {
+        "id": run["id"],
+        "workflow_id": run["workflow_id"],
+        "status": run["status"],
+        "inputs": run.get("inputs") or {},
+        "outputs": run.get("outputs"),
+        "error": run.get("error"),
+        "total_steps": run.get("total_steps") or 0,
+        "total_tokens": run.get("total_tokens") or 0,
+        "created_at": int(run["created_at"]) if run.get("created_at") else None,
+        "finished_at": int(run["finished_at"]) if run.get("finished_at") else None,
+        "elapsed_time": round(elapsed / 1000, 6) if elapsed is not None else 0.0,
+    }
+
+
+@router.get("/workflows/run/{workflow_run_id}", summary="A run's detail")
+async def run_detail(
+    workflow_run_id: str, principal: CurrentPrincipal, services: ServicesDep
+) -> dict[str, Any]:
+    owner = await services.runs.owner(workflow_run_id)
+    if owner is None or owner.user_id != principal.user_id:
+        raise not_found(f"workflow run {workflow_run_id}")
+    principal.require_workflow(owner.workflow_id)
+    detail = await services.history.ask(
+        HistoryOp.GET, RunQuery(user_id=principal.user_id, run_id=workflow_run_id)
+    )
+    return _dify_run(detail["run"])
+
+
+def _timestamp(value: str | None, name: str) -> float | None:
+    if value is None:
+        return None
+    try:
+        parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError as exc:
+        raise invalid_param(f"{name} must be an ISO 8601 date-time") from exc
+    if parsed.tzinfo is None:
+        parsed = parsed.replace(tzinfo=UTC)
+    return parsed.timestamp()
+
+
+@router.get("/workflows/logs", summary="The app's run logs, newest first")
+async def logs(
+    principal: CurrentPrincipal,
+    services: ServicesDep,
+    keyword: str | None = None,
+    status: RunStatus | None = None,
+    created_at__before: str | None = None,
+    created_at__after: str | None = None,
+    created_by_end_user_session_id: str | None = None,
+    page: Annotated[int, Query(ge=1)] = 1,
+    limit: Annotated[int, Query(ge=1, le=100)] = 20,
+) -> dict[str, Any]:
+    query = ListQuery(
+        user_id=principal.user_id,
+        workflow_id=principal.workflow_id,
+        status=status,
+        created_before=_timestamp(created_at__before, "created_at__before"),
+        created_after=_timestamp(created_at__after, "created_at__after"),
+        keyword=keyword,
+        end_user=created_by_end_user_session_id,
+        page=page,
+        size=limit,
+    )
+    result = await services.history.ask(HistoryOp.LIST, query)
+    data = []
+    for run in result["items"]:
+        end_user = run.get("end_user")
+        data.append(
+            {
+                "id": run["id"],
+                "workflow_run": {
+                    **_dify_run(run),
+                    "version": str(run.get("workflow_version") or ""),
+                },
+                "created_from": "service-api",
+                "created_by_role": "end_user" if end_user else "account",
+                "created_by_end_user": (
+                    {
+                        "id": end_user,
+                        "type": "service_api",
+                        "is_anonymous": False,
+                        "session_id": end_user,
+                    }
+                    if end_user
+                    else None
+                ),
+                "created_at": int(run["created_at"]) if run.get("created_at") else None,
+            }
+        )
+    return {
+        "page": page,
+        "limit": limit,
+        "total": result["total"],
+        "has_more": page * limit < result["total"],
+        "data": data,
+    }

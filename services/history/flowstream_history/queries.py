@@ -1,0 +1,79 @@
+"""Answers the gateway's `flowstream.history.<op>` requests, always scoped to the caller."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from flowstream_shared.history import (
+    HistoryError,
+    HistoryOp,
+    HistoryReply,
+    ListQuery,
+    RunDetail,
+    RunQuery,
+    StatsQuery,
+    Summary,
+    SummaryQuery,
+)
+from pydantic import ValidationError
+
+from flowstream_history.stats import workflow_stats
+from flowstream_history.store import ExecutionStore, StoreUnavailable
+
+
+def _error(code: str, message: str, status: int) -> bytes:
+    return (
+        HistoryReply(error=HistoryError(code=code, message=message, status=status))
+        .model_dump_json()
+        .encode()
+    )
+
+
+def _ok(result: Any) -> bytes:
+    return HistoryReply(result=result).model_dump_json().encode()
+
+
+class Queries:
+    def __init__(self, store: ExecutionStore, stats_window: int) -> None:
+        self._store = store
+        self._stats_window = stats_window
+
+    async def answer(self, op: HistoryOp, body: bytes) -> bytes:
+        try:
+            return await self._answer(op, body)
+        except ValidationError as exc:
+            return _error("invalid_param", str(exc.errors()[0].get("msg", exc)), 400)
+        except StoreUnavailable as exc:
+            return _error("service_unavailable", f"execution store unavailable: {exc}", 503)
+
+    async def _answer(self, op: HistoryOp, body: bytes) -> bytes:
+        store = self._store
+        if op in (HistoryOp.GET, HistoryOp.NODES, HistoryOp.TIMELINE):
+            query = RunQuery.model_validate_json(body)
+            run = await store.get_run(query.user_id, query.run_id)
+            if run is None:
+                return _error("not_found", f"execution {query.run_id} not found", 404)
+            if op == HistoryOp.GET:
+                return _ok(RunDetail(run=run, nodes=await store.nodes(run.id)))
+            if op == HistoryOp.NODES:
+                return _ok(await store.nodes(run.id))
+            return _ok(await store.timeline(run.id))
+        if op == HistoryOp.LIST:
+            return _ok(await store.list_runs(ListQuery.model_validate_json(body)))
+        if op == HistoryOp.STATS:
+            stats_query = StatsQuery.model_validate_json(body)
+            runs = await store.runs_for_stats(
+                stats_query.user_id, stats_query.workflow_id, self._stats_window
+            )
+            nodes = await store.nodes_for_stats(stats_query.workflow_id, [r.id for r in runs])
+            return _ok(workflow_stats(stats_query.workflow_id, runs, nodes))
+        summary_query = SummaryQuery.model_validate_json(body)
+        return _ok(
+            Summary(
+                active_runs=await store.count_runs(summary_query.user_id, "running", None),
+                runs_last_minute=await store.count_runs(
+                    summary_query.user_id, None, time.time() - 60
+                ),
+            )
+        )

@@ -1,0 +1,50 @@
+"""The execution store: one protocol, two implementations (SQLite by default, MongoDB when set)."""
+
+from __future__ import annotations
+
+from typing import Protocol
+
+from flowstream_shared.commands import RunOwner
+from flowstream_shared.history import (
+    ListQuery,
+    NodeExecutionRecord,
+    RunPage,
+    RunRecord,
+    TimelineEntry,
+)
+
+from flowstream_history.projection import ProjectionBatch
+
+
+class StoreUnavailable(Exception):
+    """The database cannot be reached or refused a write: retry later, the events are kept."""
+
+
+class ExecutionStore(Protocol):
+    async def open(self) -> None: ...
+
+    async def close(self) -> None: ...
+
+    async def apply(self, batch: ProjectionBatch, owners: dict[str, RunOwner | None]) -> None:
+        """Write the batch durably; raise StoreUnavailable when that is not possible now."""
+        ...
+
+    async def get_run(self, user_id: str, run_id: str) -> RunRecord | None: ...
+
+    async def list_runs(self, query: ListQuery) -> RunPage: ...
+
+    async def nodes(self, run_id: str) -> list[NodeExecutionRecord]: ...
+
+    async def timeline(self, run_id: str) -> list[TimelineEntry]: ...
+
+    async def runs_for_stats(
+        self, user_id: str, workflow_id: str, limit: int
+    ) -> list[RunRecord]: ...
+
+    async def nodes_for_stats(
+        self, workflow_id: str, run_ids: list[str]
+    ) -> list[NodeExecutionRecord]: ...
+
+    async def count_runs(
+        self, user_id: str, status: str | None, created_after: float | None
+    ) -> int: ...

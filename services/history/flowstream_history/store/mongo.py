@@ -1,0 +1,255 @@
+"""The MongoDB store, through PyMongo's native async client.
+
+Written to run on MongoDB and on FerretDB 1.x alike: plain upserts with `$set`, `$setOnInsert` and
+`$max`, finds with sort/skip/limit, `count_documents`; no transactions, no `$lookup`/`$facet`. Each
+batch's run updates go in one ordered bulk write (a run's upsert before its updates); node attempts
+and timeline entries in unordered ones. The projection's rules: `flowstream_history.projection`.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+from typing import Any
+
+from flowstream_shared.commands import RunOwner
+from flowstream_shared.history import (
+    ListQuery,
+    NodeExecutionRecord,
+    RunPage,
+    RunRecord,
+    TimelineEntry,
+)
+from pymongo import ASCENDING, DESCENDING, AsyncMongoClient, UpdateOne
+from pymongo.asynchronous.database import AsyncDatabase
+from pymongo.errors import PyMongoError
+
+from flowstream_history.projection import TERMINAL, ProjectionBatch
+from flowstream_history.store import StoreUnavailable
+
+RUNS = "workflow_executions"
+NODES = "node_executions"
+EVENTS = "execution_events"
+
+
+def _run(doc: dict[str, Any]) -> RunRecord:
+    doc["id"] = doc.pop("_id")
+    return RunRecord.model_validate(doc)
+
+
+def _node(doc: dict[str, Any]) -> NodeExecutionRecord:
+    doc["id"] = doc.pop("_id")
+    return NodeExecutionRecord.model_validate(doc)
+
+
+class MongoStore:
+    def __init__(self, uri: str, database: str | None = None) -> None:
+        self._uri = uri
+        self._database = database
+        self._client: AsyncMongoClient[dict[str, Any]] | None = None
+        self._db: AsyncDatabase[dict[str, Any]] | None = None
+
+    @property
+    def db(self) -> AsyncDatabase[dict[str, Any]]:
+        assert self._db is not None, "open() first"
+        return self._db
+
+    async def open(self) -> None:
+        # Short server selection: an unreachable database must surface as StoreUnavailable
+        # quickly, so the consumer naks and retries instead of holding a batch for 30 s.
+        self._client = AsyncMongoClient(self._uri, serverSelectionTimeoutMS=2000, tz_aware=False)
+        self._db = (
+            self._client[self._database]
+            if self._database
+            else self._client.get_default_database("flowstream")
+        )
+        try:
+            await self.db[RUNS].create_index([("user_id", ASCENDING), ("created_at", DESCENDING)])
+            await self.db[RUNS].create_index(
+                [("user_id", ASCENDING), ("workflow_id", ASCENDING), ("created_at", DESCENDING)]
+            )
+            await self.db[RUNS].create_index(
+                [("user_id", ASCENDING), ("status", ASCENDING), ("created_at", DESCENDING)]
+            )
+            await self.db[NODES].create_index([("run_id", ASCENDING), ("index", ASCENDING)])
+            await self.db[EVENTS].create_index([("run_id", ASCENDING), ("seq", ASCENDING)])
+        except PyMongoError as exc:
+            raise StoreUnavailable(str(exc)) from exc
+
+    async def close(self) -> None:
+        if self._client is not None:
+            await self._client.close()
+            self._client = None
+
+    async def apply(self, batch: ProjectionBatch, owners: dict[str, RunOwner | None]) -> None:
+        try:
+            await self._apply(batch, owners)
+        except PyMongoError as exc:
+            raise StoreUnavailable(str(exc)) from exc
+
+    async def _apply(self, batch: ProjectionBatch, owners: dict[str, RunOwner | None]) -> None:
+        run_ops: list[UpdateOne] = []
+        for run in batch.runs.values():
+            owner = owners.get(run.run_id)
+            upsert: dict[str, Any] = {
+                "$setOnInsert": {
+                    "workflow_id": run.workflow_id,
+                    "task_id": run.task_id,
+                    "status": "running",
+                },
+                "$max": {"last_seq": run.max_seq},
+            }
+            if owner is not None:
+                upsert["$set"] = {"user_id": owner.user_id, "execution_name": owner.execution_name}
+            run_ops.append(UpdateOne({"_id": run.run_id}, upsert, upsert=True))
+            if run.started is not None:
+                run_ops.append(UpdateOne({"_id": run.run_id}, {"$set": run.started}))
+            if run.finished is not None:
+                run_ops.append(UpdateOne({"_id": run.run_id}, {"$set": run.finished}))
+            elif run.pause_state is not None:
+                run_ops.append(
+                    UpdateOne(
+                        {"_id": run.run_id, "status": {"$nin": list(TERMINAL)}},
+                        {"$set": {"status": run.pause_state[1].value}},
+                    )
+                )
+        if run_ops:
+            await self.db[RUNS].bulk_write(run_ops, ordered=True)
+        node_ops = []
+        for n in batch.nodes:
+            identity = {
+                "run_id": n.run_id,
+                "workflow_id": n.workflow_id,
+                "node_id": n.node_id,
+                "node_type": n.node_type,
+                "title": n.title,
+                "index": n.index,
+                "attempt": n.attempt,
+                "created_at": n.created_at,
+            }
+            if n.final:
+                results = {
+                    "status": n.status,
+                    "final": True,
+                    "outputs": n.outputs,
+                    "error": n.error,
+                    "elapsed_ms": n.elapsed_ms,
+                    "finished_at": n.finished_at,
+                }
+                if n.inputs is not None:
+                    results["inputs"] = n.inputs
+                update = {"$set": results, "$setOnInsert": identity}
+            else:
+                update = {
+                    "$setOnInsert": {
+                        **identity,
+                        "status": n.status,
+                        "final": False,
+                        "inputs": n.inputs,
+                    }
+                }
+            node_ops.append(UpdateOne({"_id": n.id}, update, upsert=True))
+        if node_ops:
+            await self.db[NODES].bulk_write(node_ops, ordered=False)
+        event_ops = [
+            UpdateOne(
+                {"_id": f"{t.run_id}:{t.seq}"},
+                {
+                    "$setOnInsert": {
+                        "run_id": t.run_id,
+                        "seq": t.seq,
+                        "event": t.event,
+                        "payload": t.payload,
+                        "created_at": t.created_at,
+                    }
+                },
+                upsert=True,
+            )
+            for t in batch.timeline
+        ]
+        if event_ops:
+            await self.db[EVENTS].bulk_write(event_ops, ordered=False)
+
+    async def get_run(self, user_id: str, run_id: str) -> RunRecord | None:
+        doc = await self.db[RUNS].find_one({"_id": run_id, "user_id": user_id})
+        return _run(doc) if doc else None
+
+    async def list_runs(self, query: ListQuery) -> RunPage:
+        where: dict[str, Any] = {"user_id": query.user_id}
+        if query.workflow_id:
+            where["workflow_id"] = query.workflow_id
+        if query.status:
+            where["status"] = query.status.value
+        created: dict[str, float] = {}
+        if query.created_after is not None:
+            created["$gte"] = query.created_after
+        if query.created_before is not None:
+            created["$lte"] = query.created_before
+        if created:
+            where["created_at"] = created
+        if query.end_user:
+            where["end_user"] = query.end_user
+        if query.keyword:
+            where["$or"] = [
+                {"_id": query.keyword},
+                {"end_user": {"$regex": re.escape(query.keyword)}},
+            ]
+        total = await self.db[RUNS].count_documents(where)
+        cursor = (
+            self.db[RUNS]
+            .find(where)
+            .sort([("created_at", DESCENDING), ("_id", DESCENDING)])
+            .skip((query.page - 1) * query.size)
+            .limit(query.size)
+        )
+        items = [_run(doc) async for doc in cursor]
+        return RunPage(
+            items=items,
+            total=total,
+            page=query.page,
+            size=query.size,
+            pages=math.ceil(total / query.size),
+        )
+
+    async def nodes(self, run_id: str) -> list[NodeExecutionRecord]:
+        cursor = (
+            self.db[NODES]
+            .find({"run_id": run_id})
+            .sort([("index", ASCENDING), ("attempt", ASCENDING)])
+        )
+        return [_node(doc) async for doc in cursor]
+
+    async def timeline(self, run_id: str) -> list[TimelineEntry]:
+        cursor = self.db[EVENTS].find({"run_id": run_id}).sort("seq", ASCENDING)
+        return [
+            TimelineEntry(seq=doc["seq"], event=doc["event"], payload=json.loads(doc["payload"]))
+            async for doc in cursor
+        ]
+
+    async def runs_for_stats(self, user_id: str, workflow_id: str, limit: int) -> list[RunRecord]:
+        cursor = (
+            self.db[RUNS]
+            .find({"user_id": user_id, "workflow_id": workflow_id})
+            .sort("created_at", DESCENDING)
+            .limit(limit)
+        )
+        return [_run(doc) async for doc in cursor]
+
+    async def nodes_for_stats(
+        self, workflow_id: str, run_ids: list[str]
+    ) -> list[NodeExecutionRecord]:
+        if not run_ids:
+            return []
+        cursor = self.db[NODES].find({"workflow_id": workflow_id, "run_id": {"$in": run_ids}})
+        return [_node(doc) async for doc in cursor]
+
+    async def count_runs(
+        self, user_id: str, status: str | None, created_after: float | None
+    ) -> int:
+        where: dict[str, Any] = {"user_id": user_id}
+        if status is not None:
+            where["status"] = status
+        if created_after is not None:
+            where["created_at"] = {"$gte": created_after}
+        return await self.db[RUNS].count_documents(where)

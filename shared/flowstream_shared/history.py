@@ -1,0 +1,147 @@
+"""History's records and the queries the gateway sends on `flowstream.history.<op>` (request/reply).
+
+Every query carries the caller's user id: the history service scopes every answer to it, so
+another user's run is indistinguishable from one that does not exist.
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from flowstream_shared.events import RunStatus
+
+
+class HistoryOp(StrEnum):
+    GET = "get"
+    LIST = "list"
+    NODES = "nodes"
+    TIMELINE = "timeline"
+    STATS = "stats"
+    SUMMARY = "summary"
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="ignore")
+
+
+class RunRecord(_Model):
+    """`workflow_executions`: one per run."""
+
+    id: str
+    task_id: str | None = None
+    workflow_id: str
+    workflow_version: int | None = None
+    user_id: str | None = None
+    end_user: str | None = None
+    execution_name: str | None = None
+    inputs: dict[str, Any] | None = None
+    outputs: dict[str, Any] | None = None
+    status: RunStatus
+    error: str | None = None
+    elapsed_ms: float | None = None
+    total_steps: int | None = None
+    total_tokens: int | None = None
+    created_at: float | None = None
+    started_at: float | None = None
+    finished_at: float | None = None
+    last_seq: int = 0
+
+
+class NodeExecutionRecord(_Model):
+    """`node_executions`: one per node attempt (a retried attempt has its own record)."""
+
+    id: str
+    run_id: str
+    workflow_id: str
+    node_id: str
+    node_type: str
+    title: str | None = None
+    index: int | None = None
+    attempt: int = 0
+    status: str
+    inputs: dict[str, Any] | None = None
+    outputs: dict[str, Any] | None = None
+    error: str | None = None
+    elapsed_ms: float | None = None
+    created_at: float | None = None
+    finished_at: float | None = None
+
+
+class TimelineEntry(_Model):
+    """`execution_events`: the run's events in `seq` order."""
+
+    seq: int
+    event: str
+    payload: dict[str, Any]
+
+
+class RunQuery(_Model):
+    user_id: str
+    run_id: str
+
+
+class ListQuery(_Model):
+    user_id: str
+    workflow_id: str | None = None
+    status: RunStatus | None = None
+    created_after: float | None = None
+    created_before: float | None = None
+    keyword: str | None = None
+    end_user: str | None = None
+    page: int = Field(default=1, ge=1)
+    size: int = Field(default=20, ge=1, le=100)
+
+
+class StatsQuery(_Model):
+    user_id: str
+    workflow_id: str
+
+
+class SummaryQuery(_Model):
+    user_id: str
+
+
+class RunPage(_Model):
+    items: list[RunRecord]
+    total: int
+    page: int
+    size: int
+    pages: int
+
+
+class RunDetail(_Model):
+    run: RunRecord
+    nodes: list[NodeExecutionRecord]
+
+
+class WorkflowStats(_Model):
+    workflow_id: str
+    total: int
+    finished: int
+    succeeded: int
+    success_rate: float | None
+    avg_duration_ms: float | None
+    p95_duration_ms: float | None
+    slowest_node: dict[str, Any] | None
+    errors_by_type: dict[str, int]
+
+
+class Summary(_Model):
+    active_runs: int
+    runs_last_minute: int
+
+
+class HistoryError(_Model):
+    code: str
+    message: str
+    status: int
+
+
+class HistoryReply(_Model):
+    """Every reply: exactly one of `result` and `error`."""
+
+    result: Any = None
+    error: HistoryError | None = None
