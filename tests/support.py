@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import time
 import uuid
@@ -174,5 +175,28 @@ async def read_run_log(
                 not until_final and msg.metadata.num_pending == 0
             ):
                 return events
+    finally:
+        await nc.close()
+
+
+async def history_caught_up(nats_url: str, within_s: float = 30) -> None:
+    """Wait until history has acknowledged all the event log holds now: on its acks, not time."""
+    nc = await nats.connect(nats_url)
+    try:
+        js = nc.jetstream()
+        target = (await js.stream_info("FLOWSTREAM_EVENTS")).state.last_seq
+        acks = await nc.subscribe("$JS.ACK.FLOWSTREAM_EVENTS.history.>")
+        info = None
+        try:
+            async with asyncio.timeout(within_s):
+                while True:
+                    info = await js.consumer_info("FLOWSTREAM_EVENTS", "history")
+                    if info.ack_floor.stream_seq >= target:
+                        return
+                    await acks.next_msg(timeout=within_s)
+        except TimeoutError:
+            raise AssertionError(f"history did not reach {target}: {info}") from None
+        finally:
+            await acks.unsubscribe()
     finally:
         await nc.close()

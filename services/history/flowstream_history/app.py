@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import warnings
 from typing import Any
 
 from faststream import AckPolicy
@@ -45,6 +46,14 @@ def create_app(settings: HistorySettings | None = None) -> AsgiFastStream:
     )
     store = make_store(settings)
     parts: dict[str, Any] = {}
+
+    # FastStream warns about every durable push consumer; this one has a deliver group (`queue`),
+    # so history replicas do share it (ADR 10).
+    warnings.filterwarnings(
+        "ignore",
+        message="The JetStream Push consumer with the `durable` option",
+        category=RuntimeWarning,
+    )
 
     @broker.subscriber(
         subjects.ALL_EVENTS,

@@ -46,8 +46,11 @@ class Recorder:
         while True:
             try:
                 await self._store.apply(batch, owners)
-            except StoreUnavailable as exc:
-                log.warning("execution store unavailable (%s); retrying in %.1fs", exc, delay)
+            except Exception as exc:  # a writer that dies stops all recording: always retry
+                if isinstance(exc, StoreUnavailable):
+                    log.warning("execution store unavailable (%s); retrying in %.1fs", exc, delay)
+                else:
+                    log.exception("writing a batch failed unexpectedly; retrying in %.1fs", delay)
                 await keep_alive()
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, self._retry_max_s)

@@ -2,8 +2,9 @@
 
 Written to run on MongoDB and on FerretDB 1.x alike: plain upserts with `$set`, `$setOnInsert` and
 `$max`, finds with sort/skip/limit, `count_documents`; no transactions, no `$lookup`/`$facet`. Each
-batch's run updates go in one ordered bulk write (a run's upsert before its updates); node attempts
-and timeline entries in unordered ones. The projection's rules: `flowstream_history.projection`.
+batch's writes go in ordered bulk writes (a run's upsert before its updates); idempotent writes make
+order free, and FerretDB stalls on large unordered bulk writes (it runs them concurrently against
+SQLite's single writer). The projection's rules: `flowstream_history.projection`.
 """
 
 from __future__ import annotations
@@ -23,10 +24,15 @@ from flowstream_shared.history import (
 )
 from pymongo import ASCENDING, DESCENDING, AsyncMongoClient, UpdateOne
 from pymongo.asynchronous.database import AsyncDatabase
-from pymongo.errors import PyMongoError
+from pymongo.errors import BulkWriteError, PyMongoError
 
 from flowstream_history.projection import TERMINAL, ProjectionBatch
 from flowstream_history.store import StoreUnavailable
+
+# FerretDB's cost per bulk write grows faster than its size (40 runs' nodes in one bulk took
+# over 15 s, in chunks well under one); MongoDB does not mind chunks.
+BULK_CHUNK = 64
+DUPLICATE_KEY = 11000
 
 RUNS = "workflow_executions"
 NODES = "node_executions"
@@ -56,9 +62,16 @@ class MongoStore:
         return self._db
 
     async def open(self) -> None:
-        # Short server selection: an unreachable database must surface as StoreUnavailable
-        # quickly, so the consumer naks and retries instead of holding a batch for 30 s.
-        self._client = AsyncMongoClient(self._uri, serverSelectionTimeoutMS=2000, tz_aware=False)
+        # Every operation is bounded: an unreachable or vanished database must surface as
+        # StoreUnavailable (and a retry), never as a write waiting forever on a dead socket.
+        self._client = AsyncMongoClient(
+            self._uri,
+            serverSelectionTimeoutMS=2000,
+            connectTimeoutMS=2000,
+            socketTimeoutMS=10_000,
+            timeoutMS=15_000,
+            tz_aware=False,
+        )
         self._db = (
             self._client[self._database]
             if self._database
@@ -114,8 +127,7 @@ class MongoStore:
                         {"$set": {"status": run.pause_state[1].value}},
                     )
                 )
-        if run_ops:
-            await self.db[RUNS].bulk_write(run_ops, ordered=True)
+        await self._bulk(RUNS, run_ops)
         node_ops = []
         for n in batch.nodes:
             identity = {
@@ -150,26 +162,35 @@ class MongoStore:
                     }
                 }
             node_ops.append(UpdateOne({"_id": n.id}, update, upsert=True))
-        if node_ops:
-            await self.db[NODES].bulk_write(node_ops, ordered=False)
-        event_ops = [
-            UpdateOne(
-                {"_id": f"{t.run_id}:{t.seq}"},
-                {
-                    "$setOnInsert": {
-                        "run_id": t.run_id,
-                        "seq": t.seq,
-                        "event": t.event,
-                        "payload": t.payload,
-                        "created_at": t.created_at,
-                    }
-                },
-                upsert=True,
-            )
+        await self._bulk(NODES, node_ops)
+        # Timeline entries never change once written: inserts, and a duplicate key (a redelivered
+        # event) means "already recorded". FerretDB's upserts scan; its inserts do not.
+        documents = [
+            {
+                "_id": f"{t.run_id}:{t.seq}",
+                "run_id": t.run_id,
+                "seq": t.seq,
+                "event": t.event,
+                "payload": t.payload,
+                "created_at": t.created_at,
+            }
             for t in batch.timeline
         ]
-        if event_ops:
-            await self.db[EVENTS].bulk_write(event_ops, ordered=False)
+        for start in range(0, len(documents), BULK_CHUNK * 8):
+            try:
+                await self.db[EVENTS].insert_many(
+                    documents[start : start + BULK_CHUNK * 8], ordered=False
+                )
+            except BulkWriteError as exc:
+                errors = exc.details.get("writeErrors", [])
+                if any(e.get("code") != DUPLICATE_KEY for e in errors) or exc.details.get(
+                    "writeConcernErrors"
+                ):
+                    raise
+
+    async def _bulk(self, collection: str, ops: list[UpdateOne]) -> None:
+        for start in range(0, len(ops), BULK_CHUNK):
+            await self.db[collection].bulk_write(ops[start : start + BULK_CHUNK], ordered=True)
 
     async def get_run(self, user_id: str, run_id: str) -> RunRecord | None:
         doc = await self.db[RUNS].find_one({"_id": run_id, "user_id": user_id})
