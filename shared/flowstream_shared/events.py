@@ -23,6 +23,11 @@ class EventName(StrEnum):
     WORKFLOW_PROGRESS = "workflow_progress"
     WORKFLOW_FINISHED = "workflow_finished"
     ERROR = "error"
+    LOOP_STARTED = "loop_started"
+    LOOP_NEXT = "loop_next"
+    LOOP_COMPLETED = "loop_completed"
+    PARALLEL_BRANCH_STARTED = "parallel_branch_started"
+    PARALLEL_BRANCH_FINISHED = "parallel_branch_finished"
 
 
 class RunStatus(StrEnum):
@@ -131,6 +136,72 @@ class ErrorData(_Payload):
     message: str
 
 
+class LoopStartedData(_Payload):
+    """Dify's `loop_started`; `id` is the LOOP node's execution id."""
+
+    id: str
+    node_id: str
+    node_type: str
+    title: str
+    created_at: int
+    inputs: dict[str, Any] = Field(default_factory=dict)
+    metadata: dict[str, Any] = Field(default_factory=dict)
+
+
+class LoopNextData(_Payload):
+    """Before every iteration but the first: `index` is the iteration about to run (from 0)."""
+
+    id: str
+    node_id: str
+    node_type: str
+    title: str
+    index: int
+    pre_loop_output: Any = None
+    created_at: int
+
+
+class LoopCompletedData(_Payload):
+    id: str
+    node_id: str
+    node_type: str
+    title: str
+    inputs: dict[str, Any] | None = None
+    outputs: dict[str, Any] | None = None
+    status: NodeStatus
+    error: str | None = None
+    elapsed_time: float
+    total_tokens: int = 0
+    execution_metadata: dict[str, Any] | None = None
+    steps: int
+    created_at: int
+    finished_at: int
+
+
+class ParallelBranchStartedData(_Payload):
+    """Dify's shape. `parallel_id` is the PARALLEL node's id, `parallel_start_node_id` the node
+    its branch starts at; the parent fields name the branch the PARALLEL itself runs in."""
+
+    parallel_id: str
+    parallel_start_node_id: str
+    parent_parallel_id: str | None = None
+    parent_parallel_start_node_id: str | None = None
+    iteration_id: str | None = None
+    loop_id: str | None = None
+    created_at: int
+
+
+class ParallelBranchFinishedData(_Payload):
+    parallel_id: str
+    parallel_start_node_id: str
+    parent_parallel_id: str | None = None
+    parent_parallel_start_node_id: str | None = None
+    iteration_id: str | None = None
+    loop_id: str | None = None
+    status: NodeStatus  # succeeded, failed or stopped
+    error: str | None = None
+    created_at: int
+
+
 class RunEventBase(BaseModel):
     model_config = ConfigDict(frozen=True, extra="ignore")
 
@@ -191,6 +262,31 @@ class ErrorEvent(RunEventBase):
     data: ErrorData
 
 
+class LoopStarted(RunEventBase):
+    event: Literal[EventName.LOOP_STARTED] = EventName.LOOP_STARTED
+    data: LoopStartedData
+
+
+class LoopNext(RunEventBase):
+    event: Literal[EventName.LOOP_NEXT] = EventName.LOOP_NEXT
+    data: LoopNextData
+
+
+class LoopCompleted(RunEventBase):
+    event: Literal[EventName.LOOP_COMPLETED] = EventName.LOOP_COMPLETED
+    data: LoopCompletedData
+
+
+class ParallelBranchStarted(RunEventBase):
+    event: Literal[EventName.PARALLEL_BRANCH_STARTED] = EventName.PARALLEL_BRANCH_STARTED
+    data: ParallelBranchStartedData
+
+
+class ParallelBranchFinished(RunEventBase):
+    event: Literal[EventName.PARALLEL_BRANCH_FINISHED] = EventName.PARALLEL_BRANCH_FINISHED
+    data: ParallelBranchFinishedData
+
+
 RunEvent = Annotated[
     WorkflowStarted
     | NodeStarted
@@ -201,7 +297,12 @@ RunEvent = Annotated[
     | WorkflowResumed
     | WorkflowProgress
     | WorkflowFinished
-    | ErrorEvent,
+    | ErrorEvent
+    | LoopStarted
+    | LoopNext
+    | LoopCompleted
+    | ParallelBranchStarted
+    | ParallelBranchFinished,
     Field(discriminator="event"),
 ]
 
@@ -223,4 +324,9 @@ EVENT_TYPES: dict[EventName, type[RunEventBase]] = {
     EventName.WORKFLOW_PROGRESS: WorkflowProgress,
     EventName.WORKFLOW_FINISHED: WorkflowFinished,
     EventName.ERROR: ErrorEvent,
+    EventName.LOOP_STARTED: LoopStarted,
+    EventName.LOOP_NEXT: LoopNext,
+    EventName.LOOP_COMPLETED: LoopCompleted,
+    EventName.PARALLEL_BRANCH_STARTED: ParallelBranchStarted,
+    EventName.PARALLEL_BRANCH_FINISHED: ParallelBranchFinished,
 }

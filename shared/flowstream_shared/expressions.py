@@ -3,6 +3,9 @@
 References are `{{input.x}}`, `{{node_id.path.to.field}}`, `{{loop.index}}`, `{{execution.id}}`.
 Values are bound as variables and never parsed: whatever a user sends as input stays data.
 Compiled templates are cached by their source, so a definition run many times compiles once.
+
+Conditions also read `a contains b` and `a not contains b`: Jinja has no such operator, so the
+condition's tokens (never its text) are rewritten to the test `a is contains b`.
 """
 
 from __future__ import annotations
@@ -25,6 +28,8 @@ __all__ = [
     "Template",
     "compile_condition",
     "compile_template",
+    "render_value",
+    "value_references",
 ]
 
 _REF = re.compile(r"\{\{(.*?)\}\}", re.DOTALL)
@@ -69,6 +74,22 @@ _env.globals.clear()
 _env.filters["json"] = lambda v: json.dumps(v, ensure_ascii=False)
 _env.tests["null"] = lambda v: v is None
 _env.tests["empty"] = lambda v: v is None or (hasattr(v, "__len__") and len(v) == 0)
+
+
+def _contains(container: Any, item: Any) -> bool:
+    """`a contains b`: a substring of a string, an element of a list, a key of an object."""
+    if container is None:
+        return False
+    if isinstance(container, str):
+        if not isinstance(item, str):
+            raise TypeError(f"'contains' not supported between a string and {type(item).__name__}")
+        return item in container
+    if isinstance(container, Mapping | list | tuple | set | frozenset):
+        return item in container
+    raise TypeError(f"'contains' not supported for {type(container).__name__}")
+
+
+_env.tests["contains"] = _contains
 
 
 def _references(tree: nodes.Node) -> set[Reference]:
@@ -160,7 +181,54 @@ def compile_template(source: str) -> Template:
 
 def _to_expression(source: str) -> str:
     """`{{input.score}} >= 60` → `(input.score) >= 60`: the braces only mark references."""
-    return _REF.sub(lambda m: f"({m.group(1)})", source)
+    return _rewrite_contains(_REF.sub(lambda m: f"({m.group(1)})", source))
+
+
+# A token after which an operand has ended, so a following name is in operator position.
+_OPERAND_END = frozenset({"string", "integer", "float"})
+_KEYWORDS = frozenset({"and", "or", "not", "in", "is", "if", "else"})
+
+
+def _rewrite_contains(expression: str) -> str:
+    """`a contains b` → `a is contains b`, `a not contains b` → `a is not contains b`.
+
+    Works on Jinja's tokens, so a string or a field named `contains` is left alone. Expressions
+    that do not lex are returned unchanged: compiling them reports the error.
+    """
+    if "contains" not in expression:
+        return expression
+    try:
+        tokens = [(kind, value) for _, kind, value in _env.lex("{{ " + expression + " }}")]
+    except TemplateError:
+        return expression
+    out: list[str] = []
+    significant: list[tuple[str, str, int]] = []  # (kind, value, position in `out`)
+    for kind, value in tokens[1:-1]:  # without the `{{` and `}}` markers
+        if kind == "name" and value == "contains" and significant:
+            last_kind, last_value, at = significant[-1]
+            if last_kind == "name" and last_value == "not" and len(significant) > 1:
+                before_kind, before_value, _ = significant[-2]
+                if _ends_operand(before_kind, before_value):
+                    out[at] = "is not"
+                    out.append("contains")
+                    significant[-1] = ("name", "is not", at)
+                    continue
+            if _ends_operand(last_kind, last_value):
+                out.append("is contains")
+                significant.append(("name", "contains", len(out) - 1))
+                continue
+        out.append(value)
+        if kind != "whitespace":
+            significant.append((kind, value, len(out) - 1))
+    return "".join(out).strip()
+
+
+def _ends_operand(kind: str, value: str) -> bool:
+    if kind in _OPERAND_END:
+        return True
+    if kind == "name":
+        return value not in _KEYWORDS
+    return kind == "operator" and value in (")", "]", "}")
 
 
 @lru_cache(maxsize=4096)
@@ -172,3 +240,32 @@ def compile_condition(source: str) -> Condition:
     except TemplateError as exc:
         raise ExpressionError(f"invalid condition: {exc}") from exc
     return Condition(source, frozenset(_references(tree)), compiled)
+
+
+def value_references(value: Any) -> frozenset[Reference]:
+    """The references in every template string inside a JSON-like value (an API_CALL body)."""
+    if isinstance(value, str):
+        return compile_template(value).references
+    found: set[Reference] = set()
+    if isinstance(value, Mapping):
+        for item in value.values():
+            found |= value_references(item)
+    elif isinstance(value, list):
+        for item in value:
+            found |= value_references(item)
+    return frozenset(found)
+
+
+def render_value(value: Any, context: Mapping[str, Any]) -> Any:
+    """Render every template string inside a JSON-like value; other values stay as they are.
+
+    A string that is exactly one reference keeps the value's type, so `{"user": "{{input.user}}"}`
+    can carry an object.
+    """
+    if isinstance(value, str):
+        return compile_template(value).value(context)
+    if isinstance(value, Mapping):
+        return {key: render_value(item, context) for key, item in value.items()}
+    if isinstance(value, list):
+        return [render_value(item, context) for item in value]
+    return value

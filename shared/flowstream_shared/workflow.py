@@ -6,14 +6,17 @@ error at write time, not a silently ignored setting.
 
 from __future__ import annotations
 
+from collections import defaultdict, deque
+from collections.abc import Callable, Iterable
 from enum import StrEnum
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 NODE_ID_PATTERN = r"^[A-Za-z_][A-Za-z0-9_]{0,63}$"
 # Names that references already use; a node cannot take them.
 RESERVED_NODE_IDS = frozenset({"input", "loop", "execution", "sys"})
+ENV_VAR_PATTERN = r"^[A-Za-z_][A-Za-z0-9_]{0,127}$"
 
 
 class NodeType(StrEnum):
@@ -123,12 +126,84 @@ class DelayConfig(_Strict):
     seconds: float = Field(ge=0, le=86400)
 
 
+HttpMethod = Literal["GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"]
+# The fields an API_CALL always outputs; `outputs` adds mapped fields next to them.
+API_RESPONSE_FIELDS = frozenset({"status_code", "headers", "body"})
+
+
+class ApiCallConfig(_Strict):
+    """An HTTP request. `url`, header and query values and every string inside `body` are
+    templates; a string that is exactly one reference keeps the value's type (a JSON body can
+    be an object). `outputs` maps names to templates over `response` and the run's values."""
+
+    method: HttpMethod = "GET"
+    url: str = Field(min_length=1, max_length=10_000)
+    headers: dict[str, str] = Field(default_factory=dict)
+    query: dict[str, str | int | float | bool] = Field(default_factory=dict)
+    body: Any = None
+    body_type: Literal["json", "text", "form"] | None = Field(
+        default=None, description="Default: JSON unless the rendered body is a string (text)"
+    )
+    timeout: float = Field(default=30.0, gt=0, le=3600)
+    follow_redirects: bool = True
+    outputs: dict[str, str] = Field(default_factory=dict)
+
+
+class ParallelConfig(_Strict):
+    max_concurrent: int | None = Field(default=None, ge=1, le=1000)
+    wait_for_all: bool = True
+
+
+class LoopConfig(_Strict):
+    """The body runs, then `condition` decides whether it runs again (`loop.index` is then the
+    index the next iteration would have); never more than `max_iterations` times."""
+
+    max_iterations: int = Field(ge=1, le=10_000)
+    condition: str | None = Field(default=None, min_length=1, max_length=10_000)
+    break_on_error: bool = True
+
+
+class ChatMessage(_Strict):
+    role: Literal["system", "user", "assistant"]
+    content: str = Field(max_length=200_000)
+
+
+class LlmConfig(_Strict):
+    """Any OpenAI-compatible chat completions endpoint (`<base_url>/chat/completions`)."""
+
+    base_url: str = Field(min_length=1, max_length=2_000)
+    model: str = Field(min_length=1, max_length=200)
+    system: str | None = Field(default=None, max_length=200_000)
+    messages: list[ChatMessage] = Field(default_factory=list, max_length=1_000)
+    prompt: str | None = Field(default=None, max_length=200_000)
+    api_key: str | None = Field(default=None, max_length=1_000)
+    api_key_env: str | None = Field(default=None, pattern=ENV_VAR_PATTERN)
+    temperature: float | None = Field(default=None, ge=0, le=2)
+    max_tokens: int | None = Field(default=None, ge=1)
+    top_p: float | None = Field(default=None, ge=0, le=1)
+    timeout: float = Field(default=120.0, gt=0, le=3600)
+    stream: bool = Field(default=True, description="Emit the answer as `text_chunk`s")
+    include_usage: bool = Field(default=True, description="Ask for `usage` in the last chunk")
+
+    @model_validator(mode="after")
+    def _has_a_message(self) -> LlmConfig:
+        if not self.messages and self.prompt is None:
+            raise ValueError("an LLM node needs `prompt` or `messages`")
+        if self.api_key is not None and self.api_key_env is not None:
+            raise ValueError("set `api_key` or `api_key_env`, not both")
+        return self
+
+
 BUILTIN_CONFIGS: dict[str, type[BaseModel]] = {
     NodeType.START: StartConfig,
     NodeType.END: EndConfig,
     NodeType.TEMPLATE: TemplateConfig,
     NodeType.CONDITION: ConditionConfig,
     NodeType.DELAY: DelayConfig,
+    NodeType.API_CALL: ApiCallConfig,
+    NodeType.PARALLEL: ParallelConfig,
+    NodeType.LOOP: LoopConfig,
+    NodeType.LLM: LlmConfig,
 }
 
 # The fields each built-in node type outputs, so references can be checked at write time.
@@ -138,4 +213,106 @@ BUILTIN_OUTPUTS: dict[str, frozenset[str] | None] = {
     NodeType.TEMPLATE: frozenset({"text"}),
     NodeType.CONDITION: frozenset({"result"}),
     NodeType.DELAY: frozenset({"seconds"}),
+    NodeType.API_CALL: API_RESPONSE_FIELDS,  # plus the names `outputs` maps
+    NodeType.PARALLEL: frozenset(),
+    NodeType.LOOP: frozenset({"iterations", "errors"}),
+    NodeType.LLM: frozenset({"text", "usage", "finish_reason", "model"}),
 }
+
+BranchKey = tuple[str, str]  # (PARALLEL node id, the node its branch starts at)
+
+
+class WorkflowGraph:
+    """The shape of a definition: LOOP bodies, the scope of each node, PARALLEL branches.
+
+    A LOOP's body is every node reachable from the target of its LOOP connection without passing
+    through the LOOP node; connections from the body back to the LOOP node are its back edges.
+    A node's scope is the innermost LOOP whose body holds it (None: the top level). Only
+    connections whose ends exist are considered; validation reports the others.
+    """
+
+    def __init__(self, definition: WorkflowDefinition) -> None:
+        self.types: dict[str, str] = {n.id: n.type for n in definition.nodes}
+        self.connections = [
+            c for c in definition.connections if c.source in self.types and c.target in self.types
+        ]
+        self.outgoing: dict[str, list[Connection]] = defaultdict(list)
+        self.incoming: dict[str, list[Connection]] = defaultdict(list)
+        for conn in self.connections:
+            self.outgoing[conn.source].append(conn)
+            self.incoming[conn.target].append(conn)
+        # `on_error: <node id>`: an implicit edge, taken only when the node fails.
+        self.error_targets: dict[str, str] = {
+            n.id: n.on_error
+            for n in definition.nodes
+            if n.on_error not in ("fail", "continue") and n.on_error in self.types
+        }
+        self.loop_entries: dict[str, str] = {}
+        for conn in self.connections:
+            if conn.type == ConnectionType.LOOP and self.types[conn.source] == NodeType.LOOP:
+                self.loop_entries.setdefault(conn.source, conn.target)
+        self.bodies: dict[str, frozenset[str]] = {
+            loop: self._body(loop, entry) for loop, entry in self.loop_entries.items()
+        }
+        self.scope: dict[str, str | None] = {}
+        for node_id in self.types:
+            holders = [loop for loop, body in self.bodies.items() if node_id in body]
+            self.scope[node_id] = min(holders, key=lambda h: len(self.bodies[h]), default=None)
+        self.back_edges = frozenset(
+            (c.source, c.target)
+            for c in self.connections
+            if c.target in self.bodies and c.source in self.bodies[c.target]
+        )
+
+    def successors(self, node_id: str) -> list[str]:
+        """Every node a connection or `on_error` leads to from `node_id`."""
+        found = [c.target for c in self.outgoing[node_id]]
+        if node_id in self.error_targets:
+            found.append(self.error_targets[node_id])
+        return found
+
+    def is_forward(self, conn: Connection) -> bool:
+        """Neither a LOOP connection (into a body) nor a back edge (out of one)."""
+        return (
+            conn.type != ConnectionType.LOOP and (conn.source, conn.target) not in self.back_edges
+        )
+
+    def forward_successors(self, node_id: str) -> list[str]:
+        """Successors in the node's own scope: a LOOP's body and its back edges are left out."""
+        found = [c.target for c in self.outgoing[node_id] if self.is_forward(c)]
+        if node_id in self.error_targets:
+            found.append(self.error_targets[node_id])
+        return found
+
+    def branches(self, parallel_id: str) -> list[tuple[str, frozenset[str]]]:
+        """Each branch of a PARALLEL: its start node and the nodes only that branch reaches."""
+        starts = [c.target for c in self.outgoing[parallel_id] if c.type == ConnectionType.PARALLEL]
+        reach = {start: self.reach(start) for start in starts}
+        result: list[tuple[str, frozenset[str]]] = []
+        for start in starts:
+            others: set[str] = set()
+            for other in starts:
+                if other != start:
+                    others |= reach[other]
+            result.append((start, frozenset(reach[start] - others)))
+        return result
+
+    def reach(self, start: str, avoid: Iterable[str] = ()) -> set[str]:
+        """Nodes reachable from `start` in its scope (itself included)."""
+        return self._walk(start, self.forward_successors, set(avoid))
+
+    def _body(self, loop: str, entry: str) -> frozenset[str]:
+        if entry == loop:
+            return frozenset()
+        return frozenset(self._walk(entry, self.successors, {loop}))
+
+    @staticmethod
+    def _walk(start: str, step: Callable[[str], list[str]], avoid: set[str]) -> set[str]:
+        seen = {start}
+        queue = deque([start])
+        while queue:
+            for child in step(queue.popleft()):
+                if child not in seen and child not in avoid:
+                    seen.add(child)
+                    queue.append(child)
+        return seen

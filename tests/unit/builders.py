@@ -46,6 +46,38 @@ def delay(node_id: str, seconds: float, **extra: Any) -> Spec:
     return node(node_id, "DELAY", {"seconds": seconds}, **extra)
 
 
+def parallel(node_id: str, **config: Any) -> Spec:
+    """A PARALLEL node; `config` takes `max_concurrent` and `wait_for_all`."""
+    return node(node_id, "PARALLEL", config)
+
+
+def loop(node_id: str, max_iterations: int | None = 3, **config: Any) -> Spec:
+    """A LOOP node; `config` takes `condition` and `break_on_error`."""
+    extra = {k: config.pop(k) for k in ("retry", "timeout", "on_error", "name") if k in config}
+    if max_iterations is not None:
+        config["max_iterations"] = max_iterations
+    return node(node_id, "LOOP", config, **extra)
+
+
+def _node_fields(config: dict[str, Any]) -> Spec:
+    """The node-level keys among `config`; `node_timeout` is the node's `timeout` (the request's
+    own `timeout` stays in the config)."""
+    extra: Spec = {k: config.pop(k) for k in ("retry", "on_error", "name") if k in config}
+    if "node_timeout" in config:
+        extra["timeout"] = config.pop("node_timeout")
+    return extra
+
+
+def api_call(node_id: str, url: str, **config: Any) -> Spec:
+    extra = _node_fields(config)
+    return node(node_id, "API_CALL", {"url": url, **config}, **extra)
+
+
+def llm(node_id: str, base_url: str, **config: Any) -> Spec:
+    extra = _node_fields(config)
+    return node(node_id, "LLM", {"base_url": base_url, "model": "test-model", **config}, **extra)
+
+
 def connect(source: str, target: str, kind: str = "SEQUENCE") -> Spec:
     return {"from": source, "to": target, "type": kind}
 

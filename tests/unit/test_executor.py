@@ -3,34 +3,21 @@
 from __future__ import annotations
 
 import asyncio
-import time
-import uuid
-from collections.abc import Callable
-from dataclasses import dataclass
-from typing import Any, TypeVar
 
 from flowstream_engine.control import ControlRegistry
-from flowstream_engine.emitter import RunEmitter
-from flowstream_engine.plan import plan_for
-from flowstream_engine.run import STOPPED_BY_USER, RunExecutor
+from flowstream_engine.run import STOPPED_BY_USER
 from flowstream_engine.state import RunState
 from flowstream_shared import subjects
-from flowstream_shared.commands import ControlAction, ControlCommand, RunCommand
+from flowstream_shared.commands import ControlAction, ControlCommand
 from flowstream_shared.events import (
     EventName,
     NodeFinished,
-    NodeFinishedData,
     NodeRetry,
     NodeStarted,
     NodeStatus,
-    RunEvent,
-    RunEventBase,
     RunStatus,
     TextChunk,
-    WorkflowFinished,
-    WorkflowFinishedData,
     WorkflowStarted,
-    parse_event,
 )
 from flowstream_shared.workflow import WorkflowDefinition
 
@@ -43,116 +30,20 @@ from tests.unit.builders import (
     delay,
     end,
     field,
-    snapshot,
     start,
     template,
 )
-
-E = TypeVar("E", bound=RunEventBase)
-# Bounds every wait, so a hang fails the test quickly instead of at pytest's timeout.
-PATIENCE = 5.0
-
-
-class MemoryEventLog:
-    """An EventLog that stores every event at once and can signal when it sees one."""
-
-    def __init__(self) -> None:
-        self.records: list[tuple[str, RunEvent]] = []
-        self.msg_ids: list[str] = []
-        self._watches: list[tuple[Callable[[RunEvent], bool], asyncio.Event]] = []
-
-    def submit(self, subject: str, payload: bytes, msg_id: str) -> asyncio.Future[None]:
-        event = parse_event(payload)
-        self.records.append((subject, event))
-        self.msg_ids.append(msg_id)
-        for predicate, seen in self._watches:
-            if predicate(event):
-                seen.set()
-        stored: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        stored.set_result(None)
-        return stored
-
-    def seen(self, predicate: Callable[[RunEvent], bool]) -> asyncio.Event:
-        """An event set as soon as an event matching `predicate` is submitted."""
-        seen = asyncio.Event()
-        if any(predicate(event) for event in self.events):
-            seen.set()
-        self._watches.append((predicate, seen))
-        return seen
-
-    @property
-    def events(self) -> list[RunEvent]:
-        return [event for _, event in self.records]
-
-
-def node_started(node_id: str) -> Callable[[RunEvent], bool]:
-    return lambda event: isinstance(event, NodeStarted) and event.data.node_id == node_id
-
-
-def of_type(events: list[RunEvent], kind: type[E]) -> list[E]:
-    return [event for event in events if isinstance(event, kind)]
-
-
-def started_ids(events: list[RunEvent]) -> list[str]:
-    return [event.data.node_id for event in of_type(events, NodeStarted)]
-
-
-def finished_nodes(events: list[RunEvent]) -> dict[str, NodeFinishedData]:
-    return {event.data.node_id: event.data for event in of_type(events, NodeFinished)}
-
-
-def the_finish(events: list[RunEvent]) -> WorkflowFinishedData:
-    finishes = of_type(events, WorkflowFinished)
-    assert len(finishes) == 1, f"expected exactly one workflow_finished, got {len(finishes)}"
-    assert events[-1] is finishes[0], "workflow_finished must be the last event"
-    return finishes[0].data
-
-
-def assert_gap_free(events: list[RunEvent]) -> None:
-    assert [event.seq for event in events] == list(range(1, len(events) + 1))
-
-
-@dataclass
-class Run:
-    command: RunCommand
-    log: MemoryEventLog
-    executor: RunExecutor
-
-    async def execute(self) -> WorkflowFinishedData:
-        async with asyncio.timeout(PATIENCE):
-            return await self.executor.execute()
-
-
-def command_for(
-    workflow: WorkflowDefinition, inputs: dict[str, Any], timeout: float = 30.0
-) -> RunCommand:
-    created_at = time.time()
-    return RunCommand(
-        run_id=f"run-{uuid.uuid4().hex}",
-        task_id=f"task-{uuid.uuid4().hex}",
-        workflow=snapshot(workflow),
-        inputs=inputs,
-        user_id="user-1",
-        created_at=created_at,
-        deadline=created_at + timeout,
-    )
-
-
-def prepare(command: RunCommand, state: RunState | None = None) -> Run:
-    log = MemoryEventLog()
-    emitter = RunEmitter(
-        log,
-        command.workflow.workflow_id,
-        command.run_id,
-        command.task_id,
-        last_seq=state.last_seq if state else 0,
-    )
-    executor = RunExecutor(command, plan_for(command.workflow), emitter, state)
-    return Run(command, log, executor)
-
-
-def run_of(workflow: WorkflowDefinition, inputs: dict[str, Any], timeout: float = 30.0) -> Run:
-    return prepare(command_for(workflow, inputs, timeout))
+from tests.unit.runs import (
+    PATIENCE,
+    assert_gap_free,
+    finished_nodes,
+    node_started,
+    of_type,
+    prepare,
+    run_of,
+    started_ids,
+    the_finish,
+)
 
 
 def greet() -> WorkflowDefinition:

@@ -116,16 +116,51 @@ def test_a_plugin_type_passes_when_the_engine_has_it() -> None:
     validate_definition(workflow, plugin_types={"SHOUT"})
 
 
-def test_on_error_naming_a_node_is_refused_until_branching_exists() -> None:
+def test_on_error_naming_a_node_passes() -> None:
     workflow = definition(
-        [start(), template("risky", "x", on_error="fallback"), template("fallback", "y"), end()],
-        chain("start", "risky", "fallback", "end"),
+        [
+            start(),
+            template("risky", "x", on_error="fallback"),
+            template("fallback", "{{risky.error}}"),
+            end(),
+        ],
+        [*chain("start", "risky", "end"), connect("fallback", "end")],
+    )
+
+    validate_definition(workflow)
+
+
+def test_on_error_naming_the_node_itself() -> None:
+    workflow = definition(
+        [start(), template("risky", "x", on_error="risky"), end()],
+        chain("start", "risky", "end"),
     )
 
     error = rejection(workflow)
 
-    assert error.node_id == "risky"
-    assert "not available" in str(error)
+    assert_names(error, "risky")
+    assert "itself" in str(error)
+
+
+def test_on_error_naming_start() -> None:
+    workflow = definition(
+        [start(), template("risky", "x", on_error="start"), end()],
+        chain("start", "risky", "end"),
+    )
+
+    assert_names(rejection(workflow), "risky")
+
+
+def test_the_error_output_is_known_only_with_on_error() -> None:
+    workflow = definition(
+        [start(), template("risky", "x"), end(problem="{{risky.error}}")],
+        chain("start", "risky", "end"),
+    )
+
+    error = rejection(workflow)
+
+    assert_names(error, "end")
+    assert "risky.error" in str(error)
 
 
 # Structure
@@ -142,17 +177,19 @@ def test_unknown_node_type() -> None:
     assert "unknown node type 'TELEPORT'" in str(error)
 
 
-@pytest.mark.parametrize("node_type", ["API_CALL", "PARALLEL", "LOOP", "LLM"])
-def test_a_planned_type_is_not_available_yet(node_type: str) -> None:
+@pytest.mark.parametrize(
+    ("node_type", "config"),
+    [
+        ("API_CALL", {"url": "https://example.test/x"}),
+        ("LLM", {"base_url": "https://example.test/v1", "model": "m", "prompt": "hi"}),
+    ],
+)
+def test_the_call_types_pass(node_type: str, config: Spec) -> None:
     workflow = definition(
-        [start(), node("later", node_type, {"url": "http://example.test"}), end()],
-        chain("start", "later", "end"),
+        [start(), node("call", node_type, config), end()], chain("start", "call", "end")
     )
 
-    error = rejection(workflow)
-
-    assert_names(error, "later")
-    assert "not available" in str(error)
+    validate_definition(workflow)
 
 
 def test_dangling_connection_names_the_unknown_node() -> None:
@@ -350,8 +387,14 @@ def test_sequence_connection_out_of_a_condition() -> None:
     assert "SEQUENCE" in str(error)
 
 
-@pytest.mark.parametrize("kind", ["PARALLEL", "LOOP"])
-def test_planned_connection_types_are_not_available_yet(kind: str) -> None:
+@pytest.mark.parametrize(
+    ("kind", "message"),
+    [
+        ("PARALLEL", "PARALLEL connections go out of PARALLEL nodes only"),
+        ("LOOP", "LOOP connections go out of LOOP nodes only"),
+    ],
+)
+def test_parallel_and_loop_connections_leave_their_node_types_only(kind: str, message: str) -> None:
     workflow = definition(
         [start(), template("greet", "hi"), end()],
         [connect("start", "greet", kind), connect("greet", "end")],
@@ -360,7 +403,7 @@ def test_planned_connection_types_are_not_available_yet(kind: str) -> None:
     error = rejection(workflow)
 
     assert_names(error, "start")
-    assert kind in str(error)
+    assert message in str(error)
 
 
 # Expressions and references

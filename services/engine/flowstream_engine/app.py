@@ -18,6 +18,7 @@ from pydantic import ValidationError
 
 from flowstream_engine.control import ControlRegistry
 from flowstream_engine.emitter import EventLogWriter
+from flowstream_engine.http import close_shared_client
 from flowstream_engine.metrics import EngineMetrics
 from flowstream_engine.settings import EngineSettings
 from flowstream_engine.worker import RunWorker
@@ -99,6 +100,7 @@ def create_app(settings: EngineSettings | None = None) -> AsgiFastStream:
     async def shut_down() -> None:
         if writer:
             await writer[0].stop()
+        await close_shared_client()  # the pool API_CALL and LLM nodes share
 
     @get(include_in_schema=False)
     async def healthz(scope: Scope) -> AsgiResponse:

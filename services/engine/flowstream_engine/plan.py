@@ -1,4 +1,10 @@
-"""A definition compiled for execution: adjacency, node kinds and parsed configs, built once."""
+"""A definition compiled for execution: scopes, edges, node kinds and parsed configs, built once.
+
+The graph is split into scopes: the top level, and one per LOOP body. Within a scope the edges
+form a DAG (LOOP connections and the back edges closing a body are left out); a LOOP node runs
+its body's scope once per iteration. `on_error: <node id>` becomes an edge of its own, taken
+only when the node fails.
+"""
 
 from __future__ import annotations
 
@@ -7,7 +13,13 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from flowstream_shared.commands import WorkflowSnapshot
-from flowstream_shared.workflow import ConnectionType, Node, NodeType
+from flowstream_shared.workflow import (
+    BranchKey,
+    ConnectionType,
+    Node,
+    NodeType,
+    WorkflowGraph,
+)
 
 from flowstream_engine.nodes.base import NodeKind
 from flowstream_engine.nodes.registry import node_kind
@@ -18,6 +30,7 @@ class Edge:
     source: str
     target: str
     type: ConnectionType
+    on_error: bool = False  # the edge `on_error: <target>` adds
 
 
 @dataclass(frozen=True)
@@ -25,8 +38,26 @@ class PlannedNode:
     node: Node
     kind: NodeKind
     config: Any
-    outgoing: tuple[Edge, ...]
+    outgoing: tuple[Edge, ...]  # within the node's scope
     incoming: tuple[Edge, ...]
+    scope: str | None = None  # the LOOP whose body holds the node
+    error_target: str | None = None
+    # The PARALLEL branches of the node's own scope that hold it, and the innermost branch
+    # holding it at any level (a node in a LOOP body inherits its LOOP's).
+    branch_keys: tuple[BranchKey, ...] = ()
+    branch: BranchKey | None = None
+
+    @property
+    def composite(self) -> bool:
+        """Runs other nodes (a LOOP): stops reach it as a stop, never as a cancellation."""
+        return self.node.type == NodeType.LOOP
+
+
+@dataclass(frozen=True)
+class Scope:
+    owner: str | None  # the LOOP node, None for the top level
+    entry: str
+    nodes: frozenset[str]
 
 
 @dataclass(frozen=True)
@@ -35,20 +66,58 @@ class Plan:
     version: int
     start: str
     nodes: dict[str, PlannedNode] = field(default_factory=dict)
+    scopes: dict[str | None, Scope] = field(default_factory=dict)
+    branch_nodes: dict[BranchKey, frozenset[str]] = field(default_factory=dict)
 
     @property
     def size(self) -> int:
-        return len(self.nodes)
+        """Nodes at the top level: what progress counts."""
+        top = self.scopes.get(None)
+        return len(top.nodes) if top else len(self.nodes)
+
+    @property
+    def top(self) -> Scope:
+        return self.scopes[None]
+
+
+def _innermost(
+    node_id: str,
+    graph: WorkflowGraph,
+    holders: dict[str, list[BranchKey]],
+    sizes: dict[BranchKey, int],
+) -> BranchKey | None:
+    keys = holders.get(node_id)
+    if keys:
+        return min(keys, key=lambda k: sizes[k])
+    owner = graph.scope.get(node_id)
+    return None if owner is None else _innermost(owner, graph, holders, sizes)
 
 
 def _build(snapshot: WorkflowSnapshot) -> Plan:
     definition = snapshot.definition
+    graph = WorkflowGraph(definition)
     outgoing: dict[str, list[Edge]] = defaultdict(list)
     incoming: dict[str, list[Edge]] = defaultdict(list)
-    for conn in definition.connections:
-        edge = Edge(conn.source, conn.target, conn.type)
-        outgoing[conn.source].append(edge)
-        incoming[conn.target].append(edge)
+    for conn in graph.connections:
+        if graph.is_forward(conn):
+            edge = Edge(conn.source, conn.target, conn.type)
+            outgoing[conn.source].append(edge)
+            incoming[conn.target].append(edge)
+    for source, target in graph.error_targets.items():
+        edge = Edge(source, target, ConnectionType.SEQUENCE, on_error=True)
+        outgoing[source].append(edge)
+        incoming[target].append(edge)
+
+    branch_nodes: dict[BranchKey, frozenset[str]] = {}
+    holders: dict[str, list[BranchKey]] = defaultdict(list)
+    for node in definition.nodes:
+        if node.type == NodeType.PARALLEL:
+            for start, members in graph.branches(node.id):
+                branch_nodes[(node.id, start)] = members
+                for member in members:
+                    holders[member].append((node.id, start))
+    sizes = {key: len(members) for key, members in branch_nodes.items()}
+
     nodes: dict[str, PlannedNode] = {}
     start = ""
     for node in definition.nodes:
@@ -59,10 +128,21 @@ def _build(snapshot: WorkflowSnapshot) -> Plan:
             config=kind.parse_config(node.config),
             outgoing=tuple(outgoing[node.id]),
             incoming=tuple(incoming[node.id]),
+            scope=graph.scope.get(node.id),
+            error_target=graph.error_targets.get(node.id),
+            branch_keys=tuple(holders[node.id]),
+            branch=_innermost(node.id, graph, holders, sizes),
         )
         if node.type == NodeType.START:
             start = node.id
-    return Plan(snapshot.workflow_id, snapshot.version, start, nodes)
+
+    scoped: dict[str | None, set[str]] = defaultdict(set)
+    for node_id, owner in graph.scope.items():
+        scoped[owner].add(node_id)
+    scopes: dict[str | None, Scope] = {None: Scope(None, start, frozenset(scoped[None]))}
+    for loop, entry in graph.loop_entries.items():
+        scopes[loop] = Scope(loop, entry, frozenset(scoped[loop]))
+    return Plan(snapshot.workflow_id, snapshot.version, start, nodes, scopes, branch_nodes)
 
 
 _CACHE_SIZE = 1024

@@ -1,4 +1,10 @@
-"""A run's state folded from its own event log: another engine picks a run up where it stopped."""
+"""A run's state folded from its own event log: another engine picks a run up where it stopped.
+
+Nodes inside LOOP bodies are folded like any other; the scheduler uses them only to restore the
+values of a LOOP that had finished (an unfinished LOOP runs again from its first iteration).
+PARALLEL branches announced at the top level are remembered so a resumed run does not announce
+them twice.
+"""
 
 from __future__ import annotations
 
@@ -10,10 +16,13 @@ from flowstream_shared.events import (
     NodeFinished,
     NodeStarted,
     NodeStatus,
+    ParallelBranchFinished,
+    ParallelBranchStarted,
     RunEventBase,
     WorkflowFinished,
     WorkflowStarted,
 )
+from flowstream_shared.workflow import BranchKey
 
 
 @dataclass
@@ -34,6 +43,8 @@ class RunState:
     # In the order they finished; replaying them in that order rebuilds the scheduler.
     finished_nodes: list[FinishedNode] = field(default_factory=list)
     finished: WorkflowFinished | None = None
+    branches_started: set[BranchKey] = field(default_factory=set)
+    branches_finished: set[BranchKey] = field(default_factory=set)
 
     def apply(self, event: RunEventBase) -> None:
         if event.seq <= self.last_seq:
@@ -50,6 +61,11 @@ class RunState:
             self.finished_nodes.append(
                 FinishedNode(data.node_id, data.status, dict(data.outputs or {}), data.error)
             )
+        elif isinstance(event, ParallelBranchStarted | ParallelBranchFinished):
+            if event.data.loop_id is None:  # branches inside a LOOP body run again anyway
+                key = (event.data.parallel_id, event.data.parallel_start_node_id)
+                started = isinstance(event, ParallelBranchStarted)
+                (self.branches_started if started else self.branches_finished).add(key)
         elif isinstance(event, WorkflowFinished):
             self.finished = event
 

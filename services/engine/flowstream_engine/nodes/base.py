@@ -6,6 +6,7 @@ from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+import httpx
 from flowstream_shared.workflow import Node
 
 
@@ -15,11 +16,17 @@ class NodeError(Exception):
 
 @dataclass
 class NodeContext:
+    """What a node sees. `variables` holds `input`, `execution`, `sys`, every finished node's
+    outputs by node id and, inside a LOOP body, `loop`. `http` is the engine's shared client:
+    nodes that make HTTP calls use it rather than opening their own connection pools."""
+
     node: Node
     config: Any
     run_id: str
     variables: Mapping[str, Any]
     emit_text: Callable[[str], Awaitable[None]]
+    http: httpx.AsyncClient | None = None
+    execution_id: str = ""
 
 
 @dataclass

@@ -1,4 +1,8 @@
-"""START, END, TEMPLATE, CONDITION and DELAY."""
+"""START, END, TEMPLATE, CONDITION, DELAY, and the kinds of PARALLEL and LOOP.
+
+PARALLEL and LOOP shape the schedule rather than compute: the executor runs their branches and
+bodies (`flowstream_engine.run`); their kinds parse the config and record what they did.
+"""
 
 from __future__ import annotations
 
@@ -13,6 +17,8 @@ from flowstream_shared.workflow import (
     ConditionConfig,
     DelayConfig,
     EndConfig,
+    LoopConfig,
+    ParallelConfig,
     StartConfig,
     TemplateConfig,
 )
@@ -106,4 +112,33 @@ class DelayNode(_Builtin):
         return NodeResult(outputs={"seconds": config.seconds}, inputs={"seconds": config.seconds})
 
 
-BUILTIN_KINDS = (StartNode(), EndNode(), TemplateNode(), ConditionNode(), DelayNode())
+class ParallelNode(_Builtin):
+    """Its outgoing PARALLEL connections are its branches; the scheduler starts them."""
+
+    config_model = ParallelConfig
+    name = "PARALLEL"
+
+    async def run(self, ctx: NodeContext) -> NodeResult:
+        config: ParallelConfig = ctx.config
+        return NodeResult(outputs={}, inputs=config.model_dump())
+
+
+class LoopNode(_Builtin):
+    """The executor runs a LOOP's body itself (`flowstream_engine.run.loop`)."""
+
+    config_model = LoopConfig
+    name = "LOOP"
+
+    async def run(self, ctx: NodeContext) -> NodeResult:
+        raise NodeError("a LOOP runs only under the executor")
+
+
+BUILTIN_KINDS = (
+    StartNode(),
+    EndNode(),
+    TemplateNode(),
+    ConditionNode(),
+    DelayNode(),
+    ParallelNode(),
+    LoopNode(),
+)

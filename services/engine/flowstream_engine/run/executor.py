@@ -1,0 +1,205 @@
+"""The run: its start, the values its nodes share, its halts and its one `workflow_finished`.
+
+A run ends exactly once, through :meth:`RunExecutor._finish`, whichever of these comes first:
+every node done, a node failure, a stop request, or the deadline. A stop interrupts nodes that
+wait on the outside world (DELAY, API_CALL, LLM) at once and lets the others reach their
+boundary; the deadline interrupts all of them. Either way nothing new starts, LOOPs included.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from typing import Any
+
+import httpx
+from flowstream_shared.commands import RunCommand
+from flowstream_shared.events import (
+    EventName,
+    NodeStatus,
+    RunStatus,
+    WorkflowFinishedData,
+    WorkflowProgressData,
+    WorkflowStartedData,
+)
+from flowstream_shared.workflow import NodeType
+
+from flowstream_engine.emitter import RunEmitter
+from flowstream_engine.http import shared_client
+from flowstream_engine.nodes.base import NodeResult
+from flowstream_engine.plan import Plan, PlannedNode
+from flowstream_engine.run.common import STOPPED_BY_USER, Halt, Outcome
+from flowstream_engine.run.scheduler import Scheduler
+from flowstream_engine.state import RunState
+
+log = logging.getLogger(__name__)
+
+
+class RunExecutor:
+    def __init__(
+        self,
+        command: RunCommand,
+        plan: Plan,
+        emitter: RunEmitter,
+        state: RunState | None = None,
+        http: httpx.AsyncClient | None = None,
+    ) -> None:
+        self._command = command
+        self.plan = plan
+        self._emitter = emitter
+        self.state = state or RunState()
+        self.http = http or shared_client()
+        self.run_id = command.run_id
+        self.default_attempts = command.workflow.definition.config.retry_count + 1
+        self._halt: Halt | None = None
+        self._root: Scheduler | None = None
+        self._index = self.state.node_index
+        self.steps = 0
+        self.tokens = self.state.total_tokens
+        self.outputs: dict[str, Any] = {}
+        self.handled_errors = 0
+        self.replaying = False
+        self.shutting_down = False
+        self.variables: dict[str, Any] = {
+            "input": dict(command.inputs),
+            "execution": {
+                "id": command.run_id,
+                "task_id": command.task_id,
+                "workflow_id": command.workflow.workflow_id,
+            },
+            "sys": {
+                "user_id": command.end_user or command.user_id,
+                "workflow_id": command.workflow.workflow_id,
+                "workflow_run_id": command.run_id,
+            },
+        }
+
+    # Control, called from outside the run's task.
+
+    def request_stop(self, reason: str = STOPPED_BY_USER) -> None:
+        self._set_halt(
+            Halt(RunStatus.STOPPED, reason or STOPPED_BY_USER, False, NodeStatus.STOPPED)
+        )
+
+    def fail(self, error: str) -> None:
+        self._set_halt(Halt(RunStatus.FAILED, error, True, NodeStatus.FAILED))
+
+    def fail_from_node(self, error: str) -> None:
+        """A top-level node failed: the run fails; interruptible nodes beside it are stopped."""
+        self._set_halt(Halt(RunStatus.FAILED, error, False, NodeStatus.STOPPED))
+
+    def _set_halt(self, halt: Halt) -> None:
+        if self._halt is None:
+            self._halt = halt
+            if self._root is not None:
+                self._root.stop(halt.stop)
+
+    # What nodes share.
+
+    def emit(self, event: EventName, data: Any) -> None:
+        self._emitter.emit(event, data)
+
+    def next_index(self) -> int:
+        self._index += 1
+        return self._index
+
+    def record(self, scheduler: Scheduler, planned: PlannedNode, outcome: Outcome) -> None:
+        """A node finished (or is replayed): its outputs become values later nodes read."""
+        if not self.replaying:
+            self.steps += 1
+        if outcome.status not in (NodeStatus.SUCCEEDED, NodeStatus.EXCEPTION):
+            return
+        result = outcome.result or NodeResult(outputs={})
+        self.variables[outcome.node_id] = result.outputs
+        if planned.node.type == NodeType.START:
+            self.variables["input"] = result.outputs  # validated, defaults filled in
+        if not self.replaying:  # a replayed node's tokens are in the state already
+            self.tokens += result.tokens
+            scheduler.tokens += result.tokens
+        if planned.node.type == NodeType.END:
+            self.outputs.update(result.outputs)
+        if outcome.status == NodeStatus.EXCEPTION:
+            self.handled_errors += 1
+        if self.replaying and planned.node.type == NodeType.LOOP:
+            self.handled_errors += len(result.outputs.get("errors") or [])  # tolerated errors
+
+    def emit_progress(self, completed: int, total: int) -> None:
+        self.emit(
+            EventName.WORKFLOW_PROGRESS,
+            WorkflowProgressData(
+                completed_steps=completed,
+                total_steps=total,
+                percent=round(100.0 * completed / total, 1) if total else 100.0,
+            ),
+        )
+
+    # The run.
+
+    async def execute(self) -> WorkflowFinishedData:
+        if self.state.finished is not None:
+            return self.state.finished.data  # already ended: a redelivered command
+        started_at = self.state.started_at or self._command.created_at
+        if self.state.started_at is None:
+            self._emit_started(started_at)
+        # The deadline halts the run like a stop does, so every interrupted node still reports.
+        deadline = asyncio.get_running_loop().call_later(
+            max(0.0, self._command.deadline - time.time()), self._on_deadline
+        )
+        root = self._root = Scheduler(self, self.plan.top)
+        if self._halt is not None:
+            root.stop(self._halt.stop)  # stopped before it started: no node runs
+        try:
+            self.replaying = True
+            ready = root.replay(self.state.finished_nodes)
+            self.replaying = False
+            await root.execute(ready)
+        finally:
+            deadline.cancel()
+        return await self._finish(started_at)
+
+    def _on_deadline(self) -> None:
+        timeout = self._command.deadline - self._command.created_at
+        self._set_halt(
+            Halt(
+                RunStatus.FAILED, f"workflow timed out after {timeout:g}s", True, NodeStatus.FAILED
+            )
+        )
+
+    def _emit_started(self, started_at: float) -> None:
+        inputs = dict(self._command.inputs)
+        inputs.update({f"sys.{k}": v for k, v in self.variables["sys"].items()})
+        self.emit(
+            EventName.WORKFLOW_STARTED,
+            WorkflowStartedData(
+                id=self._command.run_id,
+                workflow_id=self.plan.workflow_id,
+                workflow_version=self.plan.version,
+                inputs=inputs,
+                created_at=int(started_at),
+            ),
+        )
+
+    async def _finish(self, started_at: float) -> WorkflowFinishedData:
+        finished_at = time.time()
+        if self._halt is not None:
+            status, error, outputs = self._halt.status, self._halt.error, self.outputs or None
+        elif self.handled_errors:
+            status, error, outputs = RunStatus.PARTIAL_SUCCEEDED, None, self.outputs
+        else:
+            status, error, outputs = RunStatus.SUCCEEDED, None, self.outputs
+        data = WorkflowFinishedData(
+            id=self._command.run_id,
+            workflow_id=self.plan.workflow_id,
+            status=status,
+            outputs=outputs,
+            error=error,
+            elapsed_time=round(finished_at - started_at, 6),
+            total_tokens=self.tokens,
+            total_steps=self.steps + len(self.state.finished_nodes),
+            created_at=int(started_at),
+            finished_at=int(finished_at),
+        )
+        self.emit(EventName.WORKFLOW_FINISHED, data)
+        await self._emitter.flush()
+        return data
