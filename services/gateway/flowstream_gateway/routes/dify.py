@@ -52,6 +52,7 @@ async def _run(
     body: DifyRunRequest, principal: Principal, services: Services, workflow_id: str | None
 ) -> Response:
     workflow = await _app_workflow(principal, services, workflow_id)
+    workflow.require_runnable()
     try:
         inputs = validate_inputs(input_declarations(workflow.definition), body.inputs)
     except InputError as exc:

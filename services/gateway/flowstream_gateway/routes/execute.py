@@ -26,6 +26,9 @@ class ExecuteRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     inputs: dict[str, Any] = Field(default_factory=dict)
+    version: int | None = Field(
+        default=None, ge=1, description="a stored version; latest if absent"
+    )
     response_mode: ResponseMode = ResponseMode.STREAMING
     on_disconnect: OnDisconnect = Field(
         default="cancel", description="`cancel` stops the run when the client goes away"
@@ -40,7 +43,8 @@ async def _execute(
     mode: ResponseMode,
 ) -> Response:
     principal.require_workflow(workflow_id)
-    workflow = await services.workflows.get(principal.user_id, workflow_id)
+    workflow = await services.workflows.get(principal.user_id, workflow_id, body.version)
+    workflow.require_runnable()
     try:
         inputs = validate_inputs(input_declarations(workflow.definition), body.inputs)
     except InputError as exc:

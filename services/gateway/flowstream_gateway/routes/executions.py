@@ -29,6 +29,9 @@ class ExecutionRequest(BaseModel):
 
     workflow_id: str
     inputs: dict[str, Any] = Field(default_factory=dict)
+    version: int | None = Field(
+        default=None, ge=1, description="a stored version; latest if absent"
+    )
     execution_name: str | None = Field(default=None, max_length=200)
 
 
@@ -46,7 +49,8 @@ async def start_execution(
     body: ExecutionRequest, principal: CurrentPrincipal, services: ServicesDep
 ) -> dict[str, Any]:
     principal.require_workflow(body.workflow_id)
-    workflow = await services.workflows.get(principal.user_id, body.workflow_id)
+    workflow = await services.workflows.get(principal.user_id, body.workflow_id, body.version)
+    workflow.require_runnable()
     try:
         inputs = validate_inputs(input_declarations(workflow.definition), body.inputs)
     except InputError as exc:

@@ -1,12 +1,13 @@
-"""Workflow definitions: create, list, get, delete."""
+"""Workflow definitions: create, list, read any version, replace, build step by step, export."""
 
 from __future__ import annotations
 
 import math
-from typing import Annotated, Any
+from collections.abc import Sequence
+from typing import Annotated, Any, TypeVar
 
 from fastapi import APIRouter, Query, Response
-from flowstream_shared.workflow import WorkflowDefinition
+from flowstream_shared.workflow import Connection, Node, WorkflowDefinition
 from pydantic import BaseModel
 
 from flowstream_gateway.auth import CurrentPrincipal
@@ -15,6 +16,18 @@ from flowstream_gateway.workflows import WorkflowRecord
 
 router = APIRouter(prefix="/api/workflows", tags=["workflows"])
 
+T = TypeVar("T")
+
+PageQuery = Annotated[int, Query(ge=1)]
+SizeQuery = Annotated[int, Query(ge=1, le=100)]
+VersionQuery = Annotated[
+    int | None, Query(ge=1, description="a version number; omitted means the latest")
+]
+DraftQuery = Annotated[
+    bool,
+    Query(description="store an incomplete graph as a draft (not runnable) instead of a 400"),
+]
+
 
 class WorkflowSummary(BaseModel):
     id: str
@@ -22,16 +35,34 @@ class WorkflowSummary(BaseModel):
     description: str
     tags: list[str]
     version: int
+    draft: bool
     created_at: int
     updated_at: int
 
 
 class WorkflowOut(WorkflowSummary):
+    problems: list[str]
     definition: dict[str, Any]
 
 
 class WorkflowPage(BaseModel):
     items: list[WorkflowSummary]
+    total: int
+    page: int
+    size: int
+    pages: int
+
+
+class VersionSummary(BaseModel):
+    version: int
+    name: str
+    draft: bool
+    node_count: int
+    created_at: int
+
+
+class VersionPage(BaseModel):
+    items: list[VersionSummary]
     total: int
     page: int
     size: int
@@ -46,6 +77,7 @@ def _summary(record: WorkflowRecord) -> dict[str, Any]:
         "description": d.description,
         "tags": d.tags,
         "version": record.version,
+        "draft": record.draft,
         "created_at": record.created_at,
         "updated_at": record.updated_at,
     }
@@ -54,16 +86,51 @@ def _summary(record: WorkflowRecord) -> dict[str, Any]:
 def _full(record: WorkflowRecord) -> WorkflowOut:
     return WorkflowOut(
         **_summary(record),
+        problems=record.problems,
         definition=record.definition.model_dump(mode="json", by_alias=True),
     )
 
 
+def _version(record: WorkflowRecord) -> VersionSummary:
+    return VersionSummary(
+        version=record.version,
+        name=record.definition.name,
+        draft=record.draft,
+        node_count=len(record.definition.nodes),
+        created_at=record.updated_at,
+    )
+
+
+def _page(found: Sequence[T], page: int, size: int) -> tuple[list[T], dict[str, int]]:
+    meta = {"total": len(found), "page": page, "size": size, "pages": math.ceil(len(found) / size)}
+    return list(found[(page - 1) * size : page * size]), meta
+
+
 @router.post("", status_code=201, response_model=WorkflowOut, summary="Create a workflow")
 async def create_workflow(
-    definition: WorkflowDefinition, principal: CurrentPrincipal, services: ServicesDep
+    definition: WorkflowDefinition,
+    principal: CurrentPrincipal,
+    services: ServicesDep,
+    draft: DraftQuery = False,
 ) -> WorkflowOut:
     principal.require_user_token()
-    return _full(await services.workflows.create(principal.user_id, definition))
+    return _full(await services.workflows.create(principal.user_id, definition, draft))
+
+
+@router.post(
+    "/import",
+    status_code=201,
+    response_model=WorkflowOut,
+    summary="Import an exported definition as a new workflow",
+)
+async def import_workflow(
+    definition: WorkflowDefinition,
+    principal: CurrentPrincipal,
+    services: ServicesDep,
+    draft: DraftQuery = False,
+) -> WorkflowOut:
+    principal.require_user_token()
+    return _full(await services.workflows.create(principal.user_id, definition, draft))
 
 
 @router.get("", response_model=WorkflowPage, summary="List the caller's workflows")
@@ -72,31 +139,106 @@ async def list_workflows(
     services: ServicesDep,
     tag: str | None = None,
     q: Annotated[str | None, Query(max_length=200)] = None,
-    page: Annotated[int, Query(ge=1)] = 1,
-    size: Annotated[int, Query(ge=1, le=100)] = 20,
+    page: PageQuery = 1,
+    size: SizeQuery = 20,
 ) -> WorkflowPage:
     found = services.workflows.search(principal.user_id, tag, q)
     if principal.workflow_id is not None:
         found = [r for r in found if r.id == principal.workflow_id]
-    items = found[(page - 1) * size : page * size]
-    return WorkflowPage(
-        items=[WorkflowSummary(**_summary(r)) for r in items],
-        total=len(found),
-        page=page,
-        size=size,
-        pages=math.ceil(len(found) / size),
+    items, meta = _page(found, page, size)
+    return WorkflowPage(items=[WorkflowSummary(**_summary(r)) for r in items], **meta)
+
+
+@router.get("/{workflow_id}", response_model=WorkflowOut, summary="Get a workflow (any version)")
+async def get_workflow(
+    workflow_id: str,
+    principal: CurrentPrincipal,
+    services: ServicesDep,
+    version: VersionQuery = None,
+) -> WorkflowOut:
+    principal.require_workflow(workflow_id)
+    return _full(await services.workflows.get(principal.user_id, workflow_id, version))
+
+
+@router.put("/{workflow_id}", response_model=WorkflowOut, summary="Store a new version")
+async def replace_workflow(
+    workflow_id: str,
+    definition: WorkflowDefinition,
+    principal: CurrentPrincipal,
+    services: ServicesDep,
+    draft: DraftQuery = False,
+) -> WorkflowOut:
+    principal.require_user_token()
+    return _full(
+        await services.workflows.replace(principal.user_id, workflow_id, definition, draft)
     )
 
 
-@router.get("/{workflow_id}", response_model=WorkflowOut, summary="Get a workflow")
-async def get_workflow(
-    workflow_id: str, principal: CurrentPrincipal, services: ServicesDep
-) -> WorkflowOut:
+@router.get(
+    "/{workflow_id}/versions", response_model=VersionPage, summary="List versions, newest first"
+)
+async def list_versions(
+    workflow_id: str,
+    principal: CurrentPrincipal,
+    services: ServicesDep,
+    page: PageQuery = 1,
+    size: SizeQuery = 20,
+) -> VersionPage:
     principal.require_workflow(workflow_id)
-    return _full(await services.workflows.get(principal.user_id, workflow_id))
+    found = await services.workflows.versions(principal.user_id, workflow_id)
+    items, meta = _page(found, page, size)
+    return VersionPage(items=[_version(r) for r in items], **meta)
 
 
-@router.delete("/{workflow_id}", status_code=204, summary="Delete a workflow")
+@router.get(
+    "/{workflow_id}/export",
+    response_model=WorkflowDefinition,
+    summary="Export a definition (the body `POST /api/workflows/import` takes)",
+)
+async def export_workflow(
+    workflow_id: str,
+    principal: CurrentPrincipal,
+    services: ServicesDep,
+    response: Response,
+    version: VersionQuery = None,
+) -> WorkflowDefinition:
+    principal.require_workflow(workflow_id)
+    record = await services.workflows.get(principal.user_id, workflow_id, version)
+    response.headers["content-disposition"] = (
+        f'attachment; filename="workflow-{record.id}-v{record.version}.json"'
+    )
+    return record.definition
+
+
+@router.post(
+    "/{workflow_id}/nodes",
+    status_code=201,
+    response_model=WorkflowOut,
+    summary="Add a node (a new version, a draft while the graph is incomplete)",
+)
+async def add_node(
+    workflow_id: str, node: Node, principal: CurrentPrincipal, services: ServicesDep
+) -> WorkflowOut:
+    principal.require_user_token()
+    return _full(await services.workflows.add_node(principal.user_id, workflow_id, node))
+
+
+@router.post(
+    "/{workflow_id}/connections",
+    status_code=201,
+    response_model=WorkflowOut,
+    summary="Add a connection (a new version, a draft while the graph is incomplete)",
+)
+async def add_connection(
+    workflow_id: str, connection: Connection, principal: CurrentPrincipal, services: ServicesDep
+) -> WorkflowOut:
+    principal.require_user_token()
+    return _full(
+        await services.workflows.add_connection(principal.user_id, workflow_id, connection)
+    )
+
+
+@router.delete("/{workflow_id}", status_code=204, summary="Delete a workflow and its versions")
 async def delete_workflow(
     workflow_id: str, principal: CurrentPrincipal, services: ServicesDep
 ) -> Response:
