@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from tests.e2e.conftest import Stack
-from tests.support import GREET, sse_frames
+from tests.support import GREET, history_caught_up, sse_frames
 
 
 async def _app_key(stack: Stack) -> tuple[str, str]:
@@ -90,3 +90,49 @@ async def test_streaming_frames_parse_with_a_plain_sse_reader(stack: Stack) -> N
     ):
         frames = [f async for f in sse_frames(response)]
     assert all(f.id is None and f.event is None for f in frames)
+
+
+async def test_run_detail_and_logs_match_dify(stack: Stack) -> None:
+    workflow_id, key = await _app_key(stack)
+    async with stack.client(key=key) as client:
+        run_ids = []
+        for i, user in enumerate(("eu-a", "eu-b", "eu-a")):
+            ran = await client.post(
+                "/v1/workflows/run", json={"inputs": {"name": f"L{i}"}, "user": user}
+            )
+            run_ids.append(ran.json()["workflow_run_id"])
+        await history_caught_up(stack.nats_url)
+
+        detail = (await client.get(f"/v1/workflows/run/{run_ids[0]}")).json()
+        assert set(detail) == {
+            "id", "workflow_id", "status", "inputs", "outputs", "error", "total_steps",
+            "total_tokens", "created_at", "finished_at", "elapsed_time",
+        }  # fmt: skip
+        assert detail["id"] == run_ids[0] and detail["workflow_id"] == workflow_id
+        assert detail["status"] == "succeeded" and detail["outputs"] == {"answer": "Hello L0!"}
+        assert isinstance(detail["created_at"], int) and isinstance(detail["elapsed_time"], float)
+        unknown = await client.get("/v1/workflows/run/00000000-0000-0000-0000-000000000000")
+        assert unknown.status_code == 404 and unknown.json()["code"] == "not_found"
+
+        logs = (await client.get("/v1/workflows/logs", params={"limit": 2})).json()
+        assert set(logs) == {"page", "limit", "total", "has_more", "data"}
+        assert logs["total"] == 3 and logs["has_more"] is True and len(logs["data"]) == 2
+        entry = logs["data"][0]
+        assert entry["workflow_run"]["id"] == run_ids[2]  # newest first
+        assert entry["created_by_end_user"]["session_id"] == "eu-a"
+        assert {"id", "workflow_run", "created_from", "created_by_role", "created_at"} <= set(entry)
+        page2 = (await client.get("/v1/workflows/logs", params={"limit": 2, "page": 2})).json()
+        assert [e["workflow_run"]["id"] for e in page2["data"]] == [run_ids[0]]
+        assert page2["has_more"] is False
+        by_user = await client.get(
+            "/v1/workflows/logs", params={"created_by_end_user_session_id": "eu-b"}
+        )
+        assert [e["workflow_run"]["id"] for e in by_user.json()["data"]] == [run_ids[1]]
+        failed = (await client.get("/v1/workflows/logs", params={"status": "failed"})).json()
+        assert failed["total"] == 0
+        future = await client.get(
+            "/v1/workflows/logs", params={"created_at__after": "2999-01-01T00:00:00Z"}
+        )
+        assert future.json()["total"] == 0
+        bad = await client.get("/v1/workflows/logs", params={"created_at__before": "yesterday"})
+        assert bad.status_code == 400 and "created_at__before" in bad.json()["message"]

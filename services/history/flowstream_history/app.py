@@ -95,6 +95,9 @@ def create_app(settings: HistorySettings | None = None) -> AsgiFastStream:
         )
         parts["writer"] = BatchingRecorder(recorder, settings.history_batch_size)
         parts["writer"].start()
+
+    async def ready() -> None:
+        # After the broker started its subscribers: the consumer exists from here on.
         log.info("history ready (%s store)", type(store).__name__)
 
     async def shut_down() -> None:
@@ -114,6 +117,7 @@ def create_app(settings: HistorySettings | None = None) -> AsgiFastStream:
             ("/metrics", make_asgi_app(registry)),
         ],
         on_startup=[start_up],
+        after_startup=[ready],
         after_shutdown=[shut_down],
         specification=AsyncAPI(
             title="flowstream history",

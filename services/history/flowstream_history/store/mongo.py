@@ -114,10 +114,18 @@ class MongoStore:
                 "$max": {"last_seq": run.max_seq},
             }
             if owner is not None:
-                upsert["$set"] = {"user_id": owner.user_id, "execution_name": owner.execution_name}
+                # The gateway's acceptance time, to the microsecond; events carry seconds.
+                upsert["$set"] = {
+                    "user_id": owner.user_id,
+                    "execution_name": owner.execution_name,
+                    "created_at": owner.created_at,
+                }
             run_ops.append(UpdateOne({"_id": run.run_id}, upsert, upsert=True))
             if run.started is not None:
-                run_ops.append(UpdateOne({"_id": run.run_id}, {"$set": run.started}))
+                started = dict(run.started)
+                if owner is not None:
+                    del started["created_at"]
+                run_ops.append(UpdateOne({"_id": run.run_id}, {"$set": started}))
             if run.finished is not None:
                 run_ops.append(UpdateOne({"_id": run.run_id}, {"$set": run.finished}))
             elif run.pause_state is not None:

@@ -56,17 +56,19 @@ _TERMINAL_SQL = "(" + ",".join(f"'{s}'" for s in TERMINAL) + ")"
 
 UPSERT_RUN = """
 INSERT INTO workflow_executions
-    (id, task_id, workflow_id, user_id, execution_name, status, last_seq)
-VALUES (:id, :task_id, :workflow_id, :user_id, :execution_name, 'running', :seq)
+    (id, task_id, workflow_id, user_id, execution_name, created_at, status, last_seq)
+VALUES (:id, :task_id, :workflow_id, :user_id, :execution_name, :created_at, 'running', :seq)
 ON CONFLICT(id) DO UPDATE SET
     last_seq = MAX(last_seq, excluded.last_seq),
+    created_at = COALESCE(excluded.created_at, workflow_executions.created_at),
     user_id = COALESCE(workflow_executions.user_id, excluded.user_id),
     execution_name = COALESCE(workflow_executions.execution_name, excluded.execution_name),
     task_id = COALESCE(workflow_executions.task_id, excluded.task_id)
 """
 SET_STARTED = """
 UPDATE workflow_executions SET inputs = :inputs, end_user = :end_user,
-    workflow_version = :workflow_version, created_at = :created_at, started_at = :started_at
+    workflow_version = :workflow_version, created_at = COALESCE(created_at, :created_at),
+    started_at = :started_at
 WHERE id = :id
 """
 SET_FINISHED = """
@@ -167,6 +169,8 @@ class SqliteStore:
                     "workflow_id": run.workflow_id,
                     "user_id": owner.user_id if owner else None,
                     "execution_name": owner.execution_name if owner else None,
+                    # The gateway's acceptance time, to the microsecond; events carry seconds.
+                    "created_at": owner.created_at if owner else None,
                     "seq": run.max_seq,
                 },
             )
