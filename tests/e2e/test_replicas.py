@@ -93,3 +93,23 @@ async def test_a_run_streaming_on_one_replica_is_stopped_through_another(
         rest = [f.json() async for f in frames]
     assert rest[-1]["event"] == "workflow_finished"
     assert rest[-1]["data"]["status"] == "stopped"
+
+
+async def test_a_run_started_on_one_replica_is_followed_on_another(
+    stack: Stack, second_gateway: str
+) -> None:
+    workflow_id = await stack.create_workflow("alice", GREET)
+    async with stack.client("alice") as first:
+        run_id = (
+            await first.post(
+                "/api/executions", json={"workflow_id": workflow_id, "inputs": {"name": "R"}}
+            )
+        ).json()["id"]
+    headers = {"Authorization": f"Bearer {make_token(stack.secret, 'alice')}"}
+    async with (
+        httpx.AsyncClient(base_url=second_gateway, headers=headers, timeout=30) as other,
+        other.stream("GET", f"/api/executions/{run_id}/events") as response,
+    ):
+        frames = [f async for f in sse_frames(response)]
+    assert frames[-1].data == "[DONE]"
+    assert frames[-2].json()["data"]["outputs"] == {"answer": "Hello R!"}
