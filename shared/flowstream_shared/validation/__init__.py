@@ -1,0 +1,71 @@
+"""Checks a workflow definition before it is stored or run.
+
+Every problem names the node (or connection) it is about: the API answers a 400 a user can act on.
+The order: nodes, connections, LOOP bodies, reachability and cycles, PARALLEL branches, configs,
+then every template's references.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Collection
+
+from pydantic import BaseModel
+
+from flowstream_shared.validation.errors import DefinitionError
+from flowstream_shared.validation.http_nodes import check_api_call, check_llm
+from flowstream_shared.validation.references import always_before, check_references, expressions
+from flowstream_shared.validation.rules import LOOP_CONDITION, RUNTIME_ROOTS
+from flowstream_shared.validation.structure import (
+    check_branches_and_error_targets,
+    check_connections,
+    check_loops,
+    check_nodes,
+    check_reachable_and_acyclic,
+    connection_problem,
+    node_config,
+)
+from flowstream_shared.workflow import (
+    BUILTIN_CONFIGS,
+    ApiCallConfig,
+    LlmConfig,
+    WorkflowDefinition,
+    WorkflowGraph,
+)
+
+__all__ = ["RUNTIME_ROOTS", "DefinitionError", "connection_problem", "validate_definition"]
+
+
+def validate_definition(
+    definition: WorkflowDefinition, plugin_types: Collection[str] = ()
+) -> WorkflowDefinition:
+    """Raise :class:`DefinitionError` naming the first problem; return the definition if sound."""
+    check_nodes(definition, {*BUILTIN_CONFIGS, *plugin_types})
+    check_connections(definition)
+    graph = WorkflowGraph(definition)
+    check_loops(graph)
+    check_reachable_and_acyclic(definition, graph)
+    check_branches_and_error_targets(graph)
+
+    configs: dict[str, BaseModel] = {}
+    for node in definition.nodes:
+        model = BUILTIN_CONFIGS.get(node.type)
+        if model is None:
+            continue  # a plugin checks its own config
+        config = configs[node.id] = node_config(node, model)
+        if isinstance(config, ApiCallConfig):
+            check_api_call(node, config)
+        elif isinstance(config, LlmConfig):
+            check_llm(node, config)
+
+    before, always_body = always_before(definition, graph, configs)
+    for node in definition.nodes:
+        if node.id not in configs:
+            continue
+        config = configs[node.id]
+        in_loop = graph.scope[node.id] is not None
+        for refs, kind in expressions(node, config):
+            ancestors = before[node.id]
+            if kind == LOOP_CONDITION:
+                ancestors = ancestors | always_body.get(node.id, set())
+            check_references(definition, node, refs, ancestors, configs, in_loop=in_loop, kind=kind)
+    return definition

@@ -1,0 +1,238 @@
+"""What each template and condition may reference: only what has always run before it."""
+
+from __future__ import annotations
+
+from collections import defaultdict, deque
+from collections.abc import Iterable
+
+from pydantic import BaseModel
+
+from flowstream_shared.expressions import (
+    ExpressionError,
+    Reference,
+    compile_condition,
+    compile_template,
+    value_references,
+)
+from flowstream_shared.validation.errors import DefinitionError
+from flowstream_shared.validation.rules import (
+    BRANCH_EDGES,
+    LOOP_CONDITION,
+    LOOP_FIELDS,
+    PLAIN,
+    RESPONSE,
+    RUNTIME_ROOTS,
+)
+from flowstream_shared.workflow import (
+    API_RESPONSE_FIELDS,
+    BUILTIN_OUTPUTS,
+    ApiCallConfig,
+    ConditionConfig,
+    ConnectionType,
+    EndConfig,
+    LlmConfig,
+    LoopConfig,
+    Node,
+    NodeType,
+    ParallelConfig,
+    StartConfig,
+    TemplateConfig,
+    WorkflowDefinition,
+    WorkflowGraph,
+)
+
+
+def _meet(reaches: list[tuple[set[str], bool]]) -> set[str]:
+    """What has run whenever a node with these parents (reach, edge optional) runs."""
+    certain: set[str] = set()
+    shared: set[str] | None = None
+    for reach, optional in reaches:
+        if not optional:
+            certain |= reach
+        shared = set(reach) if shared is None else shared & reach
+    return certain | (shared or set())
+
+
+def always_before(
+    definition: WorkflowDefinition, graph: WorkflowGraph, configs: dict[str, BaseModel]
+) -> tuple[dict[str, set[str]], dict[str, set[str]]]:
+    """For each node, the nodes that have run whenever it runs (so it may reference them); for
+    each LOOP, the body nodes that run in every iteration (its condition and the nodes after it
+    may reference those: they hold the latest iteration's values).
+
+    A node runs once one incoming edge is taken. An edge may go untaken if it is a CONDITION
+    branch, an `on_error` branch or a normal edge of a node that has one, or if its source may
+    be skipped (nodes in a branch of a PARALLEL that does not wait for all may be). A parent
+    that can never be skipped has always run; of parents that can, only what they all share is
+    certain. A LOOP's continuation hangs off a virtual `<loop>#exit` vertex that runs after
+    the LOOP node and every back edge, so the graph stays acyclic.
+    """
+    exit_of = {loop: f"{loop}#exit" for loop in graph.loop_entries}
+    branching = {n.id for n in definition.nodes if n.on_error not in ("fail", "continue")}
+    # vertex → [(parent vertex, edge optional by itself, the parent itself counts)]
+    parents: dict[str, list[tuple[str, bool, bool]]] = defaultdict(list)
+    back: dict[str, list[tuple[str, bool]]] = defaultdict(list)
+    for conn in graph.connections:
+        optional = conn.type in BRANCH_EDGES or conn.source in branching
+        if (conn.source, conn.target) in graph.back_edges:  # a LOOP leaves from its exit
+            back[conn.target].append((exit_of.get(conn.source, conn.source), optional))
+        elif conn.type == ConnectionType.LOOP:
+            parents[conn.target].append((conn.source, False, False))  # the LOOP is still running
+        elif conn.source in exit_of:
+            parents[conn.target].append((exit_of[conn.source], optional, False))
+        else:
+            parents[conn.target].append((conn.source, optional, True))
+    for source, target in graph.error_targets.items():
+        parents[target].append((source, True, True))
+    race: set[str] = set()
+    for node_id, config in configs.items():
+        if isinstance(config, ParallelConfig) and not config.wait_for_all:
+            for _, nodes in graph.branches(node_id):
+                race |= nodes
+
+    children: dict[str, list[str]] = defaultdict(list)
+    for vertex, ps in parents.items():
+        for parent, _, _ in ps:
+            children[parent].append(vertex)
+    for loop, exit_vertex in exit_of.items():
+        children[loop].append(exit_vertex)
+        for source, _ in back[loop]:
+            children[source].append(exit_vertex)
+
+    skippable: dict[str, bool] = {}
+    before: dict[str, set[str]] = {}
+    always_body: dict[str, set[str]] = {}
+    exits = {v: loop for loop, v in exit_of.items()}
+    for vertex in _order([*graph.types, *exits], children):
+        if vertex in exits:
+            loop = exits[vertex]
+            reaches = [(before[s] | {s}, opt or skippable[s]) for s, opt in back[loop]]
+            always_body[loop] = _meet(reaches) & graph.bodies[loop]
+            before[vertex] = before[loop] | {loop} | always_body[loop]
+            skippable[vertex] = skippable[loop]
+            continue
+        ps = parents[vertex]
+        optionals = [opt or skippable[p] for p, opt, _ in ps]
+        skippable[vertex] = vertex in race or (bool(ps) and all(optionals))
+        before[vertex] = _meet(
+            [
+                (before[p] | {p} if counts else before[p], opt)
+                for (p, _, counts), opt in zip(ps, optionals, strict=True)
+            ]
+        )
+    return {n: before[n] - set(exits) for n in graph.types}, always_body
+
+
+def _order(vertices: Iterable[str], children: dict[str, list[str]]) -> list[str]:
+    indegree = dict.fromkeys(vertices, 0)
+    for targets in children.values():
+        for child in targets:
+            indegree[child] += 1
+    ready = deque(v for v, d in indegree.items() if d == 0)
+    order: list[str] = []
+    while ready:
+        current = ready.popleft()
+        order.append(current)
+        for child in children[current]:
+            indegree[child] -= 1
+            if indegree[child] == 0:
+                ready.append(child)
+    return order
+
+
+def _known_fields(node: Node, config: BaseModel | None) -> frozenset[str] | None:
+    if node.type not in BUILTIN_OUTPUTS:
+        return None  # a plugin: anything
+    known = BUILTIN_OUTPUTS[node.type]
+    if known is None:
+        return None
+    if isinstance(config, ApiCallConfig):
+        known = known | frozenset(config.outputs)
+    if node.on_error != "fail":
+        known = known | {"error"}
+    return known
+
+
+def check_references(
+    definition: WorkflowDefinition,
+    node: Node,
+    refs: frozenset[Reference],
+    ancestors: set[str],
+    configs: dict[str, BaseModel],
+    *,
+    in_loop: bool,
+    kind: str = PLAIN,
+) -> None:
+    nodes_by_id = {n.id: n for n in definition.nodes}
+    start = next(n for n in definition.nodes if n.type == NodeType.START)
+    declared_inputs = {i.name for i in StartConfig.model_validate(start.config).inputs}
+    for ref in refs:
+        if ref.root == "input":
+            if ref.field is not None and ref.field not in declared_inputs:
+                raise DefinitionError(
+                    f"references input `{ref.field}`, which START does not declare", node.id
+                )
+            continue
+        if ref.root in RUNTIME_ROOTS:
+            continue
+        if ref.root == "response" and kind == RESPONSE:
+            if ref.field is not None and ref.field not in API_RESPONSE_FIELDS:
+                fields = ", ".join(sorted(API_RESPONSE_FIELDS))
+                raise DefinitionError(
+                    f"references `response.{ref.field}`; a response has {fields}", node.id
+                )
+            continue
+        if ref.root == "loop":
+            if not (in_loop or kind == LOOP_CONDITION):
+                raise DefinitionError("`loop` is only defined inside a LOOP body", node.id)
+            if ref.field is not None and ref.field not in LOOP_FIELDS:
+                raise DefinitionError(f"references `loop.{ref.field}`; a loop has index", node.id)
+            continue
+        target = nodes_by_id.get(ref.root)
+        if target is None:
+            raise DefinitionError(f"references unknown node or variable `{ref.root}`", node.id)
+        if ref.root not in ancestors:
+            raise DefinitionError(
+                f"references `{ref.root}`, which does not run before it on every path", node.id
+            )
+        known = _known_fields(target, configs.get(target.id))
+        if known is not None and ref.field is not None and ref.field not in known:
+            fields = ", ".join(sorted(known)) or "nothing"
+            raise DefinitionError(
+                f"references `{ref.root}.{ref.field}`; {target.type} nodes output {fields}", node.id
+            )
+
+
+def expressions(node: Node, config: BaseModel) -> list[tuple[frozenset[Reference], str]]:
+    try:
+        if isinstance(config, TemplateConfig):
+            return [(compile_template(config.template).references, PLAIN)]
+        if isinstance(config, EndConfig):
+            return [(compile_template(t).references, PLAIN) for t in config.outputs.values()]
+        if isinstance(config, ConditionConfig):
+            return [(compile_condition(config.condition).references, PLAIN)]
+        if isinstance(config, LoopConfig):
+            if config.condition is None:
+                return []
+            return [(compile_condition(config.condition).references, LOOP_CONDITION)]
+        if isinstance(config, ApiCallConfig):
+            plain = [config.url, *config.headers.values()]
+            plain += [v for v in config.query.values() if isinstance(v, str)]
+            found = [(compile_template(t).references, PLAIN) for t in plain]
+            found.append((value_references(config.body), PLAIN))
+            found += [(compile_template(t).references, RESPONSE) for t in config.outputs.values()]
+            return found
+        if isinstance(config, LlmConfig):
+            texts = [m.content for m in config.messages]
+            texts += [t for t in (config.system, config.prompt) if t is not None]
+            return [(compile_template(t).references, PLAIN) for t in texts]
+    except ExpressionError as exc:
+        raise DefinitionError(str(exc), node.id) from exc
+    return []
+
+
+# Node-specific checks that do not depend on references
+
+
+def static_prefix(source: str) -> str:
+    return source.split("{{", 1)[0].split("{%", 1)[0]
