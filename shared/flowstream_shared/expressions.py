@@ -14,7 +14,7 @@ import json
 import re
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
-from functools import lru_cache
+from functools import cached_property, lru_cache
 from typing import Any
 
 from jinja2 import StrictUndefined, TemplateError, nodes
@@ -120,6 +120,12 @@ def _describe(exc: Exception) -> str:
     return str(exc)
 
 
+def _only(roots: frozenset[str], context: Mapping[str, Any]) -> dict[str, Any]:
+    """The variables an expression can reach. Jinja copies whatever it is given on every call,
+    so handing it a run's whole context made each node's cost grow with the nodes before it."""
+    return {root: context[root] for root in roots if root in context}
+
+
 @dataclass(frozen=True)
 class Template:
     """A text template. If it is exactly one reference, :meth:`value` keeps the value's type."""
@@ -129,13 +135,17 @@ class Template:
     _compiled: Any
     _single: Any | None
 
+    @cached_property
+    def _roots(self) -> frozenset[str]:
+        return frozenset(ref.root for ref in self.references)
+
     def render(self, context: Mapping[str, Any]) -> str:
         return "".join(self.chunks(context))
 
     def chunks(self, context: Mapping[str, Any]) -> Iterator[str]:
         """The rendered text in pieces, as the template produces them (for streaming)."""
         try:
-            yield from self._compiled.generate(context)
+            yield from self._compiled.generate(_only(self._roots, context))
         except (TemplateError, TypeError, ValueError, ArithmeticError) as exc:
             raise ExpressionError(_describe(exc)) from exc
 
@@ -143,7 +153,7 @@ class Template:
         if self._single is None:
             return self.render(context)
         try:
-            result = self._single(**context)
+            result = self._single(**_only(self._roots, context))
         except (TemplateError, TypeError, ValueError, ArithmeticError) as exc:
             raise ExpressionError(_describe(exc)) from exc
         if isinstance(result, StrictUndefined):
@@ -157,9 +167,13 @@ class Condition:
     references: frozenset[Reference]
     _compiled: Any
 
+    @cached_property
+    def _roots(self) -> frozenset[str]:
+        return frozenset(ref.root for ref in self.references)
+
     def evaluate(self, context: Mapping[str, Any]) -> bool:
         try:
-            result = self._compiled(**context)
+            result = self._compiled(**_only(self._roots, context))
             return bool(result)
         except (TemplateError, TypeError, ValueError, ArithmeticError) as exc:
             raise ExpressionError(_describe(exc)) from exc

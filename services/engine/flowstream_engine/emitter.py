@@ -17,6 +17,7 @@ from typing import Any, Protocol
 
 from flowstream_shared import subjects
 from flowstream_shared.events import EVENT_TYPES, EventName, RunEventBase
+from pydantic import BaseModel
 
 log = logging.getLogger(__name__)
 
@@ -133,9 +134,11 @@ class RunEmitter:
         self.task_id = task_id
         self.seq = last_seq
 
-    def emit(self, event: EventName, data: Any) -> RunEventBase:
+    def emit(self, event: EventName, data: BaseModel) -> RunEventBase:
         self.seq += 1
-        model = EVENT_TYPES[event](
+        # `data` is a validated model and the rest is ours: constructing without validating again
+        # saves a tenth of an event's cost.
+        model = EVENT_TYPES[event].model_construct(
             event=event, workflow_run_id=self.run_id, task_id=self.task_id, data=data, seq=self.seq
         )
         self._stored.append(

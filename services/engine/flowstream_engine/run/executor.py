@@ -24,6 +24,7 @@ from flowstream_shared.events import (
     WorkflowStartedData,
 )
 from flowstream_shared.workflow import NodeType
+from pydantic import BaseModel
 
 from flowstream_engine.emitter import RunEmitter
 from flowstream_engine.http import shared_client
@@ -97,7 +98,7 @@ class RunExecutor:
 
     # What nodes share.
 
-    def emit(self, event: EventName, data: Any) -> None:
+    def emit(self, event: EventName, data: BaseModel) -> None:
         self._emitter.emit(event, data)
 
     def next_index(self) -> int:
