@@ -53,17 +53,18 @@ def input_declarations(definition: WorkflowDefinition) -> list[InputDeclaration]
 
 
 def validate_inputs(declarations: list[InputDeclaration], inputs: dict[str, Any]) -> dict[str, Any]:
-    """Return the inputs the run sees: declared fields only, defaults filled in."""
+    """Return the inputs the run sees: declared fields only, defaults filled in.
+
+    An optional input that was not given is present as its default or null, so templates and
+    conditions can test it (`{{input.nick}} is null`) instead of failing on a missing field.
+    """
     accepted: dict[str, Any] = {}
     for decl in declarations:
         value = inputs.get(decl.name)
         if value is None or value == "":
             if decl.required and decl.default is None:
                 raise InputError(decl.name, f"{decl.name} is required in input form")
-            if decl.default is not None:
-                accepted[decl.name] = decl.default
-            elif value is not None:
-                accepted[decl.name] = value
+            accepted[decl.name] = decl.default if decl.default is not None else value
             continue
         _check_type(decl, value)
         accepted[decl.name] = value

@@ -132,3 +132,93 @@ async def test_bad_definitions_are_a_400_naming_the_node(
     assert body["code"] == "invalid_param"
     assert f"`{node_id}`" in body["message"]
     assert words in body["message"]
+
+
+def draft_with(*nodes: dict[str, Any]) -> dict[str, Any]:
+    """START and `nodes`, nothing connected: only a draft can be stored like this."""
+    return {
+        "name": "step-by-step",
+        "nodes": [node("start", "START", {"inputs": []}), *nodes],
+        "connections": [],
+    }
+
+
+@pytest.mark.e2e
+@pytest.mark.parametrize(
+    ("connection", "node_id", "words"),
+    [
+        (link("fan", "a"), "fan", "a PARALLEL's outgoing connections are its branches"),
+        (link("fan", "a", "LOOP"), "fan", "must be PARALLEL, not LOOP"),
+        (link("start", "a", "PARALLEL"), "start", "PARALLEL connections go out of PARALLEL"),
+        (link("start", "a", "LOOP"), "start", "LOOP connections go out of LOOP nodes only"),
+        (link("a", "rep", "PARALLEL"), "a", "PARALLEL connections go out of PARALLEL"),
+        (link("rep", "a", "PARALLEL"), "rep", "PARALLEL connections go out of PARALLEL"),
+        (link("rep", "a", "CONDITIONAL_TRUE"), "rep", "go out of CONDITION nodes only"),
+    ],
+)
+async def test_a_bad_parallel_or_loop_connection_added_step_by_step_is_a_400(
+    stack: Stack, connection: dict[str, Any], node_id: str, words: str
+) -> None:
+    user = "steps-user"
+    draft = draft_with(
+        node("fan", "PARALLEL", {"max_concurrent": 1}),
+        node("rep", "LOOP", {"max_iterations": 2}),
+        node("a", "TEMPLATE", {"template": "a"}),
+    )
+    async with stack.client(user) as client:
+        created = await client.post("/api/workflows", params={"draft": "true"}, json=draft)
+        assert created.status_code == 201, created.text
+        workflow_id = created.json()["id"]
+
+        response = await client.post(f"/api/workflows/{workflow_id}/connections", json=connection)
+
+        assert response.status_code == 400, response.text
+        body = response.json()
+        assert body["code"] == "invalid_param"
+        assert body["message"].startswith(f"node `{node_id}`: ")
+        assert words in body["message"]
+        stored = (await client.get(f"/api/workflows/{workflow_id}")).json()
+        assert stored["version"] == 1 and stored["definition"]["connections"] == []
+
+
+@pytest.mark.e2e
+async def test_parallel_and_loop_connections_added_step_by_step_make_a_runnable_workflow(
+    stack: Stack,
+) -> None:
+    """The step check accepts every connection a sound PARALLEL and LOOP need, including the
+    LOOP's SEQUENCE exit and the body's connection back to the LOOP."""
+    user = "steps-user"
+    steps = [
+        link("start", "rep"),
+        link("rep", "fan", "LOOP"),
+        link("fan", "a", "PARALLEL"),
+        link("fan", "b", "PARALLEL"),
+        link("a", "join"),
+        link("b", "join"),
+        link("join", "rep"),
+        link("rep", "end"),
+    ]
+    draft = draft_with(
+        node("rep", "LOOP", {"max_iterations": 2}),
+        node("fan", "PARALLEL", {"max_concurrent": 1}),
+        node("a", "TEMPLATE", {"template": "a{{loop.index}}"}),
+        node("b", "TEMPLATE", {"template": "b{{loop.index}}"}),
+        node("join", "TEMPLATE", {"template": "{{a.text}}{{b.text}}"}),
+        node("end", "END", {"outputs": {"last": "{{join.text}}"}}),
+    )
+    async with stack.client(user) as client:
+        created = await client.post("/api/workflows", params={"draft": "true"}, json=draft)
+        assert created.status_code == 201, created.text
+        workflow_id = created.json()["id"]
+        for number, step in enumerate(steps, start=2):
+            added = await client.post(f"/api/workflows/{workflow_id}/connections", json=step)
+            assert added.status_code == 201, (step, added.text)
+            assert added.json()["draft"] is (number < len(steps) + 1), added.json()["problems"]
+
+        result = await client.post(
+            f"/api/workflow/{workflow_id}/execute",
+            json={"inputs": {}, "response_mode": "blocking"},
+        )
+    assert result.status_code == 200, result.text
+    assert result.json()["data"]["status"] == "succeeded", result.json()["data"]["error"]
+    assert result.json()["data"]["outputs"] == {"last": "a1b1"}

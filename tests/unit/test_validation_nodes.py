@@ -362,6 +362,7 @@ def test_a_url_from_a_reference_is_checked_at_run_time() -> None:
         ("gopher://x", "not 'gopher'"),
         ("example.test/path", "not an absolute http(s) URL"),
         ("http:/example.test", "not an absolute http(s) URL"),
+        ("api.example.test/users/{{input.id}}", "not an absolute http(s) URL"),
     ],
 )
 def test_a_non_http_url(url: str, message: str) -> None:

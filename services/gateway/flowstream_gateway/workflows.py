@@ -28,13 +28,16 @@ from typing import Any
 
 from flowstream_shared.commands import WorkflowSnapshot
 from flowstream_shared.expressions import ExpressionError, compile_condition, compile_template
-from flowstream_shared.validation import DefinitionError, validate_definition
+from flowstream_shared.validation import (
+    DefinitionError,
+    connection_problem,
+    validate_definition,
+)
 from flowstream_shared.workflow import (
     BUILTIN_CONFIGS,
     RESERVED_NODE_IDS,
     ConditionConfig,
     Connection,
-    ConnectionType,
     EndConfig,
     Node,
     NodeType,
@@ -49,7 +52,6 @@ from flowstream_gateway.kv_cache import KvCache
 NODE_PLUGIN_GROUP = "flowstream.nodes"
 # Ids are UUIDs; anything else (a version key, a character KV keys refuse) is no workflow.
 _WORKFLOW_ID = re.compile(r"^[A-Za-z0-9_-]{1,128}$")
-_BRANCH_EDGES = frozenset({ConnectionType.CONDITIONAL_TRUE, ConnectionType.CONDITIONAL_FALSE})
 
 
 class WorkflowRecord(BaseModel):
@@ -142,16 +144,10 @@ def _check_connection(connection: Connection, types: dict[str, str]) -> None:
         raise DefinitionError("START cannot have incoming connections", target)
     if types[source] == NodeType.END:
         raise DefinitionError("END cannot have outgoing connections", source)
-    is_branch = connection.type in _BRANCH_EDGES
-    if is_branch and types[source] != NodeType.CONDITION:
-        raise DefinitionError(
-            f"{connection.type} connections go out of CONDITION nodes only", source
-        )
-    if types[source] == NodeType.CONDITION and not is_branch:
-        raise DefinitionError(
-            f"a CONDITION's outgoing connections are CONDITIONAL_TRUE/FALSE, not {connection.type}",
-            source,
-        )
+    # The same rule as the full check (CONDITION branches, PARALLEL branches, LOOP bodies).
+    problem = connection_problem(connection.type, types[source])
+    if problem:
+        raise DefinitionError(problem, source)
 
 
 def check_draft(definition: WorkflowDefinition) -> None:

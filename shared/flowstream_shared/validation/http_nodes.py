@@ -26,7 +26,9 @@ def _check_http_url(node: Node, field: str, url: str, *, templated: bool) -> Non
             )
         if not prefix.lower().startswith(f"{scheme}://"):
             raise DefinitionError(f"config.{field}: not an absolute http(s) URL", node.id)
-    elif prefix == url.strip():  # no reference decides the scheme at run time
+    elif prefix == url.strip() or any(c in prefix for c in "/.?#"):
+        # Either no reference can supply a scheme, or the literal start already rules one out
+        # (`api.example.com/users/{{input.id}}` can never become an http(s) URL).
         raise DefinitionError(
             f"config.{field}: not an absolute http(s) URL (it must start with http:// or https://)",
             node.id,

@@ -127,10 +127,17 @@ class ApiCallNode:
                 name: check_header(name, compile_template(value).render(variables))
                 for name, value in config.headers.items()
             }
-            params = {
-                key: _query_value(compile_template(v).value(variables) if isinstance(v, str) else v)
-                for key, v in config.query.items()
-            }
+            # httpx replaces a URL's own query when `params` is given: keep both, the URL's first.
+            params: list[tuple[str, str | int | float | bool | None]] = list(
+                url.params.multi_items()
+            )
+            for key, source in config.query.items():
+                value = _query_value(
+                    compile_template(source).value(variables) if isinstance(source, str) else source
+                )
+                params.extend(
+                    (key, item) for item in (value if isinstance(value, list) else [value])
+                )
             body = render_value(config.body, variables)
         except ExpressionError as exc:
             raise NodeError(str(exc)) from exc
@@ -142,7 +149,7 @@ class ApiCallNode:
             "headers": {
                 k: "***" if k.lower() in _SENSITIVE_HEADERS else v for k, v in headers.items()
             },
-            "query": params,
+            "query": dict(params),
             "body": body,
         }
         client = ctx.http or shared_client()
