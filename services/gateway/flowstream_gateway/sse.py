@@ -74,32 +74,31 @@ class RunEventStream(Response):
         ended_by: Signal | None = Signal.DISCONNECTED
         try:
             await send({"type": "http.response.start", "status": 200, "headers": HEADERS})
-            while True:
+            ended = False
+            while not ended:
+                # Everything already queued goes out in one write: one send per wake-up, not per
+                # frame (a burst of events is many frames; each write is a syscall and a switch).
+                body = bytearray()
                 item = await queue.get()
-                if item is Signal.KEEPALIVE:
-                    await send(
-                        {"type": "http.response.body", "body": framing.keepalive, "more_body": True}
-                    )
-                    continue
-                if item is Signal.DISCONNECTED:
-                    break
-                if item is Signal.LOST:
-                    ended_by = Signal.LOST
-                    body = framing.error(handle, "timeout", 504, LOST_MESSAGE)
-                    await send({"type": "http.response.body", "body": body})
-                    break
-                assert isinstance(item, StreamedEvent)
-                if item.is_final:
-                    ended_by = None
-                    await send(
-                        {
-                            "type": "http.response.body",
-                            "body": framing.event(item) + (framing.done or b""),
-                        }
-                    )
-                    break
+                while True:
+                    if item is Signal.DISCONNECTED:
+                        return
+                    if item is Signal.KEEPALIVE:
+                        body += framing.keepalive
+                    elif item is Signal.LOST:
+                        ended_by, ended = Signal.LOST, True
+                        body += framing.error(handle, "timeout", 504, LOST_MESSAGE)
+                    else:
+                        assert isinstance(item, StreamedEvent)
+                        body += framing.event(item)
+                        if item.is_final:
+                            ended_by, ended = None, True
+                            body += framing.done or b""
+                    if ended or queue.empty():
+                        break
+                    item = queue.get_nowait()
                 await send(
-                    {"type": "http.response.body", "body": framing.event(item), "more_body": True}
+                    {"type": "http.response.body", "body": bytes(body), "more_body": not ended}
                 )
         except OSError:
             ended_by = Signal.DISCONNECTED  # the client went away mid-write

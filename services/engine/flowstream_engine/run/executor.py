@@ -62,6 +62,7 @@ class RunExecutor:
         self.handled_errors = 0
         self.replaying = False
         self.shutting_down = False
+        self._progress_reported = -1  # the whole percent last reported
         self.variables: dict[str, Any] = {
             "input": dict(command.inputs),
             "execution": {
@@ -126,6 +127,12 @@ class RunExecutor:
             self.handled_errors += len(result.outputs.get("errors") or [])  # tolerated errors
 
     def emit_progress(self, completed: int, total: int) -> None:
+        """Reported when the whole percent changes: every node of a small workflow, about a
+        hundred times for a large one (a 1,000-node chain would otherwise add 1,000 events)."""
+        whole = 100 * completed // total if total else 100
+        if whole == self._progress_reported:
+            return
+        self._progress_reported = whole
         self.emit(
             EventName.WORKFLOW_PROGRESS,
             WorkflowProgressData(
