@@ -12,9 +12,11 @@ from flowstream_shared.history import HistoryOp, ListQuery, RunQuery
 from flowstream_shared.inputs import InputError, input_declarations, validate_inputs
 from pydantic import BaseModel, ConfigDict, Field
 
+from flowstream_gateway.attach import AttachedRun
 from flowstream_gateway.auth import CurrentPrincipal, Principal
 from flowstream_gateway.errors import ApiError, invalid_param, not_found
 from flowstream_gateway.services import Services, ServicesDep
+from flowstream_gateway.sse import RunEventStream
 from flowstream_gateway.streaming import block_on_run, dify_framing, stream_run
 from flowstream_gateway.workflows import WorkflowRecord
 
@@ -226,3 +228,26 @@ async def logs(
         "has_more": page * limit < result["total"],
         "data": data,
     }
+
+
+@router.get(
+    "/workflow/{workflow_run_id}/events",
+    summary="Re-attach to a run's stream (newer Dify), from its first event",
+    responses={200: {"content": {"text/event-stream": {}}}},
+)
+async def reattach(
+    workflow_run_id: str,
+    principal: CurrentPrincipal,
+    services: ServicesDep,
+    user: str | None = None,
+) -> RunEventStream:
+    owner = await services.runs.owner(workflow_run_id)
+    if owner is None or owner.user_id != principal.user_id:
+        raise not_found(f"workflow run {workflow_run_id}")
+    principal.require_workflow(owner.workflow_id)
+    source = AttachedRun(owner, services.settings.deadline_grace_s)
+    await source.open(services.js, None)
+    # Watching, not owning: leaving a re-attached stream never stops the run.
+    return stream_run(
+        source, services.runs, dify_framing(services.settings.dify_ping_s), "continue"
+    )
