@@ -16,7 +16,7 @@ from flowstream_shared.topology import ensure_topology
 from prometheus_client import make_asgi_app
 from pydantic import ValidationError
 
-from flowstream_engine.control import ControlRegistry
+from flowstream_engine.control import ControlRegistry, run_id_of_key
 from flowstream_engine.emitter import EventLogWriter
 from flowstream_engine.http import close_shared_client
 from flowstream_engine.metrics import EngineMetrics
@@ -65,8 +65,10 @@ def create_app(settings: EngineSettings | None = None) -> AsgiFastStream:
         title="run control flags (truth)",
     )
     async def on_control_flag(message: NatsMessage) -> None:
-        # A KV watch delivers `KeyValue.Entry` objects, not `Msg`: the key is the run id.
-        _receive(control, getattr(message.raw_message, "key", ""), message.body)
+        # A KV watch delivers `KeyValue.Entry` objects, not `Msg`: the key is the run id (a
+        # cancel) or `<run_id>.pause` (the latest pause or resume).
+        key = getattr(message.raw_message, "key", "")
+        _receive(control, run_id_of_key(key), message.body)
 
     # Events are published by the pipelined EventLogWriter; these declarations document them.
     broker.publisher(

@@ -3,7 +3,8 @@
 Nodes inside LOOP bodies are folded like any other; the scheduler uses them only to restore the
 values of a LOOP that had finished (an unfinished LOOP runs again from its first iteration).
 PARALLEL branches announced at the top level are remembered so a resumed run does not announce
-them twice.
+them twice. Whether the log ends paused is remembered too, so a paused run picked up again
+neither announces its pause twice nor resumes without saying so.
 """
 
 from __future__ import annotations
@@ -20,6 +21,8 @@ from flowstream_shared.events import (
     ParallelBranchStarted,
     RunEventBase,
     WorkflowFinished,
+    WorkflowPaused,
+    WorkflowResumed,
     WorkflowStarted,
 )
 from flowstream_shared.workflow import BranchKey
@@ -45,6 +48,8 @@ class RunState:
     finished: WorkflowFinished | None = None
     branches_started: set[BranchKey] = field(default_factory=set)
     branches_finished: set[BranchKey] = field(default_factory=set)
+    # The log ends in `workflow_paused`: a resumed run does not announce the pause again.
+    paused: bool = False
 
     def apply(self, event: RunEventBase) -> None:
         if event.seq <= self.last_seq:
@@ -66,6 +71,8 @@ class RunState:
                 key = (event.data.parallel_id, event.data.parallel_start_node_id)
                 started = isinstance(event, ParallelBranchStarted)
                 (self.branches_started if started else self.branches_finished).add(key)
+        elif isinstance(event, WorkflowPaused | WorkflowResumed):
+            self.paused = isinstance(event, WorkflowPaused)
         elif isinstance(event, WorkflowFinished):
             self.finished = event
 

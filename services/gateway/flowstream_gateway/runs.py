@@ -159,10 +159,26 @@ class RunService:
 
     async def cancel(self, run_id: str, reason: str) -> None:
         """The KV flag is the truth; the core message reaches a running engine at once."""
-        payload = (
-            ControlCommand(action=ControlAction.CANCEL, reason=reason).model_dump_json().encode()
+        await self._control(
+            run_id, run_id, ControlCommand(action=ControlAction.CANCEL, reason=reason)
         )
+
+    async def pause(self, run_id: str) -> None:
+        """Stop starting nodes; the flag has its own key so it never overwrites a cancel."""
+        await self._control(run_id, pause_key(run_id), ControlCommand(action=ControlAction.PAUSE))
+
+    async def resume(self, run_id: str) -> None:
+        await self._control(run_id, pause_key(run_id), ControlCommand(action=ControlAction.RESUME))
+
+    async def _control(self, run_id: str, key: str, command: ControlCommand) -> None:
+        payload = command.model_dump_json().encode()
         await asyncio.gather(
-            self._control_kv.put(run_id, payload),
+            self._control_kv.put(key, payload),
             self._nc.publish(subjects.control_subject(run_id), payload),
         )
+
+
+def pause_key(run_id: str) -> str:
+    """`flowstream_control` keys: `<run_id>` holds a cancel (final), `<run_id>.pause` the latest
+    pause or resume, so neither ever overwrites the other."""
+    return f"{run_id}.pause"

@@ -4,6 +4,14 @@ A run ends exactly once, through :meth:`RunExecutor._finish`, whichever of these
 every node done, a node failure, a stop request, or the deadline. A stop interrupts nodes that
 wait on the outside world (DELAY, API_CALL, LLM) at once and lets the others reach their
 boundary; the deadline interrupts all of them. Either way nothing new starts, LOOPs included.
+
+A pause is not a halt: the top-level scheduler starts nothing new and holds the nodes that become
+ready; running nodes (a DELAY, a whole LOOP) are not interrupted and run to their end. Once
+nothing runs, the run emits one `workflow_paused`; a resume emits `workflow_resumed` and starts
+what was held. A resume that arrives before the pause took effect cancels it with no events. A
+stop or the deadline ends a paused run as usual, with its one `workflow_finished`. A run picked
+up from the event log after `workflow_paused` stays paused if its flag still says so, and
+announces `workflow_resumed` first if it does not.
 """
 
 from __future__ import annotations
@@ -22,6 +30,7 @@ from flowstream_shared.events import (
     WorkflowFinishedData,
     WorkflowProgressData,
     WorkflowStartedData,
+    WorkflowStatusData,
 )
 from flowstream_shared.workflow import NodeType
 from pydantic import BaseModel
@@ -63,6 +72,9 @@ class RunExecutor:
         self.replaying = False
         self.shutting_down = False
         self._progress_reported = -1  # the whole percent last reported
+        self.pause_requested = False
+        self._pause_announced = self.state.paused  # the log's last word: workflow_paused
+        self._wake = asyncio.Event()  # a resume or a halt: a paused run looks again
         self.variables: dict[str, Any] = {
             "input": dict(command.inputs),
             "execution": {
@@ -84,6 +96,17 @@ class RunExecutor:
             Halt(RunStatus.STOPPED, reason or STOPPED_BY_USER, False, NodeStatus.STOPPED)
         )
 
+    def request_pause(self) -> None:
+        """Start nothing new; announce `workflow_paused` once nothing runs. Twice is once."""
+        if self._halt is None:
+            self.pause_requested = True
+
+    def request_resume(self) -> None:
+        """Start what was held; a no-op when the run is not paused (or pausing)."""
+        if self.pause_requested:
+            self.pause_requested = False
+            self._wake.set()
+
     def fail(self, error: str) -> None:
         self._set_halt(Halt(RunStatus.FAILED, error, True, NodeStatus.FAILED))
 
@@ -94,8 +117,30 @@ class RunExecutor:
     def _set_halt(self, halt: Halt) -> None:
         if self._halt is None:
             self._halt = halt
+            self._wake.set()
             if self._root is not None:
                 self._root.stop(halt.stop)
+
+    async def hold(self) -> None:
+        """The top-level scheduler has nothing running and holds ready nodes: while the pause
+        stands, announce it (once) and wait for a resume or a halt."""
+        while self.pause_requested and self._halt is None:
+            if not self._pause_announced:
+                self._pause_announced = True
+                self._emit_status(EventName.WORKFLOW_PAUSED, RunStatus.PAUSED)
+            self._wake.clear()
+            await self._wake.wait()
+        self._announce_resumed()
+
+    def _announce_resumed(self) -> None:
+        if self._pause_announced and self._halt is None and not self.pause_requested:
+            self._pause_announced = False
+            self._emit_status(EventName.WORKFLOW_RESUMED, RunStatus.RUNNING)
+
+    def _emit_status(self, event: EventName, status: RunStatus) -> None:
+        self.emit(
+            event, WorkflowStatusData(id=self.run_id, status=status, created_at=int(time.time()))
+        )
 
     # What nodes share.
 
@@ -157,6 +202,7 @@ class RunExecutor:
         root = self._root = Scheduler(self, self.plan.top)
         if self._halt is not None:
             root.stop(self._halt.stop)  # stopped before it started: no node runs
+        self._announce_resumed()  # picked up after `workflow_paused`, and no longer paused
         try:
             self.replaying = True
             ready = root.replay(self.state.finished_nodes)

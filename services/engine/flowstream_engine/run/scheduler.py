@@ -9,6 +9,10 @@ Stopping a scope (a halt of the run, a failure inside a LOOP body, a PARALLEL ra
 nothing new and interrupts what is running: interruptible nodes at once (every node, for the
 deadline), LOOPs by stopping their current iteration. A scope's coroutine is cancelled only when
 the engine shuts down or when its LOOP node times out.
+
+Pausing the run holds the top-level scope at its node boundaries: nodes that become ready are
+kept, not started, until the run resumes (or halts: then they never start). Running nodes,
+LOOPs with their bodies included, are not interrupted.
 """
 
 from __future__ import annotations
@@ -54,6 +58,7 @@ class Scheduler:
         self._reasons: dict[asyncio.Task[Outcome], StopReason] = {}
         self._work: deque[tuple[Edge, bool]] = deque()
         self._ready: list[Ready] = []
+        self._held: list[Ready] = []  # ready while the run is paused (top level only)
         self.stop_reason: StopReason | None = None
         self.stopped = asyncio.Event()
         self.failure: tuple[str, str] | None = None  # (node id, error): a LOOP body's first
@@ -73,7 +78,12 @@ class Scheduler:
     async def execute(self, ready: Iterable[Ready]) -> None:
         self._start_all(ready)
         try:
-            while self._running:
+            while self._running or self._held:
+                if not self._running:
+                    await self.run.hold()  # paused, nothing running: until resumed or halted
+                    held, self._held = self._held, []
+                    self._start_all(held)
+                    continue
                 done, _ = await asyncio.wait(self._running, return_when=asyncio.FIRST_COMPLETED)
                 for task in done:
                     planned = self._running.pop(task)
@@ -121,7 +131,11 @@ class Scheduler:
         for node_id, predecessor in ready:
             if self.stop_reason is not None:
                 return
-            if node_id not in self.done:
+            if node_id in self.done:
+                continue
+            if self.top and self.run.pause_requested:
+                self._held.append((node_id, predecessor))
+            else:
                 self._start(node_id, predecessor)
 
     def _start(self, node_id: str, predecessor: str | None) -> None:

@@ -1,4 +1,4 @@
-"""Executions: start asynchronously, find, inspect, follow and cancel runs."""
+"""Executions: start asynchronously, find, inspect, follow, pause, resume and cancel runs."""
 
 from __future__ import annotations
 
@@ -137,6 +137,45 @@ async def cancel_execution(
         raise ApiError(409, "conflict", f"execution {run_id} has already finished")
     await services.runs.cancel(run_id, "Stopped by user.")
     return JSONResponse({"id": run_id, "result": "cancelling"}, status_code=202)
+
+
+@router.post(
+    "/{run_id}/pause",
+    status_code=202,
+    summary="Pause a run at its next node boundary (409 when it has ended)",
+    description=(
+        "Nothing new starts; running nodes are not interrupted (a DELAY keeps counting). Once "
+        "nothing runs the run emits `workflow_paused`. Pausing a paused run changes nothing; "
+        "the run's deadline still applies while it is paused."
+    ),
+)
+async def pause_execution(
+    run_id: str, principal: CurrentPrincipal, services: ServicesDep
+) -> JSONResponse:
+    owner = await owned_run(run_id, principal, services)
+    if await services.runs.has_finished(owner):
+        raise ApiError(409, "conflict", f"execution {run_id} has already finished")
+    await services.runs.pause(run_id)
+    return JSONResponse({"id": run_id, "result": "pausing"}, status_code=202)
+
+
+@router.post(
+    "/{run_id}/resume",
+    status_code=202,
+    summary="Resume a paused run (409 when it has ended)",
+    description=(
+        "The run emits `workflow_resumed` and starts what was ready. Resuming a run that is "
+        "not paused changes nothing; a resume before the pause took effect cancels it."
+    ),
+)
+async def resume_execution(
+    run_id: str, principal: CurrentPrincipal, services: ServicesDep
+) -> JSONResponse:
+    owner = await owned_run(run_id, principal, services)
+    if await services.runs.has_finished(owner):
+        raise ApiError(409, "conflict", f"execution {run_id} has already finished")
+    await services.runs.resume(run_id)
+    return JSONResponse({"id": run_id, "result": "resuming"}, status_code=202)
 
 
 @router.get(
