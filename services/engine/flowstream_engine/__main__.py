@@ -16,7 +16,7 @@ def main() -> None:
     parser.add_argument("--asyncapi", action="store_true", help="print the AsyncAPI document")
     if parser.parse_args().asyncapi:
         document = create_app().schema.to_specification().to_jsonable()
-        json.dump(document, sys.stdout, indent=2)
+        json.dump(document, sys.stdout, indent=2, sort_keys=True)  # stable across runs
         sys.stdout.write("\n")
         return
     logging.basicConfig(level=logging.INFO, format="%(asctime)s engine %(levelname)s %(message)s")

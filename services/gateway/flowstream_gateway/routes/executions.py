@@ -44,6 +44,14 @@ async def owned_run(run_id: str, principal: Principal, services: Services) -> Ru
     return owner
 
 
+async def unfinished_run(run_id: str, principal: Principal, services: Services) -> RunOwner:
+    """The caller's run, still able to be controlled; 409 once it has ended."""
+    owner = await owned_run(run_id, principal, services)
+    if await services.runs.has_finished(owner):
+        raise ApiError(409, "conflict", f"execution {run_id} has already finished")
+    return owner
+
+
 @router.post("", status_code=202, summary="Start a run and return at once")
 async def start_execution(
     body: ExecutionRequest, principal: CurrentPrincipal, services: ServicesDep
@@ -132,9 +140,7 @@ async def execution_history(run_id: str, principal: CurrentPrincipal, services: 
 async def cancel_execution(
     run_id: str, principal: CurrentPrincipal, services: ServicesDep
 ) -> JSONResponse:
-    owner = await owned_run(run_id, principal, services)
-    if await services.runs.has_finished(owner):
-        raise ApiError(409, "conflict", f"execution {run_id} has already finished")
+    await unfinished_run(run_id, principal, services)
     await services.runs.cancel(run_id, "Stopped by user.")
     return JSONResponse({"id": run_id, "result": "cancelling"}, status_code=202)
 
@@ -152,9 +158,7 @@ async def cancel_execution(
 async def pause_execution(
     run_id: str, principal: CurrentPrincipal, services: ServicesDep
 ) -> JSONResponse:
-    owner = await owned_run(run_id, principal, services)
-    if await services.runs.has_finished(owner):
-        raise ApiError(409, "conflict", f"execution {run_id} has already finished")
+    await unfinished_run(run_id, principal, services)
     await services.runs.pause(run_id)
     return JSONResponse({"id": run_id, "result": "pausing"}, status_code=202)
 
@@ -171,9 +175,7 @@ async def pause_execution(
 async def resume_execution(
     run_id: str, principal: CurrentPrincipal, services: ServicesDep
 ) -> JSONResponse:
-    owner = await owned_run(run_id, principal, services)
-    if await services.runs.has_finished(owner):
-        raise ApiError(409, "conflict", f"execution {run_id} has already finished")
+    await unfinished_run(run_id, principal, services)
     await services.runs.resume(run_id)
     return JSONResponse({"id": run_id, "result": "resuming"}, status_code=202)
 
