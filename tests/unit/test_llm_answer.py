@@ -104,3 +104,14 @@ def test_a_secret_quoted_back_by_a_provider_is_redacted() -> None:
 
     assert redact(message, "sk-live-123456") == "HTTP 401: Incorrect API key provided: ***"
     assert redact(message, None) == message
+
+
+def test_a_forced_tool_call_finishes_with_tool_calls() -> None:
+    answer = Answer()
+    draft = answer.tool_call(0)
+    draft.take(call_id="call_1", name="search")
+    answer.finish("stop", "stop")
+
+    outputs, _ = answer.outputs()
+    assert outputs["finish_reason"] == "tool_calls"
+    assert outputs["tool_calls"] == [{"id": "call_1", "name": "search", "arguments": {}}]

@@ -149,7 +149,10 @@ class Answer:
             if not call["name"]:
                 raise unreadable(f"tool call {call['id']!r} has no name")
         text = self.text
-        finish = self.finish_reason or ("tool_calls" if calls else "stop")
+        finish = self.finish_reason or "stop"
+        if calls and finish == "stop":
+            # OpenAI says `stop` when `tool_choice` forced a function; a tool call is a tool call.
+            finish = "tool_calls"
         if not text and not calls and finish != "content_filter":
             raise NodeError(f"the LLM endpoint returned an empty answer (finish reason: {finish})")
         usage: dict[str, Any]
