@@ -19,7 +19,16 @@ from flowstream_gateway.idempotency import IdempotencyKeys
 from flowstream_gateway.kv_cache import KvCache
 from flowstream_gateway.limits import BodySizeLimit
 from flowstream_gateway.metrics import GatewayMetrics
-from flowstream_gateway.routes import dify, execute, executions, keys, ops, websockets, workflows
+from flowstream_gateway.routes import (
+    dify,
+    execute,
+    executions,
+    keys,
+    openai_compat,
+    ops,
+    websockets,
+    workflows,
+)
 from flowstream_gateway.runs import RunService
 from flowstream_gateway.services import Services
 from flowstream_gateway.settings import GatewaySettings
@@ -107,6 +116,7 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
         websockets.router,
         dify.router,
         keys.router,
+        openai_compat.router,
     )
     for router in routers:
         app.include_router(router)
