@@ -17,6 +17,8 @@ WORKFLOWS_BUCKET = "flowstream_workflows"
 API_KEYS_BUCKET = "flowstream_api_keys"
 # Who owns a run, so any gateway replica can authorize a stop or an attach without asking another.
 RUNS_BUCKET = "flowstream_runs"
+# Stored credentials (key = `<owner token>.<name>`): the gateway writes, the engine reads.
+CREDENTIALS_BUCKET = "flowstream_credentials"
 
 HISTORY_PREFIX = "flowstream.history"
 

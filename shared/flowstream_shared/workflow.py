@@ -16,7 +16,8 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 NODE_ID_PATTERN = r"^[A-Za-z_][A-Za-z0-9_]{0,63}$"
 # Names that references already use; a node cannot take them.
 RESERVED_NODE_IDS = frozenset({"input", "loop", "execution", "sys"})
-ENV_VAR_PATTERN = r"^[A-Za-z_][A-Za-z0-9_]{0,127}$"
+# `"credential": "<name>"`: a stored credential of the workflow's owner (POST /api/credentials).
+CREDENTIAL_REF_PATTERN = r"^[A-Za-z0-9_-]{1,64}$"
 
 
 class NodeType(StrEnum):
@@ -147,6 +148,11 @@ class ApiCallConfig(_Strict):
     timeout: float = Field(default=30.0, gt=0, le=3600)
     follow_redirects: bool = True
     outputs: dict[str, str] = Field(default_factory=dict)
+    credential: str | None = Field(
+        default=None,
+        pattern=CREDENTIAL_REF_PATTERN,
+        description="A stored credential of the owner, added as its header or query parameter",
+    )
 
 
 class ParallelConfig(_Strict):
@@ -176,8 +182,14 @@ class LlmConfig(_Strict):
     system: str | None = Field(default=None, max_length=200_000)
     messages: list[ChatMessage] = Field(default_factory=list, max_length=1_000)
     prompt: str | None = Field(default=None, max_length=200_000)
-    api_key: str | None = Field(default=None, max_length=1_000)
-    api_key_env: str | None = Field(default=None, pattern=ENV_VAR_PATTERN)
+    credential: str | None = Field(
+        default=None,
+        pattern=CREDENTIAL_REF_PATTERN,
+        description="A stored credential of the owner, sent as the request's auth header",
+    )
+    api_key: str | None = Field(
+        default=None, max_length=1_000, description="Prefer `credential`: a literal key"
+    )
     temperature: float | None = Field(default=None, ge=0, le=2)
     max_tokens: int | None = Field(default=None, ge=1)
     top_p: float | None = Field(default=None, ge=0, le=1)
@@ -185,12 +197,23 @@ class LlmConfig(_Strict):
     stream: bool = Field(default=True, description="Emit the answer as `text_chunk`s")
     include_usage: bool = Field(default=True, description="Ask for `usage` in the last chunk")
 
+    @model_validator(mode="before")
+    @classmethod
+    def _no_environment_keys(cls, data: Any) -> Any:
+        # The engine's environment holds its own settings: no definition may read it.
+        if isinstance(data, dict) and "api_key_env" in data:
+            raise ValueError(
+                "api_key_env is not supported: the engine's environment is not readable by "
+                "workflows; store the key with POST /api/credentials and set `credential`"
+            )
+        return data
+
     @model_validator(mode="after")
     def _has_a_message(self) -> LlmConfig:
         if not self.messages and self.prompt is None:
             raise ValueError("an LLM node needs `prompt` or `messages`")
-        if self.api_key is not None and self.api_key_env is not None:
-            raise ValueError("set `api_key` or `api_key_env`, not both")
+        if self.api_key is not None and self.credential is not None:
+            raise ValueError("set `credential` or `api_key`, not both")
         return self
 
 

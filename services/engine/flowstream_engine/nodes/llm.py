@@ -10,7 +10,6 @@ and `model`. Tokens come from the `usage` the server sends in its last chunk (as
 from __future__ import annotations
 
 import json
-import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
@@ -19,8 +18,15 @@ import httpx
 from flowstream_shared.expressions import ExpressionError, compile_template
 from flowstream_shared.workflow import LlmConfig
 
+from flowstream_engine.credentials import request_auth_headers
 from flowstream_engine.http import shared_client
-from flowstream_engine.nodes.api_call import check_url, decode_body, excerpt, read_capped
+from flowstream_engine.nodes.api_call import (
+    check_url,
+    decode_body,
+    excerpt,
+    read_capped,
+    transport_error,
+)
 from flowstream_engine.nodes.base import NodeContext, NodeError, NodeResult
 
 
@@ -78,15 +84,6 @@ def _messages(ctx: NodeContext, config: LlmConfig) -> list[dict[str, str]]:
     return messages
 
 
-def _api_key(config: LlmConfig) -> str | None:
-    if config.api_key_env is None:
-        return config.api_key
-    key = os.environ.get(config.api_key_env)
-    if not key:
-        raise NodeError(f"the environment variable {config.api_key_env} (api_key_env) is not set")
-    return key
-
-
 def _request(config: LlmConfig, messages: list[dict[str, str]]) -> dict[str, Any]:
     payload: dict[str, Any] = {"model": config.model, "messages": messages, "stream": True}
     if config.include_usage:
@@ -110,9 +107,7 @@ class LlmNode:
         messages = _messages(ctx, config)
         url = check_url(config.base_url.rstrip("/") + "/chat/completions")
         headers = {"Accept": "text/event-stream"}
-        key = _api_key(config)
-        if key:
-            headers["Authorization"] = f"Bearer {key}"
+        headers.update(await request_auth_headers(ctx, config.credential, config.api_key, url))
         answer = _Answer()
         client = ctx.http or shared_client()
         try:
@@ -136,7 +131,7 @@ class LlmNode:
         except httpx.TimeoutException as exc:
             raise NodeError(f"the LLM endpoint did not answer within {config.timeout:g}s") from exc
         except httpx.HTTPError as exc:
-            raise NodeError(f"the LLM endpoint: {type(exc).__name__}: {exc}") from exc
+            raise transport_error("the LLM endpoint", exc) from exc
         tokens, usage = answer.tokens()
         return NodeResult(
             outputs={
