@@ -9,16 +9,27 @@ from contextlib import asynccontextmanager
 import nats
 from fastapi import FastAPI
 from flowstream_shared import subjects
+from flowstream_shared.credentials import CredentialRecord, Sealer
 from flowstream_shared.topology import ensure_topology
 
 from flowstream_gateway.api_keys import ApiKeyRecord, ApiKeyStore
+from flowstream_gateway.credentials import CredentialStore
 from flowstream_gateway.errors import install_error_handlers
 from flowstream_gateway.history_client import HistoryClient
 from flowstream_gateway.hub import EventHub
 from flowstream_gateway.kv_cache import KvCache
 from flowstream_gateway.limits import BodySizeLimit
 from flowstream_gateway.metrics import GatewayMetrics
-from flowstream_gateway.routes import dify, execute, executions, keys, ops, websockets, workflows
+from flowstream_gateway.routes import (
+    credentials,
+    dify,
+    execute,
+    executions,
+    keys,
+    ops,
+    websockets,
+    workflows,
+)
 from flowstream_gateway.runs import RunService
 from flowstream_gateway.services import Services
 from flowstream_gateway.settings import GatewaySettings
@@ -48,8 +59,15 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
         key_cache = KvCache(
             await js.key_value(subjects.API_KEYS_BUCKET), ApiKeyRecord.model_validate_json
         )
+        credential_cache = KvCache(
+            await js.key_value(subjects.CREDENTIALS_BUCKET), CredentialRecord.model_validate_json
+        )
         await workflow_cache.start()
         await key_cache.start()
+        await credential_cache.start()
+        credential_store = CredentialStore(
+            credential_cache, Sealer(resolved.credentials_public_key)
+        )
         runs_kv = await js.key_value(subjects.RUNS_BUCKET)
 
         async def owner_of(run_id: str) -> str | None:
@@ -67,10 +85,11 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
             js=js,
             hub=hub,
             runs=runs,
-            workflows=WorkflowStore(workflow_cache),
+            workflows=WorkflowStore(workflow_cache, credential_store),
             api_keys=ApiKeyStore(key_cache),
             metrics=GatewayMetrics(),
             history=HistoryClient(nc),
+            credentials=credential_store,
         )
         log.info("gateway ready on port %d", resolved.gateway_port)
         try:
@@ -79,6 +98,7 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
             await hub.stop()
             await workflow_cache.stop()
             await key_cache.stop()
+            await credential_cache.stop()
             await nc.drain()
 
     app = FastAPI(
@@ -97,6 +117,7 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
         websockets.router,
         dify.router,
         keys.router,
+        credentials.router,
     )
     for router in routers:
         app.include_router(router)
