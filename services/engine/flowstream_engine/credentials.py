@@ -16,6 +16,7 @@ import asyncio
 import base64
 import time
 from dataclasses import dataclass, field
+from typing import Any, Protocol
 
 import httpx
 from flowstream_shared.credentials import (
@@ -27,7 +28,6 @@ from flowstream_shared.credentials import (
     credential_key,
 )
 from nats.js.errors import KeyDeletedError, KeyNotFoundError
-from nats.js.kv import KeyValue
 from pydantic import ValidationError
 
 from flowstream_engine.nodes.base import NodeContext, NodeError
@@ -36,6 +36,12 @@ from flowstream_engine.redaction import RunSecrets
 # Misses are remembered briefly too, so a workflow naming a missing credential in a loop does
 # not cost a KV read per iteration, while a credential created a moment ago is found soon.
 MISSING_CACHE_S = 2.0
+
+
+class CredentialSource(Protocol):
+    """Where records are read: the KV bucket (nats-py's `KeyValue.get`)."""
+
+    async def get(self, key: str) -> Any: ...
 
 
 class CredentialError(NodeError):
@@ -102,7 +108,9 @@ class Credential:
 class CredentialResolver:
     """Reads and opens credentials from KV `flowstream_credentials`, with a short cache."""
 
-    def __init__(self, kv: KeyValue | None, opener: Opener | None, cache_s: float = 30.0) -> None:
+    def __init__(
+        self, kv: CredentialSource | None, opener: Opener | None, cache_s: float = 30.0
+    ) -> None:
         self._kv = kv
         self._opener = opener
         self._cache_s = cache_s
