@@ -129,7 +129,7 @@ async def two_engines(
         **os.environ,
         "FLOWSTREAM_NATS_URL": stack.nats_url,
         "FLOWSTREAM_ENGINE_PORT": str(port),
-        "FLOWSTREAM_JWT_SECRET": stack.secret,
+        "FLOWSTREAM_CREDENTIALS_PRIVATE_KEY": stack.credentials_private_key,
         "PYTHONUNBUFFERED": "1",
     }
     async with helper_process("engine-2", python_module("flowstream_engine"), env=env) as engine:
