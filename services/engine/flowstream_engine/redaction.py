@@ -90,7 +90,10 @@ class RedactSecrets(logging.Filter):
     def filter(self, record: logging.LogRecord) -> bool:
         if not self._live:
             return True
-        message = record.getMessage()
+        try:
+            message = record.getMessage()
+        except (TypeError, ValueError):
+            return True  # a malformed record: logging reports it as it would without us
         redacted = self._live.redact(message)
         if redacted != message:
             record.msg, record.args = redacted, None

@@ -30,7 +30,12 @@ from flowstream_gateway.kv_cache import KvCache
 
 _NAME = re.compile(CREDENTIAL_NAME_PATTERN)
 _ALLOWED_HOST = re.compile(ALLOWED_HOST_PATTERN)
-SecretText = Field(default=None, min_length=4, max_length=8192, repr=False)
+
+
+def _secret_text() -> Any:
+    return Field(default=None, min_length=4, max_length=8192, repr=False)
+
+
 # Headers a credential may not set: they frame the request, they carry no credential.
 _FRAMING_HEADERS = frozenset(
     {"host", "content-length", "transfer-encoding", "connection", "content-type", "te", "upgrade"}
@@ -43,11 +48,11 @@ class CredentialSpec(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     type: CredentialType = CredentialType.BEARER
-    value: str | None = SecretText
+    value: str | None = _secret_text()
     header_name: str | None = Field(default=None, max_length=128)
     param_name: str | None = Field(default=None, min_length=1, max_length=128)
     username: str | None = Field(default=None, max_length=1024, repr=False)
-    password: str | None = SecretText
+    password: str | None = _secret_text()
     allowed_hosts: list[str] = Field(
         default_factory=list,
         max_length=50,
