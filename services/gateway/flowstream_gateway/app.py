@@ -19,6 +19,7 @@ from flowstream_gateway.kv_cache import KvCache
 from flowstream_gateway.limits import BodySizeLimit
 from flowstream_gateway.metrics import GatewayMetrics
 from flowstream_gateway.routes import dify, execute, executions, keys, ops, websockets, workflows
+from flowstream_gateway.routes.console import router as console_router
 from flowstream_gateway.runs import RunService
 from flowstream_gateway.services import Services
 from flowstream_gateway.settings import GatewaySettings
@@ -97,6 +98,7 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
         websockets.router,
         dify.router,
         keys.router,
+        console_router,
     )
     for router in routers:
         app.include_router(router)
