@@ -52,7 +52,7 @@ class NodeResult:
 
 
 async def run_node(
-    script: Path, *args: str, env: dict[str, str], timeout: float = 90
+    script: Path, *args: str, env: dict[str, str], within_s: float = 90
 ) -> NodeResult:
     process = await asyncio.create_subprocess_exec(
         node_binary(),
@@ -64,7 +64,7 @@ async def run_node(
         stderr=asyncio.subprocess.PIPE,
     )
     try:
-        stdout, stderr = await asyncio.wait_for(process.communicate(), timeout)
+        stdout, stderr = await asyncio.wait_for(process.communicate(), within_s)
     except TimeoutError:
         process.kill()
         await process.wait()

@@ -23,15 +23,20 @@ SCRIPT = CLIENTS / "console" / "browser-tests" / "console.mjs"
 SHOTS = ("sign-in", "workflows", "run-greet", "run-timeline", "run-waiting", "run-stopped", "runs")
 
 
+@pytest.fixture
+def screenshot_dir(tmp_path: Path) -> Path:
+    return Path(os.environ.get("FLOWSTREAM_SCREENSHOTS_DIR") or tmp_path).resolve()
+
+
 async def test_the_console_runs_watches_stops_and_explains_runs(
-    stack: Stack, tmp_path: Path
+    stack: Stack, screenshot_dir: Path
 ) -> None:
     require(PLAYWRIGHT.is_dir(), "playwright-core (npm ci in clients/)")
     require(CHROMIUM.is_file(), f"Chromium ({CHROMIUM})")
     user = f"console-{uuid.uuid4().hex[:8]}"
     greet_id = await stack.create_workflow(user, GREET)
     wait_id = await stack.create_workflow(user, {**delay_then_template(60), "name": "wait"})
-    shots = Path(os.environ.get("FLOWSTREAM_SCREENSHOTS_DIR") or tmp_path).resolve()
+    shots = screenshot_dir
     env = {
         "FLOWSTREAM_URL": stack.base_url,
         "FLOWSTREAM_TOKEN": stack.token(user),
@@ -41,7 +46,7 @@ async def test_the_console_runs_watches_stops_and_explains_runs(
         "CHROMIUM": str(CHROMIUM),
     }
 
-    result = await run_node(SCRIPT, env=env, timeout=110)
+    result = await run_node(SCRIPT, env=env, within_s=110)
 
     assert result.json_lines(), result.stderr
     seen = result.json_lines()[-1]

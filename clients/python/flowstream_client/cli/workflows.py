@@ -54,7 +54,8 @@ def push(
                 raise typer.Exit(REQUEST_FAILED)
             if existing:
                 stored = client.update_workflow(existing[0]["id"], definition)
-                verb = "updated"
+                # Storing the same definition again makes no new version.
+                verb = "updated" if stored["version"] != existing[0]["version"] else "unchanged"
             else:
                 stored = client.create_workflow(definition)
                 verb = "created"
