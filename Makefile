@@ -14,7 +14,7 @@ export UV_PYTHON := $(PYTHON)
 export UV_PROJECT_ENVIRONMENT := $(VENV)
 
 .PHONY: run test lint typecheck unit integration e2e bench docs install clean \
-	console clients clients-test chromium
+	console clients clients-test chromium screenshots
 
 run: $(STAMP)
 	$(BIN)/python -m flowstream_launcher run
@@ -91,6 +91,10 @@ CHROMIUM := /usr/bin/chromium
 chromium:
 	@test -x $(CHROMIUM) || { apt-get update -qq && \
 		DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends chromium; }
+
+# The browser test, keeping its screenshots in docs/console/ (shown by the docs).
+screenshots: $(STAMP) clients chromium
+	FLOWSTREAM_SCREENSHOTS_DIR=docs/console $(BIN)/pytest -q tests/e2e/test_console_browser.py
 
 clean:
 	rm -rf $(VENV) $(TOOLS) .mypy_cache .ruff_cache .pytest_cache $(NPM_DIR)/node_modules \
