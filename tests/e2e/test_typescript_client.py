@@ -10,7 +10,7 @@ import pytest
 
 from tests.e2e.conftest import Stack
 from tests.e2e.cutting_proxy import cutting_proxy
-from tests.node_tools import CLIENTS, TS_DIST, require, run_node
+from tests.node_tools import CLIENTS, ROOT, TS_DIST, require, run_node
 from tests.support import GREET, delay_then_template
 
 pytestmark = pytest.mark.e2e
@@ -66,3 +66,27 @@ async def test_a_stream_cut_mid_frame_is_resumed_without_loss_or_repeat(stack: S
     ]
     assert attaches, "the client did not re-attach"
     assert b"last-event-id: " in attaches[0].lower()
+
+
+async def test_the_readme_example_runs_as_written(stack: Stack) -> None:
+    require(TS_DIST.is_file(), "the built TypeScript client (clients/typescript/dist)")
+    readme = (ROOT / "README.md").read_text()
+    example = readme.split("```ts\n", 1)[1].split("```", 1)[0]
+    assert len(example.strip().splitlines()) <= 10
+    user = f"ts-{uuid.uuid4().hex[:8]}"
+    workflow_id = await stack.create_workflow(user, GREET)
+    code = example.replace("http://127.0.0.1:8080", stack.base_url).replace(
+        "<greet id>", workflow_id
+    )
+    # Inside the npm workspace, so `@flowstream/client` resolves to the built package.
+    script = CLIENTS / "node_modules" / ".cache" / f"readme-example-{user}.mjs"
+    script.parent.mkdir(parents=True, exist_ok=True)
+    script.write_text(code)
+    try:
+        result = await run_node(script, env={"FLOWSTREAM_TOKEN": stack.token(user)})
+    finally:
+        script.unlink()
+
+    assert result.returncode == 0, result.stderr
+    assert result.lines == ["Hello Ada!"]
+    assert result.stderr == ""
