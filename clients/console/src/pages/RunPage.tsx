@@ -72,7 +72,7 @@ export function RunPage({ api, id }: { api: WorkflowAPI; id: string }) {
       setLiveEvents([]);
       void live.watch(id);
     }
-  }, [followLive, id]); // eslint-disable-line react-hooks/exhaustive-deps
+  }, [followLive, id]); // `live` changes every render; following once per run is the point
 
   const events: WorkflowEvent[] =
     followLive || liveEvents.length > 0
