@@ -7,7 +7,7 @@ from typing import Annotated, Any
 
 import typer
 from rich.console import Console
-from rich.table import Table
+from rich.table import Column, Table
 
 from flowstream_client.cli.context import RUN_FAILED, client_for
 from flowstream_client.cli.render import RunView, elapsed_text, follow
@@ -37,7 +37,8 @@ def list_runs(
     with client_for(ctx) as client:
         workflow_id = client.find_workflow(workflow)["id"] if workflow else None
         listing = client.list_runs(workflow_id=workflow_id, status=status, page=page, size=size)
-    table = Table("run", "workflow", "status", "created", "duration", "steps")
+    # Run ids are for copying into other commands: never cut.
+    table = Table(Column("run", no_wrap=True), "workflow", "status", "created", "duration", "steps")
     for item in listing["items"]:
         table.add_row(
             item["id"],
