@@ -37,6 +37,7 @@ COPY services/engine/pyproject.toml services/engine/pyproject.toml
 COPY services/gateway/pyproject.toml services/gateway/pyproject.toml
 COPY services/history/pyproject.toml services/history/pyproject.toml
 COPY launcher/pyproject.toml launcher/pyproject.toml
+COPY clients/python/pyproject.toml clients/python/pyproject.toml
 RUN --mount=type=cache,target=/root/.cache/uv \
     uv sync --frozen --all-packages --no-dev --no-install-workspace
 
@@ -45,6 +46,7 @@ RUN --mount=type=cache,target=/root/.cache/uv \
 COPY shared/ shared/
 COPY services/ services/
 COPY launcher/ launcher/
+COPY clients/python/ clients/python/
 RUN --mount=type=cache,target=/root/.cache/uv \
     uv sync --frozen --all-packages --no-dev --no-editable
 

@@ -16,12 +16,13 @@ export UV_PYTHON_DOWNLOADS := never
 export UV_PYTHON := $(PYTHON)
 export UV_PROJECT_ENVIRONMENT := $(VENV)
 
-.PHONY: run test lint typecheck unit integration e2e bench docs install sdk clean
+.PHONY: run test lint typecheck unit integration e2e bench docs install sdk clean \
+	console clients clients-test chromium screenshots
 
 run: $(STAMP)
 	$(BIN)/python -m flowstream_launcher run
 
-test: $(STAMP) lint typecheck sdk
+test: $(STAMP) lint typecheck sdk clients-test chromium
 	$(BIN)/pytest -q -p no:cacheprovider
 
 lint: $(STAMP)
@@ -31,7 +32,7 @@ lint: $(STAMP)
 
 typecheck: $(STAMP)
 	$(BIN)/mypy -p flowstream_shared -p flowstream_engine -p flowstream_gateway \
-		-p flowstream_history -p flowstream_launcher -p tests -p bench
+		-p flowstream_history -p flowstream_launcher -p flowstream_client -p tests -p bench
 
 unit: $(STAMP)
 	$(BIN)/pytest -q tests/unit
@@ -67,5 +68,43 @@ $(STAMP): $(UV) uv.lock pyproject.toml */pyproject.toml services/*/pyproject.tom
 	$(UV) sync --frozen --all-packages
 	touch $@
 
+# JavaScript clients (clients/): one npm workspace, installed from its lock file. Node.js is
+# needed for these targets and the tests that use them, never for `make run`: the built console
+# ships inside the gateway package.
+NPM_DIR := clients
+NODE_MODULES := $(NPM_DIR)/node_modules/.installed
+TS_CLIENT := $(NPM_DIR)/typescript/dist/index.js
+TS_SOURCES := $(shell find $(NPM_DIR)/typescript/src -type f) $(wildcard $(NPM_DIR)/typescript/tsconfig*.json)
+
+$(NODE_MODULES): $(NPM_DIR)/package-lock.json $(NPM_DIR)/package.json $(NPM_DIR)/*/package.json
+	cd $(NPM_DIR) && npm ci --no-audit --no-fund --loglevel=error
+	touch $@
+
+$(TS_CLIENT): $(NODE_MODULES) $(TS_SOURCES)
+	cd $(NPM_DIR) && npm run --silent build -w @flowstream/client
+	touch $@
+
+clients: $(TS_CLIENT)
+
+# Rebuild the console shipped in the gateway package, and record the sources it was built from
+# (a unit test fails when they change without a rebuild).
+console: $(STAMP) $(TS_CLIENT)
+	cd $(NPM_DIR) && npm run --silent build -w @flowstream/console
+	$(BIN)/python -m tests.console_sources
+
+clients-test: $(TS_CLIENT)
+	cd $(NPM_DIR) && npm test --silent -w @flowstream/client
+
+# Browser tests drive Debian's Chromium (playwright-core cannot download its own browser here).
+CHROMIUM := /usr/bin/chromium
+chromium:
+	@test -x $(CHROMIUM) || { apt-get update -qq && \
+		DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends chromium; }
+
+# The browser test, keeping its screenshots in docs/console/ (shown by the docs).
+screenshots: $(STAMP) clients chromium
+	FLOWSTREAM_SCREENSHOTS_DIR=docs/console $(BIN)/pytest -q tests/e2e/test_console_browser.py
+
 clean:
-	rm -rf $(VENV) $(TOOLS) .mypy_cache .ruff_cache .pytest_cache $(SDK_NODE)/node_modules
+	rm -rf $(VENV) $(TOOLS) .mypy_cache .ruff_cache .pytest_cache $(SDK_NODE)/node_modules \
+		$(NPM_DIR)/node_modules $(NPM_DIR)/typescript/dist

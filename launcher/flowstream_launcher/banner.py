@@ -1,4 +1,4 @@
-"""What `make run` prints once the stack is up: where the API is, a token, and a request to try.
+"""What `make run` prints once the stack is up: the API, the console, a token and a request to try.
 
 The first line is a marker: tests and scripts wait for it before using the stack.
 """
@@ -22,6 +22,7 @@ def render_banner(api_url: str, token: str, greet_id: str | None, egress: str = 
         [
             READY_MARKER,
             f"  API:    {api_url}   (docs: {api_url}/docs)",
+            f"  Console: {api_url}/   (sign in with the token below)",
             f"  Token:  {token}",
             *([egress] if egress else []),
             f"  Try:    {try_line}",  # the last line: scripts read the banner up to it

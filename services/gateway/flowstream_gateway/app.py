@@ -32,6 +32,7 @@ from flowstream_gateway.routes import (
     websockets,
     workflows,
 )
+from flowstream_gateway.routes.console import router as console_router
 from flowstream_gateway.runs import RunService
 from flowstream_gateway.services import Services
 from flowstream_gateway.settings import GatewaySettings
@@ -130,6 +131,7 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
         keys.router,
         openai_compat.router,
         credentials.router,
+        console_router,
     )
     for router in routers:
         app.include_router(router)
