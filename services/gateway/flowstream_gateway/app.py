@@ -12,6 +12,7 @@ from flowstream_shared import subjects
 from flowstream_shared.topology import ensure_topology
 
 from flowstream_gateway.api_keys import ApiKeyRecord, ApiKeyStore
+from flowstream_gateway.cors import add_cors
 from flowstream_gateway.errors import install_error_handlers
 from flowstream_gateway.history_client import HistoryClient
 from flowstream_gateway.hub import EventHub
@@ -106,4 +107,5 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
         else GatewaySettings.model_fields["max_body_bytes"].default
     )
     app.add_middleware(BodySizeLimit, max_bytes=max_body)
+    add_cors(app, settings.cors_origins if settings else [])
     return app

@@ -113,6 +113,7 @@ class RunService:
             created_at=now,
             deadline=command.deadline,
             execution_name=execution_name,
+            end_user=end_user,
         )
         feed = self._hub.watch(run_id) if follow else RunFeed(run_id)
         try:

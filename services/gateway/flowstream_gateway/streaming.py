@@ -2,7 +2,8 @@
 
 `/api` and `/v1` differ only in framing: `/api` frames carry `id:` cursors, comment keep-alives and
 a final `data: [DONE]`; Dify frames are bare `data:` lines, `event: ping` keep-alives and no
-`[DONE]`. Frames are built as bytes straight from the payload NATS delivered: no re-encoding.
+`[DONE]`. Frames are built as bytes straight from the payload NATS delivered: no re-encoding. The
+Dify framing alone splices Dify's node type ids into the events that carry one (`dify_wire`).
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from typing import Any, Literal
 
 from fastapi.responses import JSONResponse
 
+from flowstream_gateway.dify_wire import dify_event_payload
 from flowstream_gateway.errors import error_response
 from flowstream_gateway.hub import Signal
 from flowstream_gateway.runs import RunHandle, RunService
@@ -58,7 +60,7 @@ def api_framing(keepalive_s: float) -> Framing:
 
 def dify_framing(ping_s: float) -> Framing:
     return Framing(
-        event=lambda e: b"data: %s\n\n" % e.payload,
+        event=lambda e: b"data: %s\n\n" % dify_event_payload(e.event, e.payload),
         done=None,
         error=_dify_error,
         keepalive=b"event: ping\n\n",

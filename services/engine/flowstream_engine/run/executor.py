@@ -234,6 +234,13 @@ class RunExecutor:
             ),
         )
 
+    def _created_by(self) -> dict[str, Any]:
+        """Dify's shape: an end user is `{"id", "user"}`, an account `{"id", "name", "email"}`."""
+        end_user = self._command.end_user
+        if end_user is not None:
+            return {"id": end_user, "user": end_user}
+        return {"id": self._command.user_id, "name": self._command.user_id, "email": None}
+
     async def _finish(self, started_at: float) -> WorkflowFinishedData:
         finished_at = time.time()
         if self._halt is not None:
@@ -253,6 +260,8 @@ class RunExecutor:
             total_steps=self.steps + len(self.state.finished_nodes),
             created_at=int(started_at),
             finished_at=int(finished_at),
+            exceptions_count=self.handled_errors,
+            created_by=self._created_by(),
         )
         self.emit(EventName.WORKFLOW_FINISHED, data)
         await self._emitter.flush()
