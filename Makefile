@@ -13,12 +13,12 @@ export UV_PYTHON_DOWNLOADS := never
 export UV_PYTHON := $(PYTHON)
 export UV_PROJECT_ENVIRONMENT := $(VENV)
 
-.PHONY: run test lint typecheck unit integration e2e bench docs install clean
+.PHONY: run test lint typecheck unit integration e2e bench docs install sdk clean
 
 run: $(STAMP)
 	$(BIN)/python -m flowstream_launcher run
 
-test: $(STAMP) lint typecheck
+test: $(STAMP) sdk lint typecheck
 	$(BIN)/pytest -q -p no:cacheprovider
 
 lint: $(STAMP)
@@ -36,7 +36,7 @@ unit: $(STAMP)
 integration: $(STAMP)
 	$(BIN)/pytest -q tests/integration
 
-e2e: $(STAMP)
+e2e: $(STAMP) sdk
 	$(BIN)/pytest -q tests/e2e
 
 bench: $(STAMP)
@@ -50,6 +50,15 @@ docs: $(STAMP)
 
 install: $(STAMP)
 
+# Dify's Node SDK, which the e2e suite drives /v1 with (the Python one is in the dev group).
+# Installed from its lock file; nothing to do while the lock is unchanged.
+DIFY_NODE := tests/sdk/dify-node
+sdk: $(DIFY_NODE)/node_modules/.installed
+
+$(DIFY_NODE)/node_modules/.installed: $(DIFY_NODE)/package.json $(DIFY_NODE)/package-lock.json
+	cd $(DIFY_NODE) && npm ci --no-audit --no-fund --loglevel=error
+	touch $@
+
 $(UV):
 	$(PYTHON) -m venv $(TOOLS)
 	$(TOOLS)/bin/pip install --quiet --disable-pip-version-check uv==$(UV_VERSION)
@@ -59,4 +68,4 @@ $(STAMP): $(UV) uv.lock pyproject.toml */pyproject.toml services/*/pyproject.tom
 	touch $@
 
 clean:
-	rm -rf $(VENV) $(TOOLS) .mypy_cache .ruff_cache .pytest_cache
+	rm -rf $(VENV) $(TOOLS) .mypy_cache .ruff_cache .pytest_cache $(DIFY_NODE)/node_modules

@@ -103,6 +103,21 @@ async def test_run_detail_has_inputs_as_a_json_string(stack: Stack) -> None:
     assert isinstance(logs["data"][0]["workflow_run"]["inputs"], str)
 
 
+async def test_run_detail_right_after_a_blocking_run_is_its_result(stack: Stack) -> None:
+    _, key = await app(stack, "alice", GREET)
+    async with stack.client(key=key) as client:
+        for i in range(5):  # no wait for the history projection in between
+            ran = await client.post(
+                "/v1/workflows/run", json={"inputs": {"name": f"R{i}"}, "user": "eu-r"}
+            )
+            result = ran.json()
+            detail = (await client.get(f"/v1/workflows/run/{result['workflow_run_id']}")).json()
+            assert detail["status"] == "succeeded"
+            assert detail["outputs"] == result["data"]["outputs"] == {"answer": f"Hello R{i}!"}
+            assert json.loads(detail["inputs"])["name"] == f"R{i}"
+            assert detail["finished_at"] == result["data"]["finished_at"]
+
+
 async def test_stop_answers_success_whatever_the_task_and_needs_a_user(stack: Stack) -> None:
     _, key = await app(stack, "alice", GREET)
     async with stack.client(key=key) as client:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from flowstream_shared.commands import RunOwner
 from flowstream_shared.inputs import input_declarations
 
 from flowstream_gateway.dify_inputs import user_input_form
@@ -110,6 +111,29 @@ def run_detail(run: dict[str, Any]) -> dict[str, Any]:
         "created_at": _seconds(run.get("created_at")),
         "finished_at": _seconds(run.get("finished_at")),
         "elapsed_time": round(elapsed / 1000, 6) if elapsed is not None else 0.0,
+    }
+
+
+def detail_from_events(
+    owner: RunOwner, started: bytes | None, finished: bytes | None
+) -> dict[str, Any]:
+    """A run's detail from its own `workflow_started` and `workflow_finished` events: what the
+    run's stream said, with no wait for the history projection (a Dify client asks for the
+    detail right after a blocking run returns). Without `workflow_finished` the run is running."""
+    inputs = json.loads(started)["data"]["inputs"] if started is not None else {}
+    end = json.loads(finished)["data"] if finished is not None else {}
+    return {
+        "id": owner.run_id,
+        "workflow_id": owner.workflow_id,
+        "status": end.get("status", "running"),
+        "inputs": json.dumps(inputs),
+        "outputs": end.get("outputs"),
+        "error": end.get("error"),
+        "total_steps": end.get("total_steps", 0),
+        "total_tokens": end.get("total_tokens", 0),
+        "created_at": int(owner.created_at),
+        "finished_at": end.get("finished_at"),
+        "elapsed_time": end.get("elapsed_time", 0.0),
     }
 
 

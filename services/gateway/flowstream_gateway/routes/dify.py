@@ -8,6 +8,7 @@ owner does not exist: every refusal looks the same.
 
 from __future__ import annotations
 
+import asyncio
 from datetime import UTC, datetime
 from typing import Annotated, Any
 
@@ -21,7 +22,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from flowstream_gateway import dify_bodies
 from flowstream_gateway.auth import CurrentPrincipal, Principal
 from flowstream_gateway.dify_inputs import coerce_dify_inputs
-from flowstream_gateway.dify_reattach import DifyAttachedRun, finished_event
+from flowstream_gateway.dify_runs import DifyAttachedRun, stored_event
 from flowstream_gateway.dify_wire import dify_event_payload
 from flowstream_gateway.errors import ApiError, invalid_param, not_found
 from flowstream_gateway.services import Services, ServicesDep
@@ -161,11 +162,26 @@ async def meta(principal: CurrentPrincipal, services: ServicesDep) -> dict[str, 
 async def run_detail(
     workflow_run_id: str, principal: CurrentPrincipal, services: ServicesDep
 ) -> dict[str, Any]:
-    if await _own_run(principal, services, workflow_run_id) is None:
+    owner = await _own_run(principal, services, workflow_run_id)
+    if owner is None:
         raise not_found(f"workflow run {workflow_run_id}")
-    detail = await services.history.ask(
-        HistoryOp.GET, RunQuery(user_id=principal.user_id, run_id=workflow_run_id)
+    # A finished run straight from its event log (two reads at once): read-your-writes after a
+    # blocking run, whatever the history projection's lag. History covers the rest, and runs
+    # whose events have aged out.
+    started, finished = await asyncio.gather(
+        stored_event(services.js, owner, "workflow_started"),
+        stored_event(services.js, owner, "workflow_finished"),
     )
+    if finished is not None:
+        return dify_bodies.detail_from_events(owner, started, finished)
+    try:
+        detail = await services.history.ask(
+            HistoryOp.GET, RunQuery(user_id=principal.user_id, run_id=workflow_run_id)
+        )
+    except ApiError as exc:
+        if exc.status != 404:
+            raise
+        return dify_bodies.detail_from_events(owner, started, None)  # not projected yet
     return dify_bodies.run_detail(detail["run"])
 
 
@@ -240,7 +256,7 @@ async def reattach(
     owner = await _own_run(principal, services, workflow_run_id)
     if owner is None or _run_end_user(owner) != user:
         raise not_found(f"workflow run {workflow_run_id}")
-    finished = await finished_event(services.js, owner)
+    finished = await stored_event(services.js, owner, "workflow_finished")
     if finished is not None:
         frame = b"data: %s\n\n" % dify_event_payload("workflow_finished", finished)
         return Response(

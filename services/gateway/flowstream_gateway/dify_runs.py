@@ -1,4 +1,4 @@
-"""Dify's re-attach (`GET /v1/workflow/{run_id}/events`): a finished run, or a live one.
+"""Dify's re-attach (`GET /v1/workflow/{run_id}/events`) and reads of a run's own event log.
 
 A finished run answers its `workflow_finished` alone, read straight from the event log. A run
 still going is attached from its first event (the complete state, so nothing the client missed
@@ -46,9 +46,10 @@ class DifyAttachedRun(AttachedRun):
         await super()._on_message(msg)
 
 
-async def finished_event(js: Any, owner: RunOwner) -> bytes | None:
-    """The run's `workflow_finished` as stored, or None while the run goes on."""
-    subject = subjects.event_subject(owner.workflow_id, owner.run_id, "workflow_finished")
+async def stored_event(js: Any, owner: RunOwner, event: str) -> bytes | None:
+    """The run's last `event` as the event log holds it (one direct read), or None: not (yet)
+    emitted, aged out, or the log not answering."""
+    subject = subjects.event_subject(owner.workflow_id, owner.run_id, event)
     try:
         msg = await js.get_last_msg(subjects.EVENTS_STREAM, subject)
     except Exception:  # nats-py raises NotFoundError when there is none
