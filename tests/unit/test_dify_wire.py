@@ -6,7 +6,7 @@ import json
 from typing import Any
 
 import pytest
-from flowstream_gateway.dify_wire import NODE_TYPED_EVENTS, dify_event_payload, dify_node_type
+from flowstream_gateway.dify_wire import NODE_TYPED_EVENTS, dify_frame, dify_node_type
 from flowstream_shared.events import (
     EVENT_TYPES,
     EventName,
@@ -41,6 +41,14 @@ DIFY_IDS = {
 def _payload(event: EventName, data: BaseModel) -> bytes:
     model = EVENT_TYPES[event](event=event, workflow_run_id=RUN, task_id=TASK, data=data, seq=3)
     return model.model_dump_json().encode()
+
+
+def _sent(event: EventName, data: BaseModel) -> Any:
+    """The event as a `/v1` client reads it from its frame."""
+    frame = dify_frame(event.value, _payload(event, data))
+    assert frame.startswith(b"data: {") and frame.endswith(b"}\n\n")
+    assert b"\n" not in frame[:-2]
+    return json.loads(frame[len(b"data: ") : -2])
 
 
 def _node_events(node_type: str, title: str = "Node") -> list[tuple[EventName, BaseModel]]:
@@ -78,9 +86,8 @@ def _node_events(node_type: str, title: str = "Node") -> list[tuple[EventName, B
 def test_every_node_typed_event_carries_difys_id(node_type: str) -> None:
     assert {event.value for event, _ in _node_events(node_type)} == NODE_TYPED_EVENTS
     for event, data in _node_events(node_type):
-        original = _payload(event, data)
-        translated = json.loads(dify_event_payload(event.value, original))
-        expected = json.loads(original)
+        translated = _sent(event, data)
+        expected = json.loads(_payload(event, data))
         expected["data"]["node_type"] = DIFY_IDS[node_type]
         assert translated == expected  # the node type, and nothing else, changed
 
@@ -92,13 +99,12 @@ def test_every_builtin_node_type_has_a_dify_id() -> None:
 
 def test_plugin_node_types_follow_difys_spelling() -> None:
     (event, data), *_ = _node_events("SEND_MAIL")
-    translated = json.loads(dify_event_payload(event.value, _payload(event, data)))
-    assert translated["data"]["node_type"] == "send-mail"
+    assert _sent(event, data)["data"]["node_type"] == "send-mail"
 
 
 def test_free_text_that_looks_like_a_node_type_is_left_alone() -> None:
     for event, data in _node_events("TEMPLATE", title='say "node_type":"LLM"'):
-        translated = json.loads(dify_event_payload(event.value, _payload(event, data)))
+        translated = _sent(event, data)
         assert translated["data"]["node_type"] == "template-transform"
         assert translated["data"]["title"] == 'say "node_type":"LLM"'
         if event in (EventName.NODE_FINISHED, EventName.NODE_RETRY, EventName.LOOP_COMPLETED):
@@ -111,7 +117,7 @@ def test_events_without_a_node_type_are_sent_as_they_are() -> None:
         EventName.TEXT_CHUNK,
         TextChunkData(text='"node_type":"LLM"', from_variable_selector=["n", "text"]),
     )
-    assert dify_event_payload("text_chunk", payload) is payload
+    assert dify_frame("text_chunk", payload) == b"data: " + payload + b"\n\n"
 
 
 @pytest.mark.parametrize(

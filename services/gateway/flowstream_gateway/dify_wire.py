@@ -55,16 +55,16 @@ def _translate(raw: bytes) -> bytes:
     return found
 
 
-def dify_event_payload(event: str, payload: bytes) -> bytes:
-    """The event as `/v1` sends it."""
-    if event not in NODE_TYPED_EVENTS:
-        return payload
-    key_at = payload.find(_KEY)
-    if key_at < 0:
-        return payload
-    value_at = key_at + len(_KEY)
-    start = payload.find(b'"', value_at) + 1
-    end = payload.find(b'"', start)
-    if start == 0 or end < 0 or payload[value_at : start - 1].strip() or payload[end - 1] == 0x5C:
-        return payload  # not a plain string value (0x5C: an escaped quote): leave it as it is
-    return payload[:start] + _translate(payload[start:end]) + payload[end:]
+def dify_frame(event: str, payload: bytes) -> bytes:
+    """The SSE frame `/v1` sends for one event: built in one allocation, as `/api`'s is."""
+    if event in NODE_TYPED_EVENTS:
+        key_at = payload.find(_KEY)
+        if key_at >= 0:
+            value_at = key_at + len(_KEY)
+            start = payload.find(b'"', value_at) + 1
+            end = payload.find(b'"', start)
+            plain = start > 0 and end > 0 and not payload[value_at : start - 1].strip()
+            if plain and payload[end - 1] != 0x5C:  # 0x5C: the closing quote is escaped
+                dify_type = _translate(payload[start:end])
+                return b"".join((b"data: ", payload[:start], dify_type, payload[end:], b"\n\n"))
+    return b"data: %s\n\n" % payload

@@ -14,7 +14,7 @@ from typing import Any, Literal
 
 from fastapi.responses import JSONResponse
 
-from flowstream_gateway.dify_wire import dify_event_payload
+from flowstream_gateway.dify_wire import dify_frame
 from flowstream_gateway.errors import error_response
 from flowstream_gateway.hub import Signal
 from flowstream_gateway.runs import RunHandle, RunService
@@ -60,7 +60,7 @@ def api_framing(keepalive_s: float) -> Framing:
 
 def dify_framing(ping_s: float) -> Framing:
     return Framing(
-        event=lambda e: b"data: %s\n\n" % dify_event_payload(e.event, e.payload),
+        event=lambda e: dify_frame(e.event, e.payload),
         done=None,
         error=_dify_error,
         keepalive=b"event: ping\n\n",

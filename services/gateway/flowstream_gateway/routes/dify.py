@@ -23,7 +23,7 @@ from flowstream_gateway import dify_bodies
 from flowstream_gateway.auth import CurrentPrincipal, Principal
 from flowstream_gateway.dify_inputs import coerce_dify_inputs
 from flowstream_gateway.dify_runs import DifyAttachedRun, stored_event
-from flowstream_gateway.dify_wire import dify_event_payload
+from flowstream_gateway.dify_wire import dify_frame
 from flowstream_gateway.errors import ApiError, invalid_param, not_found
 from flowstream_gateway.services import Services, ServicesDep
 from flowstream_gateway.sse import RunEventStream
@@ -258,9 +258,10 @@ async def reattach(
         raise not_found(f"workflow run {workflow_run_id}")
     finished = await stored_event(services.js, owner, "workflow_finished")
     if finished is not None:
-        frame = b"data: %s\n\n" % dify_event_payload("workflow_finished", finished)
         return Response(
-            frame, media_type="text/event-stream", headers={"cache-control": "no-cache"}
+            dify_frame("workflow_finished", finished),
+            media_type="text/event-stream",
+            headers={"cache-control": "no-cache"},
         )
     source = DifyAttachedRun(owner, services.settings.deadline_grace_s, continue_on_pause)
     await source.open(services.js, None)
