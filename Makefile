@@ -7,6 +7,10 @@ UV := $(TOOLS)/bin/uv
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.synced
+# Client SDKs the e2e tests drive the API with, one npm project per folder: the `openai` SDK
+# (OpenAI-compatible routes) and Dify's `dify-client` (the Dify service API, /v1).
+SDK_NODE := tests/sdk/openai-node tests/sdk/dify-node
+SDK_STAMP := $(addsuffix /node_modules/.installed,$(SDK_NODE))
 
 # uv must use the machine's Python, never download one.
 export UV_PYTHON_DOWNLOADS := never
@@ -18,7 +22,7 @@ export UV_PROJECT_ENVIRONMENT := $(VENV)
 run: $(STAMP)
 	$(BIN)/python -m flowstream_launcher run
 
-test: $(STAMP) sdk lint typecheck
+test: $(STAMP) lint typecheck sdk
 	$(BIN)/pytest -q -p no:cacheprovider
 
 lint: $(STAMP)
@@ -50,13 +54,11 @@ docs: $(STAMP)
 
 install: $(STAMP)
 
-# Dify's Node SDK, which the e2e suite drives /v1 with (the Python one is in the dev group).
-# Installed from its lock file; nothing to do while the lock is unchanged.
-DIFY_NODE := tests/sdk/dify-node
-sdk: $(DIFY_NODE)/node_modules/.installed
+sdk: $(SDK_STAMP)
 
-$(DIFY_NODE)/node_modules/.installed: $(DIFY_NODE)/package.json $(DIFY_NODE)/package-lock.json
-	cd $(DIFY_NODE) && npm ci --no-audit --no-fund --loglevel=error
+# Installed from each lock file; nothing to do while the locks are unchanged.
+tests/sdk/%/node_modules/.installed: tests/sdk/%/package.json tests/sdk/%/package-lock.json
+	cd tests/sdk/$* && npm ci --no-audit --no-fund --loglevel=error
 	touch $@
 
 $(UV):
@@ -68,4 +70,4 @@ $(STAMP): $(UV) uv.lock pyproject.toml */pyproject.toml services/*/pyproject.tom
 	touch $@
 
 clean:
-	rm -rf $(VENV) $(TOOLS) .mypy_cache .ruff_cache .pytest_cache $(DIFY_NODE)/node_modules
+	rm -rf $(VENV) $(TOOLS) .mypy_cache .ruff_cache .pytest_cache $(addsuffix /node_modules,$(SDK_NODE))

@@ -16,10 +16,20 @@ from flowstream_gateway.cors import add_cors
 from flowstream_gateway.errors import install_error_handlers
 from flowstream_gateway.history_client import HistoryClient
 from flowstream_gateway.hub import EventHub
+from flowstream_gateway.idempotency import IdempotencyKeys
 from flowstream_gateway.kv_cache import KvCache
 from flowstream_gateway.limits import BodySizeLimit
 from flowstream_gateway.metrics import GatewayMetrics
-from flowstream_gateway.routes import dify, execute, executions, keys, ops, websockets, workflows
+from flowstream_gateway.routes import (
+    dify,
+    execute,
+    executions,
+    keys,
+    openai_compat,
+    ops,
+    websockets,
+    workflows,
+)
 from flowstream_gateway.runs import RunService
 from flowstream_gateway.services import Services
 from flowstream_gateway.settings import GatewaySettings
@@ -38,8 +48,18 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         resolved = settings or GatewaySettings()
+        hub: list[EventHub] = []
+
+        async def reconnected() -> None:
+            if hub:
+                hub[0].on_reconnected()
+
         nc = await nats.connect(
-            resolved.url, max_reconnect_attempts=-1, reconnect_time_wait=0.5, name="gateway"
+            resolved.url,
+            max_reconnect_attempts=-1,
+            reconnect_time_wait=0.5,
+            name="gateway",
+            reconnected_cb=reconnected,
         )
         js = nc.jetstream()
         await ensure_topology(js, resolved)
@@ -51,22 +71,21 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
         )
         await workflow_cache.start()
         await key_cache.start()
-        runs_kv = await js.key_value(subjects.RUNS_BUCKET)
-
-        async def owner_of(run_id: str) -> str | None:
-            owner = await runs.owner(run_id)
-            return owner.user_id if owner else None
-
-        hub = EventHub(js, owner_of)
+        hub.append(EventHub(nc))
         runs = RunService(
-            nc, js, hub, runs_kv, await js.key_value(subjects.CONTROL_BUCKET), resolved
+            nc,
+            js,
+            hub[0],
+            await js.key_value(subjects.RUNS_BUCKET),
+            await js.key_value(subjects.CONTROL_BUCKET),
+            IdempotencyKeys(await js.key_value(subjects.IDEMPOTENCY_BUCKET)),
+            resolved,
         )
-        await hub.start()
         app.state.services = Services(
             settings=resolved,
             nc=nc,
             js=js,
-            hub=hub,
+            hub=hub[0],
             runs=runs,
             workflows=WorkflowStore(workflow_cache),
             api_keys=ApiKeyStore(key_cache),
@@ -77,7 +96,7 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
         try:
             yield
         finally:
-            await hub.stop()
+            await hub[0].stop()
             await workflow_cache.stop()
             await key_cache.stop()
             await nc.drain()
@@ -98,6 +117,7 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
         websockets.router,
         dify.router,
         keys.router,
+        openai_compat.router,
     )
     for router in routers:
         app.include_router(router)

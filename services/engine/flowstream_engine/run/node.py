@@ -25,6 +25,7 @@ from flowstream_shared.events import (
 )
 from flowstream_shared.workflow import NodeType
 
+from flowstream_engine.emitter import EventTooLarge
 from flowstream_engine.nodes.base import NodeContext, NodeError, NodeResult
 from flowstream_engine.plan import PlannedNode
 from flowstream_engine.run.common import Interrupted, Outcome, StopReason
@@ -84,6 +85,8 @@ class NodeRun:
                 created_at=int(self._created),
             ),
         )
+        if not getattr(self._planned.kind, "pure", False):
+            await self._run.durable()  # acts on the outside world: only for the run's owner
         result: NodeResult | None = None
         error: str | None = None
         status = NodeStatus.SUCCEEDED
@@ -101,14 +104,18 @@ class NodeRun:
                 status = NodeStatus.FAILED if node.on_error == "fail" else NodeStatus.EXCEPTION
                 if status == NodeStatus.EXCEPTION:
                     result = NodeResult(outputs={"error": error})
-        self._emit_end(
-            EventName.NODE_FINISHED,
-            result.inputs if result and result.inputs is not None else inputs,
-            result.outputs if result else None,
-            status,
-            error,
-            tokens=result.tokens if result else 0,
-        )
+        try:
+            self._emit_end(
+                EventName.NODE_FINISHED,
+                result.inputs if result and result.inputs is not None else inputs,
+                result.outputs if result else None,
+                status,
+                error,
+                tokens=result.tokens if result else 0,
+            )
+        except EventTooLarge as exc:
+            status, error, result = NodeStatus.FAILED, f"node result too large: {exc}", None
+            self._emit_end(EventName.NODE_FINISHED, None, None, status, error)
         return Outcome(node.id, status, result, error)
 
     async def _attempts(self) -> tuple[NodeResult | None, str | None]:

@@ -22,9 +22,10 @@ from pydantic import BaseModel, ConfigDict, Field
 from flowstream_gateway import dify_bodies
 from flowstream_gateway.auth import CurrentPrincipal, Principal
 from flowstream_gateway.dify_inputs import coerce_dify_inputs
-from flowstream_gateway.dify_runs import DifyAttachedRun, stored_event
+from flowstream_gateway.dify_runs import DifyAttachedRun, last_stored
 from flowstream_gateway.dify_wire import dify_frame
 from flowstream_gateway.errors import ApiError, invalid_param, not_found
+from flowstream_gateway.runs import IdempotencyKey, Submit
 from flowstream_gateway.services import Services, ServicesDep
 from flowstream_gateway.sse import RunEventStream
 from flowstream_gateway.streaming import block_on_run, dify_framing, stream_run
@@ -61,7 +62,11 @@ async def _app_workflow(
 
 
 async def _run(
-    body: DifyRunRequest, principal: Principal, services: Services, workflow_id: str | None
+    body: DifyRunRequest,
+    principal: Principal,
+    services: Services,
+    workflow_id: str | None,
+    idempotency_key: str | None,
 ) -> Response:
     workflow = await _app_workflow(principal, services, workflow_id)
     workflow.require_runnable()
@@ -72,29 +77,39 @@ async def _run(
         raise invalid_param(str(exc)) from exc
     mode = body.response_mode or ResponseMode.BLOCKING
     handle = await services.runs.start(
-        principal.user_id, workflow, inputs, mode, end_user=body.user
+        principal.user_id,
+        workflow,
+        inputs,
+        Submit(mode, end_user=body.user, idempotency_key=idempotency_key),
     )
     services.metrics.runs_submitted.labels("dify", mode.value).inc()
     if mode == ResponseMode.BLOCKING:
         return await block_on_run(handle, services.runs)
     # Dify keeps a run going when its stream drops; the client re-attaches (`reattach` below).
     return stream_run(
-        handle, services.runs, dify_framing(services.settings.dify_ping_s), "continue"
+        handle, services.runs, dify_framing(services.settings.dify_ping_s, body.user), "continue"
     )
 
 
 @router.post("/workflows/run", summary="Run the API key's workflow")
 async def run_app_workflow(
-    body: DifyRunRequest, principal: CurrentPrincipal, services: ServicesDep
+    body: DifyRunRequest,
+    principal: CurrentPrincipal,
+    services: ServicesDep,
+    idempotency_key: IdempotencyKey = None,
 ) -> Response:
-    return await _run(body, principal, services, None)
+    return await _run(body, principal, services, None, idempotency_key)
 
 
 @router.post("/workflows/{workflow_id}/run", summary="Run a workflow by id")
 async def run_workflow(
-    workflow_id: str, body: DifyRunRequest, principal: CurrentPrincipal, services: ServicesDep
+    workflow_id: str,
+    body: DifyRunRequest,
+    principal: CurrentPrincipal,
+    services: ServicesDep,
+    idempotency_key: IdempotencyKey = None,
 ) -> Response:
-    return await _run(body, principal, services, workflow_id)
+    return await _run(body, principal, services, workflow_id, idempotency_key)
 
 
 async def _own_run(principal: Principal, services: Services, run_id: str) -> RunOwner | None:
@@ -169,8 +184,8 @@ async def run_detail(
     # blocking run, whatever the history projection's lag. History covers the rest, and runs
     # whose events have aged out.
     started, finished = await asyncio.gather(
-        stored_event(services.js, owner, "workflow_started"),
-        stored_event(services.js, owner, "workflow_finished"),
+        last_stored(services.nc, owner, "workflow_started"),
+        last_stored(services.nc, owner, "workflow_finished"),
     )
     if finished is not None:
         return dify_bodies.detail_from_events(owner, started, finished)
@@ -256,17 +271,19 @@ async def reattach(
     owner = await _own_run(principal, services, workflow_run_id)
     if owner is None or _run_end_user(owner) != user:
         raise not_found(f"workflow run {workflow_run_id}")
-    finished = await stored_event(services.js, owner, "workflow_finished")
+    finished = await last_stored(services.nc, owner, "workflow_finished")
     if finished is not None:
         return Response(
             dify_frame("workflow_finished", finished),
             media_type="text/event-stream",
             headers={"cache-control": "no-cache"},
         )
-    source = DifyAttachedRun(owner, services.settings.deadline_grace_s, continue_on_pause)
+    source = DifyAttachedRun(
+        services.hub, owner, services.settings.deadline_grace_s, continue_on_pause
+    )
     await source.open(services.js, None)
     # Watching, not owning: leaving a re-attached stream never stops the run.
     stream: RunEventStream = stream_run(
-        source, services.runs, dify_framing(services.settings.dify_ping_s), "continue"
+        source, services.runs, dify_framing(services.settings.dify_ping_s, user), "continue"
     )
     return stream

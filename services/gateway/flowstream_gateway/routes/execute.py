@@ -11,6 +11,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from flowstream_gateway.auth import CurrentPrincipal, Principal
 from flowstream_gateway.errors import invalid_param
+from flowstream_gateway.runs import IdempotencyKey, Submit
 from flowstream_gateway.services import Services, ServicesDep
 from flowstream_gateway.streaming import OnDisconnect, api_framing, block_on_run, stream_run
 
@@ -41,6 +42,7 @@ async def _execute(
     principal: Principal,
     services: Services,
     mode: ResponseMode,
+    idempotency_key: str | None,
 ) -> Response:
     principal.require_workflow(workflow_id)
     workflow = await services.workflows.get(principal.user_id, workflow_id, body.version)
@@ -49,7 +51,9 @@ async def _execute(
         inputs = validate_inputs(input_declarations(workflow.definition), body.inputs)
     except InputError as exc:
         raise invalid_param(str(exc)) from exc
-    handle = await services.runs.start(principal.user_id, workflow, inputs, mode)
+    handle = await services.runs.start(
+        principal.user_id, workflow, inputs, Submit(mode, idempotency_key=idempotency_key)
+    )
     services.metrics.runs_submitted.labels("api", mode.value).inc()
     if mode == ResponseMode.BLOCKING:
         return await block_on_run(handle, services.runs)
@@ -65,15 +69,27 @@ _RESPONSES: dict[int | str, dict[str, Any]] = {
 
 @router.post("/{workflow_id}/execute", responses=_RESPONSES, summary="Run a workflow")
 async def execute(
-    workflow_id: str, body: ExecuteRequest, principal: CurrentPrincipal, services: ServicesDep
+    workflow_id: str,
+    body: ExecuteRequest,
+    principal: CurrentPrincipal,
+    services: ServicesDep,
+    idempotency_key: IdempotencyKey = None,
 ) -> Response:
-    return await _execute(workflow_id, body, principal, services, body.response_mode)
+    return await _execute(
+        workflow_id, body, principal, services, body.response_mode, idempotency_key
+    )
 
 
 @router.post(
     "/{workflow_id}/execute/stream", responses=_RESPONSES, summary="Run a workflow, streaming"
 )
 async def execute_stream(
-    workflow_id: str, body: ExecuteRequest, principal: CurrentPrincipal, services: ServicesDep
+    workflow_id: str,
+    body: ExecuteRequest,
+    principal: CurrentPrincipal,
+    services: ServicesDep,
+    idempotency_key: IdempotencyKey = None,
 ) -> Response:
-    return await _execute(workflow_id, body, principal, services, ResponseMode.STREAMING)
+    return await _execute(
+        workflow_id, body, principal, services, ResponseMode.STREAMING, idempotency_key
+    )

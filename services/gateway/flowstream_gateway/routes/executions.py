@@ -16,6 +16,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from flowstream_gateway.attach import AttachedRun
 from flowstream_gateway.auth import CurrentPrincipal, Principal
 from flowstream_gateway.errors import ApiError, invalid_param, not_found
+from flowstream_gateway.runs import IdempotencyKey, Submit
 from flowstream_gateway.services import Services, ServicesDep
 from flowstream_gateway.sse import RunEventStream
 from flowstream_gateway.streaming import api_framing, stream_run
@@ -54,7 +55,10 @@ async def unfinished_run(run_id: str, principal: Principal, services: Services) 
 
 @router.post("", status_code=202, summary="Start a run and return at once")
 async def start_execution(
-    body: ExecutionRequest, principal: CurrentPrincipal, services: ServicesDep
+    body: ExecutionRequest,
+    principal: CurrentPrincipal,
+    services: ServicesDep,
+    idempotency_key: IdempotencyKey = None,
 ) -> dict[str, Any]:
     principal.require_workflow(body.workflow_id)
     workflow = await services.workflows.get(principal.user_id, body.workflow_id, body.version)
@@ -67,9 +71,12 @@ async def start_execution(
         principal.user_id,
         workflow,
         inputs,
-        ResponseMode.BLOCKING,
-        follow=False,
-        execution_name=body.execution_name,
+        Submit(
+            ResponseMode.BLOCKING,
+            follow=False,
+            execution_name=body.execution_name,
+            idempotency_key=idempotency_key,
+        ),
     )
     services.metrics.runs_submitted.labels("executions", "async").inc()
     command = handle.command
@@ -192,7 +199,7 @@ async def execution_events(
     last_event_id: Annotated[int | None, Header(alias="Last-Event-ID", ge=0)] = None,
 ) -> RunEventStream:
     owner = await owned_run(run_id, principal, services)
-    source = AttachedRun(owner, services.settings.deadline_grace_s)
+    source = AttachedRun(services.hub, owner, services.settings.deadline_grace_s)
     await source.open(services.js, last_event_id)
     # Watching, not owning: a client leaving an attached stream never cancels the run.
     return stream_run(
