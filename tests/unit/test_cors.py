@@ -8,6 +8,9 @@ import httpx
 import pytest
 from flowstream_gateway.app import create_app
 from flowstream_gateway.settings import GatewaySettings
+from flowstream_shared.credentials import generate_private_key, public_key_of
+
+PUBLIC_KEY = public_key_of(generate_private_key())
 
 PREFLIGHT = {
     "Origin": "http://a.test",
@@ -17,7 +20,9 @@ PREFLIGHT = {
 
 
 def settings(**extra: object) -> GatewaySettings:
-    return GatewaySettings.model_validate({"jwt_secret": secrets.token_urlsafe(32), **extra})
+    return GatewaySettings.model_validate(
+        {"jwt_secret": secrets.token_urlsafe(32), "credentials_public_key": PUBLIC_KEY, **extra}
+    )
 
 
 async def preflight(app_settings: GatewaySettings, path: str) -> httpx.Response:
@@ -31,6 +36,7 @@ def test_origins_come_comma_separated_from_the_environment(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     monkeypatch.setenv("FLOWSTREAM_JWT_SECRET", secrets.token_urlsafe(32))
+    monkeypatch.setenv("FLOWSTREAM_CREDENTIALS_PUBLIC_KEY", PUBLIC_KEY)
     monkeypatch.setenv("FLOWSTREAM_CORS_ORIGINS", " http://a.test, https://b.test ,")
     assert GatewaySettings().cors_origins == ["http://a.test", "https://b.test"]
     monkeypatch.delenv("FLOWSTREAM_CORS_ORIGINS")

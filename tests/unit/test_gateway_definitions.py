@@ -10,11 +10,18 @@ from dataclasses import dataclass
 from typing import Any, cast
 
 import pytest
+from flowstream_gateway.credentials import CredentialStore
 from flowstream_gateway.errors import ApiError
 from flowstream_gateway.kv_cache import KvCache
 from flowstream_gateway.workflows import WorkflowRecord, WorkflowStore, assess, check_draft
+from flowstream_shared.credentials import (
+    CredentialRecord,
+    Sealer,
+    generate_private_key,
+    public_key_of,
+)
 from flowstream_shared.workflow import Connection, Node, WorkflowDefinition
-from nats.js.errors import KeyNotFoundError
+from nats.js.errors import KeyNotFoundError, KeyWrongLastSequenceError
 from nats.js.kv import KeyValue
 
 from tests.unit.builders import GREET, chain, definition, end, field, node, start, template
@@ -33,6 +40,11 @@ class _Bucket:
         self.data[key] = value
         return len(self.data)
 
+    async def create(self, key: str, value: bytes) -> int:
+        if key in self.data:
+            raise KeyWrongLastSequenceError
+        return await self.put(key, value)
+
     async def get(self, key: str) -> _Entry:
         if key not in self.data:
             raise KeyNotFoundError
@@ -43,10 +55,15 @@ class _Bucket:
         return True
 
 
-def _store() -> tuple[WorkflowStore, _Bucket]:
+def credential_store() -> CredentialStore:
+    cache = KvCache(cast(KeyValue, _Bucket()), CredentialRecord.model_validate_json)
+    return CredentialStore(cache, Sealer(public_key_of(generate_private_key())))
+
+
+def _store(credentials: CredentialStore | None = None) -> tuple[WorkflowStore, _Bucket]:
     bucket = _Bucket()
     cache = KvCache(cast(KeyValue, bucket), WorkflowRecord.model_validate_json)
-    return WorkflowStore(cache), bucket
+    return WorkflowStore(cache, credentials or credential_store()), bucket
 
 
 def _rejection(call: Any) -> ApiError:

@@ -9,10 +9,12 @@ from contextlib import asynccontextmanager
 import nats
 from fastapi import FastAPI
 from flowstream_shared import subjects
+from flowstream_shared.credentials import CredentialRecord, Sealer
 from flowstream_shared.topology import ensure_topology
 
 from flowstream_gateway.api_keys import ApiKeyRecord, ApiKeyStore
 from flowstream_gateway.cors import add_cors
+from flowstream_gateway.credentials import CredentialStore
 from flowstream_gateway.errors import install_error_handlers
 from flowstream_gateway.history_client import HistoryClient
 from flowstream_gateway.hub import EventHub
@@ -21,6 +23,7 @@ from flowstream_gateway.kv_cache import KvCache
 from flowstream_gateway.limits import BodySizeLimit
 from flowstream_gateway.metrics import GatewayMetrics
 from flowstream_gateway.routes import (
+    credentials,
     dify,
     execute,
     executions,
@@ -69,8 +72,15 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
         key_cache = KvCache(
             await js.key_value(subjects.API_KEYS_BUCKET), ApiKeyRecord.model_validate_json
         )
+        credential_cache = KvCache(
+            await js.key_value(subjects.CREDENTIALS_BUCKET), CredentialRecord.model_validate_json
+        )
         await workflow_cache.start()
         await key_cache.start()
+        await credential_cache.start()
+        credential_store = CredentialStore(
+            credential_cache, Sealer(resolved.credentials_public_key)
+        )
         hub.append(EventHub(nc))
         runs = RunService(
             nc,
@@ -87,10 +97,11 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
             js=js,
             hub=hub[0],
             runs=runs,
-            workflows=WorkflowStore(workflow_cache),
+            workflows=WorkflowStore(workflow_cache, credential_store),
             api_keys=ApiKeyStore(key_cache),
             metrics=GatewayMetrics(),
             history=HistoryClient(nc),
+            credentials=credential_store,
         )
         log.info("gateway ready on port %d", resolved.gateway_port)
         try:
@@ -99,6 +110,7 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
             await hub[0].stop()
             await workflow_cache.stop()
             await key_cache.stop()
+            await credential_cache.stop()
             await nc.drain()
 
     app = FastAPI(
@@ -118,6 +130,7 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
         dify.router,
         keys.router,
         openai_compat.router,
+        credentials.router,
     )
     for router in routers:
         app.include_router(router)

@@ -46,6 +46,8 @@ from flowstream_shared.workflow import (
 )
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from flowstream_gateway.credentials import CredentialStore
+from flowstream_gateway.definition_secrets import restore_secrets
 from flowstream_gateway.errors import invalid_param, not_found
 from flowstream_gateway.kv_cache import KvCache
 
@@ -207,9 +209,22 @@ def _version_key(workflow_id: str, version: int) -> str:
 
 
 class WorkflowStore:
-    def __init__(self, cache: KvCache[WorkflowRecord]) -> None:
+    def __init__(self, cache: KvCache[WorkflowRecord], credentials: CredentialStore) -> None:
         self._cache = cache
+        self._credentials = credentials
         self._writing = asyncio.Lock()
+
+    async def _secrets_resolved(
+        self, user_id: str, definition: WorkflowDefinition
+    ) -> WorkflowDefinition:
+        """Masked values put back (see definition_secrets), credentials named by nodes checked."""
+
+        async def load(workflow_id: str, version: int) -> WorkflowDefinition:
+            return (await self.get(user_id, workflow_id, version)).definition
+
+        definition = await restore_secrets(definition, load)
+        await self._credentials.check_references(user_id, definition)
+        return definition
 
     async def get(
         self, user_id: str, workflow_id: str, version: int | None = None
@@ -240,6 +255,7 @@ class WorkflowStore:
     async def create(
         self, user_id: str, definition: WorkflowDefinition, allow_draft: bool = False
     ) -> WorkflowRecord:
+        definition = await self._secrets_resolved(user_id, definition)
         problems = assess(definition, allow_draft)
         now = int(time.time())
         record = WorkflowRecord(
@@ -262,6 +278,7 @@ class WorkflowStore:
         allow_draft: bool = False,
     ) -> WorkflowRecord:
         """A new version; the same definition again changes nothing (PUT is idempotent)."""
+        definition = await self._secrets_resolved(user_id, definition)
         async with self._writing:
             latest = await self.get(user_id, workflow_id)
             problems = assess(definition, allow_draft)
@@ -273,6 +290,7 @@ class WorkflowStore:
         async with self._writing:
             latest = await self.get(user_id, workflow_id)
             definition = _with(latest.definition, "nodes", node)
+            definition = await self._secrets_resolved(user_id, definition)
             return await self._supersede(latest, definition, assess(definition, True))
 
     async def add_connection(

@@ -168,6 +168,8 @@ class NodeRun:
             emit_text,
             http=self._run.http,
             execution_id=self.execution_id,
+            credentials=self._run.credentials,
+            secrets=self._run.secrets,
         )
         return await self._planned.kind.run(ctx)
 
