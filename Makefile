@@ -7,9 +7,10 @@ UV := $(TOOLS)/bin/uv
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.synced
-# The npm `openai` SDK the e2e tests drive the OpenAI-compatible routes with.
-SDK_NODE := tests/sdk/openai-node
-SDK_STAMP := $(SDK_NODE)/node_modules/.installed
+# Client SDKs the e2e tests drive the API with, one npm project per folder: the `openai` SDK
+# (OpenAI-compatible routes) and Dify's `dify-client` (the Dify service API, /v1).
+SDK_NODE := tests/sdk/openai-node tests/sdk/dify-node
+SDK_STAMP := $(addsuffix /node_modules/.installed,$(SDK_NODE))
 
 # uv must use the machine's Python, never download one.
 export UV_PYTHON_DOWNLOADS := never
@@ -56,8 +57,9 @@ install: $(STAMP)
 
 sdk: $(SDK_STAMP)
 
-$(SDK_STAMP): $(SDK_NODE)/package.json $(SDK_NODE)/package-lock.json
-	cd $(SDK_NODE) && npm ci --no-audit --no-fund --loglevel=error
+# Installed from each lock file; nothing to do while the locks are unchanged.
+tests/sdk/%/node_modules/.installed: tests/sdk/%/package.json tests/sdk/%/package-lock.json
+	cd tests/sdk/$* && npm ci --no-audit --no-fund --loglevel=error
 	touch $@
 
 $(UV):
@@ -106,5 +108,5 @@ screenshots: $(STAMP) clients chromium
 	FLOWSTREAM_SCREENSHOTS_DIR=docs/console $(BIN)/pytest -q tests/e2e/test_console_browser.py
 
 clean:
-	rm -rf $(VENV) $(TOOLS) .mypy_cache .ruff_cache .pytest_cache $(SDK_NODE)/node_modules \
-		$(NPM_DIR)/node_modules $(NPM_DIR)/typescript/dist
+	rm -rf $(VENV) $(TOOLS) .mypy_cache .ruff_cache .pytest_cache \
+		$(addsuffix /node_modules,$(SDK_NODE)) $(NPM_DIR)/node_modules $(NPM_DIR)/typescript/dist

@@ -11,8 +11,15 @@ from pydantic import BaseModel, ConfigDict, Field
 from flowstream_shared.workflow import WorkflowDefinition
 
 # Dify gives a run two ids: the run id and the task id used to stop it. Deriving one from the other
-# with a fixed involution lets any gateway replica map between them without a lookup.
-_TASK_ID_MASK = 0x5A17_0F3C_9E2B_4D81_C3E5_A7F1_B2D4_E6F8
+# with a fixed involution (XOR with a mask) lets any gateway replica map between them without a
+# lookup. The mask leaves the version nibble and the variant bits alone, so the task id of a
+# version-4 run id is itself a valid RFC 4122 version-4 UUID (docs/adr/0031).
+_TASK_ID_MASK = 0x5A17_0F3C_9E2B_0D81_03E5_A7F1_B2D4_E6F8
+# The first mask flipped the version nibble (task ids had version 0): such ids still map back.
+_LEGACY_TASK_ID_MASK = 0x5A17_0F3C_9E2B_4D81_C3E5_A7F1_B2D4_E6F8
+_UUID_VERSION_BITS = 0xF << 76
+_UUID_VARIANT_BITS = 0b11 << 62
+assert _TASK_ID_MASK & (_UUID_VERSION_BITS | _UUID_VARIANT_BITS) == 0
 
 
 def task_id_for(run_id: str) -> str:
@@ -20,7 +27,11 @@ def task_id_for(run_id: str) -> str:
     return str(uuid.UUID(int=uuid.UUID(run_id).int ^ _TASK_ID_MASK))
 
 
-run_id_for_task = task_id_for
+def run_id_for_task(task_id: str) -> str:
+    """The run a task id stands for; raises ValueError when `task_id` is not a UUID."""
+    parsed = uuid.UUID(task_id)
+    mask = _TASK_ID_MASK if parsed.version else _LEGACY_TASK_ID_MASK
+    return str(uuid.UUID(int=parsed.int ^ mask))
 
 
 class RunOwner(BaseModel):
@@ -35,6 +46,8 @@ class RunOwner(BaseModel):
     created_at: float
     deadline: float | None = None
     execution_name: str | None = None
+    # Dify's `user` the run was started for (None: started by the owner itself).
+    end_user: str | None = None
 
 
 class ResponseMode(StrEnum):

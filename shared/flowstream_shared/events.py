@@ -77,6 +77,8 @@ class NodeStartedData(_Payload):
     predecessor_node_id: str | None
     inputs: dict[str, Any] | None
     created_at: int
+    # Dify's field: flowstream never truncates what an event carries.
+    inputs_truncated: bool = False
 
 
 class TextChunkData(_Payload):
@@ -99,6 +101,13 @@ class NodeFinishedData(_Payload):
     execution_metadata: dict[str, Any] | None = None
     created_at: int
     finished_at: int
+    # Dify's fields, for clients that read them: what a node did besides its outputs, and files
+    # (flowstream nodes produce none).
+    process_data: dict[str, Any] | None = None
+    inputs_truncated: bool = False
+    process_data_truncated: bool = False
+    outputs_truncated: bool = False
+    files: list[dict[str, Any]] = Field(default_factory=list)
 
 
 class NodeRetryData(NodeFinishedData):
@@ -131,6 +140,11 @@ class WorkflowFinishedData(_Payload):
     created_at: int
     finished_at: int
     user_id: str | None = None
+    # Dify's fields: nodes whose error an `on_error` branch handled, files among the outputs
+    # (none), and who started the run (`{"id", "user"}` for an end user, else the account).
+    exceptions_count: int = 0
+    files: list[dict[str, Any]] = Field(default_factory=list)
+    created_by: dict[str, Any] | None = None
 
 
 class ErrorData(_Payload):

@@ -58,8 +58,10 @@ class Stack:
 @pytest.fixture(scope="session")
 async def stack(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Stack]:
     # Short keep-alive intervals, so the keep-alive tests need not wait the production 10-15 s.
-    keepalives = {"FLOWSTREAM_SSE_KEEPALIVE_S": "1", "FLOWSTREAM_DIFY_PING_S": "1"}
+    env = {"FLOWSTREAM_SSE_KEEPALIVE_S": "1", "FLOWSTREAM_DIFY_PING_S": "1"}
+    # One origin browser apps may call from, for the CORS tests.
+    env["FLOWSTREAM_CORS_ORIGINS"] = "http://app.test"
     async with child_stack(
-        tmp_path_factory.mktemp("flowstream"), cwd=ROOT, extra_env=keepalives
+        tmp_path_factory.mktemp("flowstream"), cwd=ROOT, extra_env=env
     ) as process:
         yield Stack(process)

@@ -89,7 +89,9 @@ async def test_a_run_streaming_on_one_replica_is_stopped_through_another(
                 break
         headers = {"Authorization": f"Bearer {key}"}
         async with httpx.AsyncClient(base_url=second_gateway, headers=headers) as other:
-            stopped = await other.post(f"/v1/workflows/tasks/{event['task_id']}/stop", json={})
+            stopped = await other.post(
+                f"/v1/workflows/tasks/{event['task_id']}/stop", json={"user": "u"}
+            )
         assert stopped.json() == {"result": "success"}
         rest = [f.json() async for f in frames]
     assert rest[-1]["event"] == "workflow_finished"

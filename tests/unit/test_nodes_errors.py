@@ -73,6 +73,8 @@ async def test_on_error_branches_to_the_named_node() -> None:
     assert finished.status == RunStatus.PARTIAL_SUCCEEDED
     assert finished.error is None
     assert finished.outputs == {"answer": f"fell back: {risky.error}"}
+    assert finished.exceptions_count == 1  # Dify's count of handled node errors
+    assert finished.created_by == {"id": "user-1", "name": "user-1", "email": None}
     assert_gap_free(events)
     the_finish(events)
 
@@ -85,6 +87,7 @@ async def test_the_error_branch_is_skipped_when_the_node_succeeds() -> None:
     assert started_ids(run.log.events) == ["start", "risky", "after", "end_ok"]
     assert finished.status == RunStatus.SUCCEEDED
     assert finished.outputs == {"answer": "after Hi Ada"}
+    assert finished.exceptions_count == 0
 
 
 async def test_an_error_branch_and_the_normal_path_may_join() -> None:

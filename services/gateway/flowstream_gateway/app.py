@@ -13,6 +13,7 @@ from flowstream_shared.credentials import CredentialRecord, Sealer
 from flowstream_shared.topology import ensure_topology
 
 from flowstream_gateway.api_keys import ApiKeyRecord, ApiKeyStore
+from flowstream_gateway.cors import add_cors
 from flowstream_gateway.credentials import CredentialStore
 from flowstream_gateway.errors import install_error_handlers
 from flowstream_gateway.history_client import HistoryClient
@@ -141,4 +142,5 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
         else GatewaySettings.model_fields["max_body_bytes"].default
     )
     app.add_middleware(BodySizeLimit, max_bytes=max_body)
+    add_cors(app, settings.cors_origins if settings else [])
     return app

@@ -194,6 +194,7 @@ class RunService:
                 created_at=command.created_at,
                 deadline=command.deadline,
                 execution_name=execution_name,
+                end_user=command.end_user,
             )
             # Both writes in flight at once: the run index costs no extra latency.
             writes.append(self._runs_kv.put(command.run_id, owner.model_dump_json().encode()))

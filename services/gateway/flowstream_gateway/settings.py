@@ -1,9 +1,11 @@
 from __future__ import annotations
 
+from typing import Annotated, Any
+
 from flowstream_shared.credentials import CredentialKeyError, Sealer
 from flowstream_shared.settings import ENV_PREFIX, NatsSettings
 from pydantic import Field, SecretStr, field_validator
-from pydantic_settings import SettingsConfigDict
+from pydantic_settings import NoDecode, SettingsConfigDict
 
 
 class GatewaySettings(NatsSettings):
@@ -23,6 +25,15 @@ class GatewaySettings(NatsSettings):
     # How long past a run's deadline the gateway waits for the engine's last event before
     # telling the client the run is lost.
     deadline_grace_s: float = Field(default=10.0, ge=0)
+    # Origins browser apps may call the API from, comma-separated (`*`: any); none by default.
+    cors_origins: Annotated[list[str], NoDecode] = Field(default_factory=list)
+
+    @field_validator("cors_origins", mode="before")
+    @classmethod
+    def _split_origins(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            return [origin.strip() for origin in value.split(",") if origin.strip()]
+        return value
 
     @field_validator("jwt_secret")
     @classmethod

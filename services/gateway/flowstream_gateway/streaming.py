@@ -2,7 +2,8 @@
 
 `/api` and `/v1` differ only in framing: `/api` frames carry `id:` cursors, comment keep-alives and
 a final `data: [DONE]`; Dify frames are bare `data:` lines, `event: ping` keep-alives and no
-`[DONE]`. Frames are built as bytes straight from the payload NATS delivered: no re-encoding.
+`[DONE]`. Frames are built as bytes straight from the payload NATS delivered: no re-encoding. The
+Dify framing alone splices Dify's node type ids into the events that carry one (`dify_wire`).
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from urllib.parse import quote
 
 from fastapi.responses import JSONResponse
 
+from flowstream_gateway.dify_wire import dify_frame
 from flowstream_gateway.errors import error_response
 from flowstream_gateway.hub import Signal, StreamedEvent
 from flowstream_gateway.runs import RunHandle, RunService
@@ -79,7 +81,7 @@ def api_framing(keepalive_s: float) -> Framing:
 def dify_framing(ping_s: float, end_user: str | None = None) -> Framing:
     reattach = "/v1/workflow/{run}/events" + (f"?user={quote(end_user)}" if end_user else "")
     return Framing(
-        event=lambda e: b"data: %s\n\n" % e.payload,
+        event=lambda e: dify_frame(e.event, e.payload),
         done=None,
         error=_dify_error,
         resume=lambda s, c: _resume(s, reattach.format(run=s.run_id), c),

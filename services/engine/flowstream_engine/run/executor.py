@@ -284,6 +284,13 @@ class RunExecutor:
             log.warning("run %s: %s; its inputs are left out of the event", self.run_id, exc)
             self.emit(EventName.WORKFLOW_STARTED, data.model_copy(update={"inputs": {}}))
 
+    def _created_by(self) -> dict[str, Any]:
+        """Dify's shape: an end user is `{"id", "user"}`, an account `{"id", "name", "email"}`."""
+        end_user = self._command.end_user
+        if end_user is not None:
+            return {"id": end_user, "user": end_user}
+        return {"id": self._command.user_id, "name": self._command.user_id, "email": None}
+
     async def _finish(self, started_at: float) -> WorkflowFinishedData:
         finished_at = time.time()
         if self._halt is not None:
@@ -304,6 +311,8 @@ class RunExecutor:
             created_at=int(started_at),
             finished_at=int(finished_at),
             user_id=self._command.user_id,
+            exceptions_count=self.handled_errors,
+            created_by=self._created_by(),
         )
         try:
             self.emit(EventName.WORKFLOW_FINISHED, data)

@@ -1,19 +1,29 @@
-"""Dify's workflow app service API (`/v1`), wire-compatible: Dify clients work unchanged."""
+"""Dify's workflow app service API (`/v1`), wire-compatible: Dify clients work unchanged.
+
+Where `/v1` and `/api` differ, Dify's semantics win here (docs/adr/0030-dify-semantics-on-v1.md):
+a dropped stream leaves the run going, inputs are converted as Dify converts them, node types are
+Dify's ids, and a stop always answers success. A run of another end user, another app or another
+owner does not exist: every refusal looks the same.
+"""
 
 from __future__ import annotations
 
+import asyncio
 from datetime import UTC, datetime
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Query, Response
-from flowstream_shared.commands import ResponseMode, run_id_for_task
+from fastapi import APIRouter, Body, Query, Response
+from flowstream_shared.commands import ResponseMode, RunOwner, run_id_for_task
 from flowstream_shared.events import RunStatus
 from flowstream_shared.history import HistoryOp, ListQuery, RunQuery
 from flowstream_shared.inputs import InputError, input_declarations, validate_inputs
 from pydantic import BaseModel, ConfigDict, Field
 
-from flowstream_gateway.attach import AttachedRun
+from flowstream_gateway import dify_bodies
 from flowstream_gateway.auth import CurrentPrincipal, Principal
+from flowstream_gateway.dify_inputs import coerce_dify_inputs
+from flowstream_gateway.dify_runs import DifyAttachedRun, last_stored
+from flowstream_gateway.dify_wire import dify_frame
 from flowstream_gateway.errors import ApiError, invalid_param, not_found
 from flowstream_gateway.runs import IdempotencyKey, Submit
 from flowstream_gateway.services import Services, ServicesDep
@@ -37,7 +47,7 @@ class DifyRunRequest(BaseModel):
 class StopRequest(BaseModel):
     model_config = ConfigDict(extra="ignore")
 
-    user: str | None = None
+    user: str | None = Field(default=None, max_length=256)
 
 
 async def _app_workflow(
@@ -60,8 +70,9 @@ async def _run(
 ) -> Response:
     workflow = await _app_workflow(principal, services, workflow_id)
     workflow.require_runnable()
+    declarations = input_declarations(workflow.definition)
     try:
-        inputs = validate_inputs(input_declarations(workflow.definition), body.inputs)
+        inputs = validate_inputs(declarations, coerce_dify_inputs(declarations, body.inputs))
     except InputError as exc:
         raise invalid_param(str(exc)) from exc
     mode = body.response_mode or ResponseMode.BLOCKING
@@ -74,8 +85,9 @@ async def _run(
     services.metrics.runs_submitted.labels("dify", mode.value).inc()
     if mode == ResponseMode.BLOCKING:
         return await block_on_run(handle, services.runs)
+    # Dify keeps a run going when its stream drops; the client re-attaches (`reattach` below).
     return stream_run(
-        handle, services.runs, dify_framing(services.settings.dify_ping_s, body.user), "cancel"
+        handle, services.runs, dify_framing(services.settings.dify_ping_s, body.user), "continue"
     )
 
 
@@ -100,81 +112,92 @@ async def run_workflow(
     return await _run(body, principal, services, workflow_id, idempotency_key)
 
 
+async def _own_run(principal: Principal, services: Services, run_id: str) -> RunOwner | None:
+    """The run when the caller may see it: its owner, and through an app key its app only."""
+    owner = await services.runs.owner(run_id)
+    if owner is None or owner.user_id != principal.user_id:
+        return None
+    if principal.workflow_id is not None and principal.workflow_id != owner.workflow_id:
+        return None
+    return owner
+
+
+def _run_end_user(owner: RunOwner) -> str:
+    """Who the run was started for, as its `sys.user_id` says: the end user, else the owner."""
+    return owner.end_user or owner.user_id
+
+
 @router.post("/workflows/tasks/{task_id}/stop", summary="Stop a run by its task id")
 async def stop_task(
     task_id: str,
     principal: CurrentPrincipal,
     services: ServicesDep,
-    body: StopRequest | None = None,
+    body: Annotated[StopRequest | None, Body()] = None,
 ) -> dict[str, str]:
+    """Always `{"result": "success"}`, as in Dify: a task that is unknown, finished, or not the
+    caller's (another owner, app or end user) is left alone, and nothing tells them apart."""
+    if body is None or not body.user:
+        raise invalid_param("user is required")
     try:
         run_id = run_id_for_task(task_id)
     except ValueError:
-        raise not_found(f"task {task_id}") from None
-    owner = await services.runs.owner(run_id)
-    if owner is None or owner.user_id != principal.user_id:
-        raise not_found(f"task {task_id}")
-    principal.require_workflow(owner.workflow_id)
-    await services.runs.cancel(run_id, "Stopped by user.")
+        return {"result": "success"}
+    owner = await _own_run(principal, services, run_id)
+    if (
+        owner is not None
+        and _run_end_user(owner) == body.user
+        and not await services.runs.has_finished(owner)
+    ):
+        await services.runs.cancel(run_id, "Stopped by user.")
     return {"result": "success"}
 
 
-@router.get("/parameters", summary="The app's input form")
+@router.get("/parameters", summary="The app's input form and features")
 async def parameters(principal: CurrentPrincipal, services: ServicesDep) -> dict[str, Any]:
-    workflow = await _app_workflow(principal, services, None)
-    form = []
-    for decl in input_declarations(workflow.definition):
-        kind = {"string": "text-input", "integer": "number"}.get(decl.type, decl.type)
-        field: dict[str, Any] = {
-            "label": decl.description or decl.name,
-            "variable": decl.name,
-            "required": decl.required,
-            "default": decl.default if decl.default is not None else "",
-        }
-        if decl.options is not None:
-            field["options"] = decl.options
-        if decl.max_length is not None:
-            field["max_length"] = decl.max_length
-        form.append({kind: field})
-    return {"user_input_form": form, "file_upload": {}, "system_parameters": {}}
+    return dify_bodies.parameters(await _app_workflow(principal, services, None))
 
 
-@router.get("/info", summary="The app's name, description and tags")
+@router.get("/info", summary="The app's name, description, tags and author")
 async def info(principal: CurrentPrincipal, services: ServicesDep) -> dict[str, Any]:
-    workflow = await _app_workflow(principal, services, None)
-    d = workflow.definition
-    return {"name": d.name, "description": d.description, "tags": d.tags, "mode": "workflow"}
+    return dify_bodies.info(await _app_workflow(principal, services, None))
 
 
-def _dify_run(run: dict[str, Any]) -> dict[str, Any]:
-    elapsed = run.get("elapsed_ms")
-    return {
-        "id": run["id"],
-        "workflow_id": run["workflow_id"],
-        "status": run["status"],
-        "inputs": run.get("inputs") or {},
-        "outputs": run.get("outputs"),
-        "error": run.get("error"),
-        "total_steps": run.get("total_steps") or 0,
-        "total_tokens": run.get("total_tokens") or 0,
-        "created_at": int(run["created_at"]) if run.get("created_at") else None,
-        "finished_at": int(run["finished_at"]) if run.get("finished_at") else None,
-        "elapsed_time": round(elapsed / 1000, 6) if elapsed is not None else 0.0,
-    }
+@router.get("/site", summary="The app's web app settings")
+async def site(principal: CurrentPrincipal, services: ServicesDep) -> dict[str, Any]:
+    return dify_bodies.site(await _app_workflow(principal, services, None))
+
+
+@router.get("/meta", summary="The app's tool icons")
+async def meta(principal: CurrentPrincipal, services: ServicesDep) -> dict[str, Any]:
+    await _app_workflow(principal, services, None)
+    return dify_bodies.meta()
 
 
 @router.get("/workflows/run/{workflow_run_id}", summary="A run's detail")
 async def run_detail(
     workflow_run_id: str, principal: CurrentPrincipal, services: ServicesDep
 ) -> dict[str, Any]:
-    owner = await services.runs.owner(workflow_run_id)
-    if owner is None or owner.user_id != principal.user_id:
+    owner = await _own_run(principal, services, workflow_run_id)
+    if owner is None:
         raise not_found(f"workflow run {workflow_run_id}")
-    principal.require_workflow(owner.workflow_id)
-    detail = await services.history.ask(
-        HistoryOp.GET, RunQuery(user_id=principal.user_id, run_id=workflow_run_id)
+    # A finished run straight from its event log (two reads at once): read-your-writes after a
+    # blocking run, whatever the history projection's lag. History covers the rest, and runs
+    # whose events have aged out.
+    started, finished = await asyncio.gather(
+        last_stored(services.nc, owner, "workflow_started"),
+        last_stored(services.nc, owner, "workflow_finished"),
     )
-    return _dify_run(detail["run"])
+    if finished is not None:
+        return dify_bodies.detail_from_events(owner, started, finished)
+    try:
+        detail = await services.history.ask(
+            HistoryOp.GET, RunQuery(user_id=principal.user_id, run_id=workflow_run_id)
+        )
+    except ApiError as exc:
+        if exc.status != 404:
+            raise
+        return dify_bodies.detail_from_events(owner, started, None)  # not projected yet
+    return dify_bodies.run_detail(detail["run"])
 
 
 def _timestamp(value: str | None, name: str) -> float | None:
@@ -213,31 +236,7 @@ async def logs(
         size=limit,
     )
     result = await services.history.ask(HistoryOp.LIST, query)
-    data = []
-    for run in result["items"]:
-        end_user = run.get("end_user")
-        data.append(
-            {
-                "id": run["id"],
-                "workflow_run": {
-                    **_dify_run(run),
-                    "version": str(run.get("workflow_version") or ""),
-                },
-                "created_from": "service-api",
-                "created_by_role": "end_user" if end_user else "account",
-                "created_by_end_user": (
-                    {
-                        "id": end_user,
-                        "type": "service_api",
-                        "is_anonymous": False,
-                        "session_id": end_user,
-                    }
-                    if end_user
-                    else None
-                ),
-                "created_at": int(run["created_at"]) if run.get("created_at") else None,
-            }
-        )
+    data = [dify_bodies.log_entry(run) for run in result["items"]]
     return {
         "page": page,
         "limit": limit,
@@ -249,22 +248,42 @@ async def logs(
 
 @router.get(
     "/workflow/{workflow_run_id}/events",
-    summary="Re-attach to a run's stream (newer Dify), from its first event",
+    summary="Re-attach to a run's stream (newer Dify)",
+    description=(
+        "A finished run answers its `workflow_finished` alone. A run still going is streamed "
+        "from its first event, then live; unless `continue_on_pause`, the stream ends at a "
+        "pause. Leaving the stream never stops the run."
+    ),
     responses={200: {"content": {"text/event-stream": {}}}},
 )
 async def reattach(
     workflow_run_id: str,
     principal: CurrentPrincipal,
     services: ServicesDep,
-    user: str | None = None,
-) -> RunEventStream:
-    owner = await services.runs.owner(workflow_run_id)
-    if owner is None or owner.user_id != principal.user_id:
+    user: Annotated[str | None, Query(max_length=256)] = None,
+    include_state_snapshot: bool = False,
+    continue_on_pause: bool = False,
+) -> Response:
+    # `include_state_snapshot` is accepted and always honoured: the event log is the snapshot,
+    # and a re-attached stream replays it whole.
+    if not user:
+        raise invalid_param("user is required")
+    owner = await _own_run(principal, services, workflow_run_id)
+    if owner is None or _run_end_user(owner) != user:
         raise not_found(f"workflow run {workflow_run_id}")
-    principal.require_workflow(owner.workflow_id)
-    source = AttachedRun(services.hub, owner, services.settings.deadline_grace_s)
+    finished = await last_stored(services.nc, owner, "workflow_finished")
+    if finished is not None:
+        return Response(
+            dify_frame("workflow_finished", finished),
+            media_type="text/event-stream",
+            headers={"cache-control": "no-cache"},
+        )
+    source = DifyAttachedRun(
+        services.hub, owner, services.settings.deadline_grace_s, continue_on_pause
+    )
     await source.open(services.js, None)
     # Watching, not owning: leaving a re-attached stream never stops the run.
-    return stream_run(
-        source, services.runs, dify_framing(services.settings.dify_ping_s), "continue"
+    stream: RunEventStream = stream_run(
+        source, services.runs, dify_framing(services.settings.dify_ping_s, user), "continue"
     )
+    return stream
