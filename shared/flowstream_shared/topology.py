@@ -5,6 +5,7 @@ Every service calls :func:`ensure_topology` at start-up, so any of them can star
 
 from __future__ import annotations
 
+import asyncio
 import logging
 
 from nats.js import JetStreamContext
@@ -124,6 +125,28 @@ async def _ensure_stream(js: JetStreamContext, config: StreamConfig) -> None:
     except BadRequestError:
         # Exists with another configuration (an operator changed max age, say): converge.
         await js.update_stream(config=config)
+
+
+async def await_topology(js: JetStreamContext, settings: NatsSettings) -> None:
+    """Wait until the streams and buckets exist. Only the gateway may declare them (NATS
+    permissions); an engine or history process started first waits for it."""
+    names = [
+        runs_stream(settings).name,
+        events_stream(settings).name,
+        dead_letter_stream(settings).name,
+        *(f"KV_{bucket.bucket}" for bucket in buckets(settings)),
+    ]
+    delay = 0.2
+    for name in names:
+        assert name is not None
+        while True:
+            try:
+                await js.stream_info(name)
+                break
+            except NotFoundError:
+                log.info("waiting for stream %s to be declared (by a gateway)", name)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 5.0)
 
 
 async def ensure_topology(js: JetStreamContext, settings: NatsSettings) -> None:

@@ -8,13 +8,13 @@ from typing import Any
 from faststream import AckPolicy
 from faststream.asgi import AsgiFastStream, AsgiResponse, get, make_ping_asgi
 from faststream.asgi.types import Scope
-from faststream.nats import ConsumerConfig, JStream, KvWatch, NatsBroker, NatsMessage, PullSub
+from faststream.nats import ConsumerConfig, JStream, KvWatch, NatsMessage, PullSub
 from faststream.specification import AsyncAPI
-from flowstream_shared import subjects
+from flowstream_shared import nats_connection, subjects
 from flowstream_shared.commands import ControlCommand, RunCommand
 from flowstream_shared.credentials import Opener
 from flowstream_shared.events import RunEvent
-from flowstream_shared.topology import converge_consumer, ensure_topology
+from flowstream_shared.topology import await_topology, converge_consumer
 from prometheus_client import make_asgi_app
 from pydantic import ValidationError
 
@@ -35,10 +35,9 @@ log = logging.getLogger("flowstream.engine")
 def create_app(settings: EngineSettings | None = None) -> AsgiFastStream:
     settings = settings or EngineSettings()
     # Per-message logs at DEBUG: at thousands of runs per second INFO lines would dominate.
-    broker = NatsBroker(
-        settings.url,
-        max_reconnect_attempts=-1,
-        reconnect_time_wait=1,
+    broker = nats_connection.broker(
+        settings,
+        "engine",
         log_level=logging.DEBUG,
         # Stopping hands every run back at once (its handler naks when cancelled) so another
         # engine resumes it now, instead of finishing runs that may last minutes.
@@ -54,6 +53,7 @@ def create_app(settings: EngineSettings | None = None) -> AsgiFastStream:
         stream=JStream(subjects.RUNS_STREAM, declare=False),
         durable=subjects.ENGINE_CONSUMER,
         pull_sub=PullSub(batch_size=1, timeout=5.0),
+        inbox_prefix=f"{settings.inbox_prefix}.".encode(),  # this identity's replies only
         max_workers=settings.engine_concurrency,
         ack_policy=AckPolicy.MANUAL,
         config=ConsumerConfig(
@@ -99,10 +99,10 @@ def create_app(settings: EngineSettings | None = None) -> AsgiFastStream:
     )
 
     async def start_up() -> None:
-        await broker.connect()
+        await nats_connection.until_connected(broker.connect, "engine")
         nc = broker.connection
         js = nc.jetstream()
-        await ensure_topology(js, settings)
+        await await_topology(js, settings)
         configure_egress(policy_for(settings))
         await _configure_credentials(js, settings)
         await converge_consumer(

@@ -6,13 +6,13 @@ import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
-import nats
 from fastapi import FastAPI
-from flowstream_shared import subjects
+from flowstream_shared import nats_connection, subjects
 from flowstream_shared.credentials import CredentialRecord, Sealer
 from flowstream_shared.topology import ensure_topology
 
 from flowstream_gateway.api_keys import ApiKeyRecord, ApiKeyStore
+from flowstream_gateway.auth import principal_for
 from flowstream_gateway.cors import add_cors
 from flowstream_gateway.credentials import CredentialStore
 from flowstream_gateway.errors import install_error_handlers
@@ -22,12 +22,14 @@ from flowstream_gateway.idempotency import IdempotencyKeys
 from flowstream_gateway.kv_cache import KvCache
 from flowstream_gateway.limits import BodySizeLimit
 from flowstream_gateway.metrics import GatewayMetrics
+from flowstream_gateway.nats_callout import CalloutResponder
 from flowstream_gateway.routes import (
     credentials,
     dify,
     execute,
     executions,
     keys,
+    me,
     openai_compat,
     ops,
     websockets,
@@ -58,13 +60,7 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
             if hub:
                 hub[0].on_reconnected()
 
-        nc = await nats.connect(
-            resolved.url,
-            max_reconnect_attempts=-1,
-            reconnect_time_wait=0.5,
-            name="gateway",
-            reconnected_cb=reconnected,
-        )
+        nc = await nats_connection.connect(resolved, "gateway", reconnected_cb=reconnected)
         js = nc.jetstream()
         await ensure_topology(js, resolved)
         workflow_cache = KvCache(
@@ -104,10 +100,17 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
             history=HistoryClient(nc),
             credentials=credential_store,
         )
+        callout: CalloutResponder | None = None
+        if resolved.nats_callout_issuer_seed is not None:
+            services = app.state.services
+            callout = CalloutResponder(resolved, lambda token: principal_for(token, services))
+            await callout.start()
         log.info("gateway ready on port %d", resolved.gateway_port)
         try:
             yield
         finally:
+            if callout is not None:
+                await callout.stop()
             await hub[0].stop()
             await workflow_cache.stop()
             await key_cache.stop()
@@ -130,6 +133,7 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
         websockets.router,
         dify.router,
         keys.router,
+        me.router,
         openai_compat.router,
         credentials.router,
         console_router,

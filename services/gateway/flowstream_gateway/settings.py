@@ -25,6 +25,14 @@ class GatewaySettings(NatsSettings):
     # How long past a run's deadline the gateway waits for the engine's last event before
     # telling the client the run is lost.
     deadline_grace_s: float = Field(default=10.0, ge=0)
+    # The auth callout: the identity answering it and the key its answers are signed with
+    # (the account public key of this seed is the server's `auth_callout.issuer`). Unset: no
+    # direct subscribers (only service identities can connect to NATS).
+    nats_callout_user: str | None = None
+    nats_callout_password: SecretStr | None = None
+    nats_callout_issuer_seed: SecretStr | None = None
+    # Where direct subscribers connect (`GET /api/me`); default: the first NATS server.
+    nats_public_url: str | None = None
     # Origins browser apps may call the API from, comma-separated (`*`: any); none by default.
     cors_origins: Annotated[list[str], NoDecode] = Field(default_factory=list)
 

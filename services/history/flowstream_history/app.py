@@ -12,10 +12,10 @@ from faststream.asgi.types import Scope
 from faststream.nats import AckPolicy as ConsumerAckPolicy
 from faststream.nats import ConsumerConfig, DeliverPolicy, JStream, NatsBroker, NatsMessage
 from faststream.specification import AsyncAPI
-from flowstream_shared import subjects
+from flowstream_shared import nats_connection, subjects
 from flowstream_shared.events import RunEvent
 from flowstream_shared.history import HistoryOp
-from flowstream_shared.topology import ensure_topology
+from flowstream_shared.topology import await_topology
 from prometheus_client import CollectorRegistry, Counter, make_asgi_app
 
 from flowstream_history.owners import OwnerLookup
@@ -37,9 +37,7 @@ def make_store(settings: HistorySettings) -> ExecutionStore:
 
 def create_app(settings: HistorySettings | None = None) -> AsgiFastStream:
     settings = settings or HistorySettings()
-    broker = NatsBroker(
-        settings.url, max_reconnect_attempts=-1, reconnect_time_wait=1, log_level=logging.DEBUG
-    )
+    broker = nats_connection.broker(settings, "history", log_level=logging.DEBUG)
     registry = CollectorRegistry()
     recorded = Counter(
         "flowstream_history_events_recorded", "Events written to the store", registry=registry
@@ -83,9 +81,9 @@ def create_app(settings: HistorySettings | None = None) -> AsgiFastStream:
         _register_query(broker, op, parts)
 
     async def start_up() -> None:
-        await broker.connect()
+        await nats_connection.until_connected(broker.connect, "history")
         js = broker.connection.jetstream()
-        await ensure_topology(js, settings)
+        await await_topology(js, settings)
         await store.open()
         parts["queries"] = Queries(store, settings.history_stats_window)
         await _replace_pull_consumer(js)
@@ -149,7 +147,8 @@ def _register_query(broker: NatsBroker, op: HistoryOp, parts: dict[str, Any]) ->
         title=f"history query: {op.value}",
         description="Request/reply; every query carries the caller's user id.",
     )
-    async def answer(message: NatsMessage) -> None:
-        reply = await parts["queries"].answer(op, message.body)
-        if message.raw_message.reply:
-            await broker.connection.publish(message.raw_message.reply, reply)
+    async def answer(message: NatsMessage) -> bytes:
+        # FastStream sends what the handler returns to the request's reply subject: exactly
+        # one response, which is all this identity may publish there.
+        reply: bytes = await parts["queries"].answer(op, message.body)
+        return reply
