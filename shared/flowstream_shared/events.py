@@ -104,11 +104,14 @@ class NodeRetryData(NodeFinishedData):
 
 
 class WorkflowStatusData(_Payload):
-    """`workflow_paused` and `workflow_resumed`."""
+    """`workflow_paused` and `workflow_resumed`. A pause says why (`pause`: asked for;
+    `step` / `breakpoint`: a debugged run) and which nodes it holds (`node_ids`)."""
 
     id: str
     status: RunStatus
     created_at: int
+    reason: str | None = None
+    node_ids: list[str] | None = None
 
 
 class WorkflowProgressData(_Payload):

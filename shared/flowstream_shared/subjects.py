@@ -17,6 +17,8 @@ WORKFLOWS_BUCKET = "flowstream_workflows"
 API_KEYS_BUCKET = "flowstream_api_keys"
 # Who owns a run, so any gateway replica can authorize a stop or an attach without asking another.
 RUNS_BUCKET = "flowstream_runs"
+# The API registry (`/api/apis`): read and written by the gateway only; runs carry snapshots.
+APIS_BUCKET = "flowstream_apis"
 
 HISTORY_PREFIX = "flowstream.history"
 

@@ -15,3 +15,5 @@ class EngineSettings(NatsSettings):
     # The run command stays unacknowledged while the run executes; heartbeats extend this.
     engine_ack_wait_s: float = Field(default=30.0, gt=1)
     engine_max_deliver: int = Field(default=5, ge=1)
+    # Each call of a `flowstream.hooks` hook is abandoned after this long.
+    hook_timeout_s: float = Field(default=5.0, gt=0, le=300)

@@ -18,6 +18,7 @@ from flowstream_shared.expressions import ExpressionError, compile_template, ren
 from flowstream_shared.workflow import ApiCallConfig
 
 from flowstream_engine.http import shared_client
+from flowstream_engine.nodes.api_target import api_target, response_scope
 from flowstream_engine.nodes.base import NodeContext, NodeError, NodeResult
 
 # Bigger answers fail the node: its outputs travel in events.
@@ -122,15 +123,28 @@ class ApiCallNode:
         config: ApiCallConfig = ctx.config
         variables = ctx.variables
         try:
-            url = check_url(compile_template(config.url).render(variables).strip())
+            target = api_target(config, ctx.apis, variables)
+            if target.credential is not None:
+                # Resolved by the credentials store; without one, calling unauthenticated would
+                # hide the mistake behind a 401 from the API.
+                raise NodeError(
+                    f"credential `{target.credential}` cannot be resolved: this engine has no "
+                    "credentials store"
+                )
+            url = check_url(target.url)
             headers = {
                 name: check_header(name, compile_template(value).render(variables))
-                for name, value in config.headers.items()
+                for name, value in target.headers.items()
             }
             # httpx replaces a URL's own query when `params` is given: keep both, the URL's first.
             params: list[tuple[str, str | int | float | bool | None]] = list(
                 url.params.multi_items()
             )
+            for key, value in target.query:
+                rendered = _query_value(value)
+                params.extend(
+                    (key, item) for item in (rendered if isinstance(rendered, list) else [rendered])
+                )
             for key, source in config.query.items():
                 value = _query_value(
                     compile_template(source).value(variables) if isinstance(source, str) else source
@@ -143,8 +157,9 @@ class ApiCallNode:
             raise NodeError(str(exc)) from exc
         if body is not None and config.body_type is None and isinstance(body, str):
             headers.setdefault("Content-Type", "text/plain; charset=utf-8")
+        method = target.method
         inputs = {
-            "method": config.method,
+            "method": method,
             "url": str(url),
             "headers": {
                 k: "***" if k.lower() in _SENSITIVE_HEADERS else v for k, v in headers.items()
@@ -155,11 +170,11 @@ class ApiCallNode:
         client = ctx.http or shared_client()
         try:
             request = client.build_request(
-                config.method,
+                method,
                 url,
                 headers=headers,
                 params=params,
-                timeout=config.timeout,
+                timeout=target.timeout,
                 **_body_arguments(config, body),
             )
             response = await client.send(
@@ -171,14 +186,14 @@ class ApiCallNode:
                 await response.aclose()
         except httpx.TimeoutException as exc:
             raise NodeError(
-                f"{where(config.method, url)}: no response within {config.timeout:g}s"
+                f"{where(method, url)}: no response within {target.timeout:g}s"
             ) from exc
         except httpx.HTTPError as exc:
-            raise NodeError(f"{where(config.method, url)}: {type(exc).__name__}: {exc}") from exc
+            raise NodeError(f"{where(method, url)}: {type(exc).__name__}: {exc}") from exc
         decoded = decode_body(response, raw)
         if not 200 <= response.status_code < 300:
             raise NodeError(
-                f"{where(config.method, url)} answered HTTP {response.status_code}: "
+                f"{where(method, url)} answered HTTP {response.status_code}: "
                 f"{excerpt(decoded) if decoded is not None else '(empty body)'}"
             )
         result = {
@@ -186,7 +201,7 @@ class ApiCallNode:
             "headers": {k.lower(): v for k, v in response.headers.items()},
             "body": decoded,
         }
-        scope = ChainMap({"response": result}, dict(variables))
+        scope = ChainMap({"response": response_scope(result)}, dict(variables))
         for name, template in config.outputs.items():
             try:
                 result[name] = compile_template(template).value(scope)

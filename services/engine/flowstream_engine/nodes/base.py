@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 import httpx
+from flowstream_shared.apis import ApiSnapshot
 from flowstream_shared.workflow import Node
 
 
@@ -27,6 +28,8 @@ class NodeContext:
     emit_text: Callable[[str], Awaitable[None]]
     http: httpx.AsyncClient | None = None
     execution_id: str = ""
+    # The registry APIs of the run's snapshot, by id (API_CALL with `api_id`).
+    apis: Mapping[str, ApiSnapshot] = field(default_factory=dict)
 
 
 @dataclass

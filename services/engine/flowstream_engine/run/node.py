@@ -28,6 +28,7 @@ from flowstream_shared.workflow import NodeType
 from flowstream_engine.nodes.base import NodeContext, NodeError, NodeResult
 from flowstream_engine.plan import PlannedNode
 from flowstream_engine.run.common import Interrupted, Outcome, StopReason
+from flowstream_engine.run.custom_metrics import custom_metrics
 
 if TYPE_CHECKING:
     from flowstream_engine.run.loop import LoopRunner
@@ -101,6 +102,12 @@ class NodeRun:
                 status = NodeStatus.FAILED if node.on_error == "fail" else NodeStatus.EXCEPTION
                 if status == NodeStatus.EXCEPTION:
                     result = NodeResult(outputs={"error": error})
+        extra: dict[str, Any] = {}
+        if result is not None and status == NodeStatus.SUCCEEDED:
+            values, errors = custom_metrics(node, result, self._scheduler.variables)
+            extra = {"metrics": values} if values else {}
+            if errors:
+                extra["metrics_errors"] = errors
         self._emit_end(
             EventName.NODE_FINISHED,
             result.inputs if result and result.inputs is not None else inputs,
@@ -108,6 +115,7 @@ class NodeRun:
             status,
             error,
             tokens=result.tokens if result else 0,
+            metadata=extra,
         )
         return Outcome(node.id, status, result, error)
 
@@ -161,6 +169,7 @@ class NodeRun:
             emit_text,
             http=self._run.http,
             execution_id=self.execution_id,
+            apis=self._run.apis,
         )
         return await self._planned.kind.run(ctx)
 
@@ -182,9 +191,10 @@ class NodeRun:
         error: str | None,
         tokens: int = 0,
         retry_index: int | None = None,
+        metadata: dict[str, Any] | None = None,
     ) -> None:
         node = self._planned.node
-        metadata = self._scheduler.metadata_for(self._planned)
+        metadata = {**self._scheduler.metadata_for(self._planned), **(metadata or {})}
         if tokens:
             metadata["total_tokens"] = tokens
         fields: dict[str, Any] = {
