@@ -8,8 +8,8 @@ Two flags per run, under two KV keys, so a later pause or resume can never overw
 `<run_id>` holds a CANCEL (final: nothing un-cancels a run) and `<run_id>.pause` the latest
 PAUSE, RESUME or STEP (a debugger's step names the pause it answers, so applying it twice, or
 on an engine that took the run over, starts nothing twice). The core message carries the
-action, so both arrive on the run's one control subject. The registry keeps the latest pause flag per run; a stale one delivered late by the
-other path is corrected when the latest arrives.
+action, so both arrive on the run's one control subject. The registry keeps the latest pause
+flag per run; a stale one delivered late by the other path is corrected when the latest arrives.
 """
 
 from __future__ import annotations
