@@ -219,14 +219,13 @@ def normalise_definition(raw: Any) -> Any:
             if data.get("version_label") not in (None, label):
                 raise AliasError("`version` and `version_label` are the same field and disagree")
             data["version_label"] = label
-    nodes = data.get("nodes")
-    connections = data.get("connections")
-    if nodes is None:
-        nodes = data["nodes"] = []
-    if connections is None:
-        connections = data["connections"] = []
+    # No `nodes` is left absent (not `[]`): a PUT without them keeps the graph it had.
+    nodes = data.get("nodes", [])
+    connections = data.get("connections", [])
     if not isinstance(nodes, list) or not isinstance(connections, list):
         return data  # the model reports the type error
+    if "nodes" not in data and "connections" not in data:
+        return data
     nodes = _assign_ids([normalise_node(n) for n in nodes])
     connections = [normalise_connection(c) for c in connections]
     nodes, connections = _branch_paths(nodes, connections)

@@ -12,13 +12,26 @@ from flowstream_shared import subjects
 from flowstream_shared.topology import ensure_topology
 
 from flowstream_gateway.api_keys import ApiKeyRecord, ApiKeyStore
+from flowstream_gateway.apis import ApiRecord, ApiStore
 from flowstream_gateway.errors import install_error_handlers
 from flowstream_gateway.history_client import HistoryClient
 from flowstream_gateway.hub import EventHub
 from flowstream_gateway.kv_cache import KvCache
 from flowstream_gateway.limits import BodySizeLimit
 from flowstream_gateway.metrics import GatewayMetrics
-from flowstream_gateway.routes import dify, execute, executions, keys, ops, websockets, workflows
+from flowstream_gateway.routes import (
+    apis as apis_routes,
+)
+from flowstream_gateway.routes import (
+    dify,
+    execute,
+    executions,
+    keys,
+    monitor,
+    ops,
+    websockets,
+    workflows,
+)
 from flowstream_gateway.runs import RunService
 from flowstream_gateway.services import Services
 from flowstream_gateway.settings import GatewaySettings
@@ -48,8 +61,11 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
         key_cache = KvCache(
             await js.key_value(subjects.API_KEYS_BUCKET), ApiKeyRecord.model_validate_json
         )
+        api_cache = KvCache(await js.key_value(subjects.APIS_BUCKET), ApiRecord.model_validate_json)
         await workflow_cache.start()
         await key_cache.start()
+        await api_cache.start()
+        apis = ApiStore(api_cache)
         runs_kv = await js.key_value(subjects.RUNS_BUCKET)
 
         async def owner_of(run_id: str) -> str | None:
@@ -67,10 +83,11 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
             js=js,
             hub=hub,
             runs=runs,
-            workflows=WorkflowStore(workflow_cache),
+            workflows=WorkflowStore(workflow_cache, apis),
             api_keys=ApiKeyStore(key_cache),
             metrics=GatewayMetrics(),
             history=HistoryClient(nc),
+            apis=apis,
         )
         log.info("gateway ready on port %d", resolved.gateway_port)
         try:
@@ -79,6 +96,7 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
             await hub.stop()
             await workflow_cache.stop()
             await key_cache.stop()
+            await api_cache.stop()
             await nc.drain()
 
     app = FastAPI(
@@ -97,6 +115,9 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
         websockets.router,
         dify.router,
         keys.router,
+        apis_routes.router,
+        monitor.router,
+        monitor.metrics_router,
     )
     for router in routers:
         app.include_router(router)

@@ -11,6 +11,7 @@ from flowstream_shared import subjects
 from flowstream_shared.commands import (
     ControlAction,
     ControlCommand,
+    DebugOptions,
     ResponseMode,
     RunCommand,
     RunOwner,
@@ -89,11 +90,14 @@ class RunService:
         end_user: str | None = None,
         follow: bool = True,
         execution_name: str | None = None,
+        run_timeout: float | None = None,
+        debug: DebugOptions | None = None,
     ) -> RunHandle:
-        """Queue a run; with `follow`, this replica streams its events into the handle's feed."""
+        """Queue a run; with `follow`, this replica streams its events into the handle's feed.
+        `run_timeout` replaces the workflow's own; `debug` runs it under a debugger."""
         run_id = str(uuid.uuid4())
         now = time.time()
-        timeout = workflow.definition.config.timeout or self._settings.run_timeout
+        timeout = run_timeout or workflow.definition.config.timeout or self._settings.run_timeout
         command = RunCommand(
             run_id=run_id,
             task_id=task_id_for(run_id),
@@ -104,6 +108,7 @@ class RunService:
             response_mode=response_mode,
             created_at=now,
             deadline=now + timeout,
+            debug=debug,
         )
         owner = RunOwner(
             run_id=run_id,
@@ -169,6 +174,14 @@ class RunService:
 
     async def resume(self, run_id: str) -> None:
         await self._control(run_id, pause_key(run_id), ControlCommand(action=ControlAction.RESUME))
+
+    async def step(self, run_id: str, pause_seq: int) -> None:
+        """Run the nodes held at the pause announced at `pause_seq`, then pause again."""
+        await self._control(
+            run_id,
+            pause_key(run_id),
+            ControlCommand(action=ControlAction.STEP, pause_seq=pause_seq),
+        )
 
     async def _control(self, run_id: str, key: str, command: ControlCommand) -> None:
         payload = command.model_dump_json().encode()

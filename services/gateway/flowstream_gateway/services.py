@@ -8,6 +8,7 @@ from typing import Annotated, Any
 from fastapi import Depends, Request
 
 from flowstream_gateway.api_keys import ApiKeyStore
+from flowstream_gateway.apis import ApiStore
 from flowstream_gateway.history_client import HistoryClient
 from flowstream_gateway.hub import EventHub
 from flowstream_gateway.metrics import GatewayMetrics
@@ -27,6 +28,7 @@ class Services:
     api_keys: ApiKeyStore
     metrics: GatewayMetrics
     history: HistoryClient
+    apis: ApiStore
 
 
 async def _services(request: Request) -> Services:

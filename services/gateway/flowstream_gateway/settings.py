@@ -19,6 +19,12 @@ class GatewaySettings(NatsSettings):
     # How long past a run's deadline the gateway waits for the engine's last event before
     # telling the client the run is lost.
     deadline_grace_s: float = Field(default=10.0, ge=0)
+    # WebSocket streams send `{"type": "heartbeat"}` after this long without a message.
+    ws_heartbeat_s: float = Field(default=30.0, gt=0)
+    # Runs all engines together execute at once, for `/api/monitor/realtime` (engine load):
+    # unset means one engine of FLOWSTREAM_ENGINE_CONCURRENCY.
+    engine_capacity: int | None = Field(default=None, ge=1)
+    engine_concurrency: int = Field(default=256, ge=1)
 
     @field_validator("jwt_secret")
     @classmethod

@@ -41,7 +41,13 @@ from flowstream_shared.workflow import (
     WorkflowGraph,
 )
 
-__all__ = ["RUNTIME_ROOTS", "DefinitionError", "connection_problem", "validate_definition"]
+__all__ = [
+    "RUNTIME_ROOTS",
+    "DefinitionError",
+    "check_metric_names",
+    "connection_problem",
+    "validate_definition",
+]
 
 
 def validate_definition(
