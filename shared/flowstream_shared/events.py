@@ -110,8 +110,8 @@ class WorkflowStatusData(_Payload):
     id: str
     status: RunStatus
     created_at: int
-    reason: str | None = None
-    node_ids: list[str] | None = None
+    reason: str | None = Field(default=None, exclude_if=lambda v: v is None)
+    node_ids: list[str] | None = Field(default=None, exclude_if=lambda v: v is None)
 
 
 class WorkflowProgressData(_Payload):

@@ -167,15 +167,33 @@ def heartbeat_message(now: float | None = None) -> str:
     return json.dumps({"type": "heartbeat", "timestamp": iso(now or time.time())})
 
 
-def history_entry(entry: Mapping[str, Any]) -> dict[str, Any]:
-    """A timeline entry (`seq`, `event`, `payload`) with `timestamp`, `status`, `message`."""
+def _data(entry: Mapping[str, Any]) -> Mapping[str, Any]:
     payload = entry.get("payload") or {}
     data = payload.get("data") if isinstance(payload, Mapping) else None
-    data = data if isinstance(data, Mapping) else {}
+    return data if isinstance(data, Mapping) else {}
+
+
+def history_entry(entry: Mapping[str, Any], previous: float | None = None) -> dict[str, Any]:
+    """A timeline entry (`seq`, `event`, `payload`) with `timestamp`, `status`, `message`.
+    An event without a time of its own (`text_chunk`) has the time of the one before it."""
+    data = _data(entry)
     event = str(entry.get("event", ""))
+    own = next((data[k] for k in ("finished_at", "created_at") if k in data), None)
+    at = float(own) if isinstance(own, int | float) else previous
     return {
         **entry,
-        "timestamp": iso(_event_time(data, 0.0)) if data else None,
+        "timestamp": iso(at),
         "status": event_status(event, data),
         "message": event_message(event, data),
     }
+
+
+def history_entries(timeline: list[Mapping[str, Any]]) -> list[dict[str, Any]]:
+    entries: list[dict[str, Any]] = []
+    previous: float | None = None
+    for entry in timeline:
+        data = _data(entry)
+        own = next((data[k] for k in ("finished_at", "created_at") if k in data), None)
+        previous = float(own) if isinstance(own, int | float) else previous
+        entries.append(history_entry(entry, previous))
+    return entries

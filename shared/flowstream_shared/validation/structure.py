@@ -137,6 +137,16 @@ def check_connections(definition: WorkflowDefinition) -> None:
             missing = {ConnectionType.CONDITIONAL_TRUE, ConnectionType.CONDITIONAL_FALSE} - set(
                 kinds
             )
+            for key, kind in (
+                ("true_path", ConnectionType.CONDITIONAL_TRUE),
+                ("false_path", ConnectionType.CONDITIONAL_FALSE),
+            ):
+                if kind in missing and node.config.get(key) is not None:
+                    raise DefinitionError(
+                        f"config.{key}: no node `{node.config[key]}` (by id or name) in this "
+                        "workflow",
+                        node.id,
+                    )
             if missing:
                 names = " and ".join(sorted(m.value for m in missing))
                 raise DefinitionError(f"CONDITION needs a {names} connection", node.id)

@@ -17,7 +17,7 @@ from flowstream_gateway.auth import CurrentPrincipal, Principal
 from flowstream_gateway.errors import ApiError, invalid_param, not_found
 from flowstream_gateway.execution_status import elapsed_time, progress, running_nodes, status_fields
 from flowstream_gateway.live_state import LiveState, live_state
-from flowstream_gateway.seed_views import history_entry, run_status_filter, seed_status
+from flowstream_gateway.seed_views import history_entries, run_status_filter, seed_status
 from flowstream_gateway.services import Services, ServicesDep
 from flowstream_gateway.sse import RunEventStream
 from flowstream_gateway.streaming import api_framing, block_on_run, stream_run
@@ -182,7 +182,7 @@ async def execution_history(run_id: str, principal: CurrentPrincipal, services: 
     timeline = await services.history.ask(
         HistoryOp.TIMELINE, RunQuery(user_id=principal.user_id, run_id=run_id)
     )
-    return [history_entry(entry) for entry in timeline]
+    return history_entries(timeline)
 
 
 @router.put(
