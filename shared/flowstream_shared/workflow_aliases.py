@@ -68,7 +68,8 @@ def normalise_node(raw: Any) -> Any:
     data = dict(raw)
     _rename(data, "node_type", "type")
     _rename(data, "node_id", "id")
-    data["type"] = _upper_builtin(data.get("type"), _BUILTIN_NODE_TYPES)
+    if "type" in data:
+        data["type"] = _upper_builtin(data["type"], _BUILTIN_NODE_TYPES)
     config = data.get("config")
     if data.get("type") == "API_CALL" and isinstance(config, dict) and "output_mapping" in config:
         config = dict(config)

@@ -13,6 +13,7 @@ REST peer (`http_peer`):
 | route | answers |
 |---|---|
 | `/users/{uid}` | JSON user; `nickname` is null and `roles` empty for uids starting `anon` |
+| `/data/{key}` (any method; `key` may hold `/`) | `{"data": {"id", "status", "received"}}` |
 | `/echo/{key}` (any method) | JSON of what it got: `method`, `query`, `headers`, `text`, `json` |
 | `/text/{key}` | `plain words` as text/plain |
 | `/status/{code}/{key}` | that status with a long text body |
@@ -22,6 +23,9 @@ REST peer (`http_peer`):
 | `/hold/{key}` | never answers: signals `arrived[key]`, then `gone[key]` when the client leaves |
 | `/when/{key}` | answers once `/hold/{key}` has arrived |
 | `/meet/{key}?size=N` | a barrier: holds each call until N calls of `key` are in flight together |
+
+`/data/{key}`: `status` is `failure` for keys starting `fail`, else `success`; `received` is the
+JSON body it got; each call signals `arrived["data/<key>"]`.
 
 OpenAI-compatible peer (`chat_peer`): `POST /v1/chat/completions` streams `You said: <last
 message>` in 4-character deltas, then `usage` when asked. Model `refuse` answers 401; model
@@ -292,8 +296,23 @@ def _rest_app(peer: Peer) -> Starlette:
         finally:
             meeting.in_flight -= 1
 
+    async def data(request: Request) -> Response:
+        seen = await peer.record(request)
+        key = request.path_params["key"]
+        peer.arrived[f"data/{key}"].set()
+        return JSONResponse(
+            {
+                "data": {
+                    "id": key,
+                    "status": "failure" if key.startswith("fail") else "success",
+                    "received": seen.json() if seen.body else None,
+                }
+            }
+        )
+
     routes: list[tuple[str, Handler, list[str]]] = [
         ("/users/{uid}", user, ["GET"]),
+        ("/data/{key:path}", data, ALL_METHODS),
         ("/echo/{key}", echo, ALL_METHODS),
         ("/text/{key}", text, ALL_METHODS),
         ("/status/{code:int}/{key}", status, ALL_METHODS),
