@@ -201,6 +201,20 @@ async def test_a_workflow_built_node_by_node_as_the_seed_builds_it(
             "template": "Order {{fetch_order.order_id}} is fine"
         }
 
+        relabelled = await client.put(
+            f"{base}/connections/notify-done",
+            json={"connection_type": "SEQUENCE", "config": {"label": "then finish"}},
+        )
+        assert relabelled.status_code == 200, relabelled.text
+        assert relabelled.json()["connection"] == {
+            "id": "notify-done",
+            "from": "notify",
+            "to": "done",
+            "type": "SEQUENCE",
+            "config": {"label": "then finish"},
+        }
+        assert not relabelled.json()["draft"]
+
         # Seed 003's execute body, waiting for the result.
         answer = await client.post(
             f"{base}/execute",
