@@ -90,17 +90,18 @@ class Node(_Strict):
         "(it may reference the node's own outputs); numbers only",
     )
 
-    _normalise = model_validator(mode="before")(normalise_node)
-
     @property
     def title(self) -> str:
         return self.name or self.id
 
 
 class NodeInput(Node):
-    """A node as a request body: without an `id`, one is made from its name."""
+    """A node as a request body: without an `id`, one is made from its name. (Nodes inside a
+    definition are rewritten by the definition's own validator, once for all.)"""
 
     id: str | None = Field(default=None, pattern=NODE_ID_PATTERN)  # type: ignore[assignment]
+
+    _normalise = model_validator(mode="before")(normalise_node)
 
 
 class Connection(_Strict):
@@ -116,13 +117,17 @@ class Connection(_Strict):
     # Kept for editors (labels, styles); the engine ignores it.
     config: dict[str, Any] = Field(default_factory=dict, exclude_if=_is_empty)
 
-    _normalise = model_validator(mode="before")(normalise_connection)
-
     @property
     def key(self) -> str:
         """How single-connection routes address it: its `id`, else `<from>-<to>` (node ids
         never contain `-`, so the pair is unambiguous)."""
         return self.id or f"{self.source}-{self.target}"
+
+
+class ConnectionInput(Connection):
+    """A connection as a request body, in any accepted spelling."""
+
+    _normalise = model_validator(mode="before")(normalise_connection)
 
 
 class WorkflowConfig(_Strict):

@@ -62,8 +62,28 @@ def output_mapping_to_outputs(mapping: dict[str, Any]) -> dict[str, Any]:
     return outputs
 
 
+_NODE_ALIASES = frozenset({"node_type", "node_id"})
+_CONNECTION_ALIASES = frozenset(
+    {"from_node_id", "to_node_id", "source", "target", "connection_type"}
+)
+
+
+def _canonical_node(raw: dict[str, Any]) -> bool:
+    """Nothing to rewrite: the common case, decided without copying anything (definitions with
+    thousands of nodes are validated on every run command)."""
+    if raw.keys() & _NODE_ALIASES:
+        return False
+    kind = raw.get("type")
+    if kind == "API_CALL":
+        config = raw.get("config")
+        return isinstance(config, dict) and "output_mapping" not in config
+    if kind not in _BUILTIN_NODE_TYPES and isinstance(kind, str) and not kind.isupper():
+        return False
+    return raw.get("config", True) is not None
+
+
 def normalise_node(raw: Any) -> Any:
-    if not isinstance(raw, dict):
+    if not isinstance(raw, dict) or _canonical_node(raw):
         return raw
     data = dict(raw)
     _rename(data, "node_type", "type")
@@ -91,6 +111,13 @@ def normalise_node(raw: Any) -> Any:
 def normalise_connection(raw: Any) -> Any:
     if not isinstance(raw, dict):
         return raw
+    kind = raw.get("type")
+    if (
+        not raw.keys() & _CONNECTION_ALIASES
+        and (not isinstance(kind, str) or kind.isupper())
+        and raw.get("config", True) is not None
+    ):
+        return raw  # canonical already: nothing copied
     data = dict(raw)
     _rename(data, "from_node_id", "from")
     _rename(data, "to_node_id", "to")
@@ -128,6 +155,8 @@ def unique_id(base: str, taken: set[str]) -> str:
 
 def _assign_ids(nodes: list[Any]) -> list[Any]:
     """Nodes without an id get one made from their name (or type), unique in the workflow."""
+    if all(not isinstance(n, dict) or n.get("id") is not None for n in nodes):
+        return nodes
     taken = {n["id"] for n in nodes if isinstance(n, dict) and isinstance(n.get("id"), str)}
     result: list[Any] = []
     for node in nodes:
@@ -158,6 +187,14 @@ def _branch_paths(nodes: list[Any], connections: list[Any]) -> tuple[list[Any], 
     A path naming no node (yet) stays in the config: a graph built step by step may name its
     branch before adding it, and the next write that adds the node connects it.
     """
+    if not any(
+        isinstance(n, dict)
+        and n.get("type") == "CONDITION"
+        and isinstance(n.get("config"), dict)
+        and ("true_path" in n["config"] or "false_path" in n["config"])
+        for n in nodes
+    ):
+        return nodes, connections
     pairs = {
         (c.get("from"), c.get("to"))
         for c in connections
@@ -191,6 +228,8 @@ def _branch_paths(nodes: list[Any], connections: list[Any]) -> tuple[list[Any], 
 def _branch_conditions(nodes: list[Any], connections: list[Any]) -> list[Any]:
     """A `CONDITIONAL` connection out of a CONDITION whose condition is `true` or `false` is
     that branch: CONDITIONAL_TRUE / CONDITIONAL_FALSE."""
+    if not any(isinstance(c, dict) and c.get("type") == "CONDITIONAL" for c in connections):
+        return connections
     conditions = {
         n.get("id") for n in nodes if isinstance(n, dict) and n.get("type") == "CONDITION"
     }

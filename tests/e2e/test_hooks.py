@@ -97,12 +97,12 @@ async def test_the_example_hooks_see_every_run_and_node(hooked: Stack, peer: Pee
         exposed = (
             await client.get(f"http://127.0.0.1:{hooked.process.ports['engine']}/metrics")
         ).text
-    calls = next(
+    counted = next(
         float(line.rsplit(" ", 1)[1])
         for line in exposed.splitlines()
         if line.startswith('flowstream_engine_hook_calls_total{hook="after_execution"}')
     )
-    assert calls >= 1
+    assert counted >= 1
     assert 'flowstream_engine_hook_failures_total{hook="after_execution"' not in exposed
 
 

@@ -7,7 +7,7 @@ from collections.abc import Sequence
 from typing import Annotated, Any, TypeVar
 
 from fastapi import APIRouter, Body, Query, Response
-from flowstream_shared.workflow import Connection, NodeInput, WorkflowDefinition
+from flowstream_shared.workflow import Connection, ConnectionInput, NodeInput, WorkflowDefinition
 from pydantic import BaseModel
 
 from flowstream_gateway.auth import CurrentPrincipal
@@ -306,7 +306,10 @@ async def delete_node(
     description="`connection.id` addresses it: its own `id`, else `<from>-<to>`.",
 )
 async def add_connection(
-    workflow_id: str, connection: Connection, principal: CurrentPrincipal, services: ServicesDep
+    workflow_id: str,
+    connection: ConnectionInput,
+    principal: CurrentPrincipal,
+    services: ServicesDep,
 ) -> ConnectionChange:
     principal.require_user_token()
     record = await services.workflows.add_connection(principal.user_id, workflow_id, connection)
@@ -322,7 +325,7 @@ async def add_connection(
     "/{workflow_id}/connections/{connection_id}",
     response_model=ConnectionChange,
     summary="Change a connection's fields (a new version)",
-    openapi_extra=_schema_of("Connection", "the fields to change, in any accepted spelling"),
+    openapi_extra=_schema_of("ConnectionInput", "the fields to change, in any accepted spelling"),
 )
 async def update_connection(
     workflow_id: str,
