@@ -116,11 +116,12 @@ class RunHooks:
 
     def __init__(self, hooks: HookSet) -> None:
         self._hooks = hooks
+        self._active = bool(hooks)  # decided once: `notify` runs for every event of the run
         self._queue: deque[tuple[Hook, RunEventBase]] = deque()
         self._task: asyncio.Task[None] | None = None
 
     def notify(self, event: RunEventBase) -> None:
-        if not self._hooks:
+        if not self._active:
             return
         for hook in self._hooks.for_event(event.event):
             self._queue.append((hook, event))

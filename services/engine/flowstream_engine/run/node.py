@@ -103,7 +103,11 @@ class NodeRun:
                 if status == NodeStatus.EXCEPTION:
                     result = NodeResult(outputs={"error": error})
         extra: dict[str, Any] = {}
-        if result is not None and status == NodeStatus.SUCCEEDED:
+        if (
+            result is not None
+            and status == NodeStatus.SUCCEEDED
+            and (node.metrics or result.metadata)
+        ):
             values, errors = custom_metrics(node, result, self._scheduler.variables)
             extra = {"metrics": values} if values else {}
             if errors:
