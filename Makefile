@@ -7,18 +7,21 @@ UV := $(TOOLS)/bin/uv
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.synced
+# The npm `openai` SDK the e2e tests drive the OpenAI-compatible routes with.
+SDK_NODE := tests/sdk/openai-node
+SDK_STAMP := $(SDK_NODE)/node_modules/.installed
 
 # uv must use the machine's Python, never download one.
 export UV_PYTHON_DOWNLOADS := never
 export UV_PYTHON := $(PYTHON)
 export UV_PROJECT_ENVIRONMENT := $(VENV)
 
-.PHONY: run test lint typecheck unit integration e2e bench docs install clean
+.PHONY: run test lint typecheck unit integration e2e bench docs install sdk clean
 
 run: $(STAMP)
 	$(BIN)/python -m flowstream_launcher run
 
-test: $(STAMP) lint typecheck
+test: $(STAMP) lint typecheck sdk
 	$(BIN)/pytest -q -p no:cacheprovider
 
 lint: $(STAMP)
@@ -36,7 +39,7 @@ unit: $(STAMP)
 integration: $(STAMP)
 	$(BIN)/pytest -q tests/integration
 
-e2e: $(STAMP)
+e2e: $(STAMP) sdk
 	$(BIN)/pytest -q tests/e2e
 
 bench: $(STAMP)
@@ -50,6 +53,12 @@ docs: $(STAMP)
 
 install: $(STAMP)
 
+sdk: $(SDK_STAMP)
+
+$(SDK_STAMP): $(SDK_NODE)/package.json $(SDK_NODE)/package-lock.json
+	cd $(SDK_NODE) && npm ci --no-audit --no-fund --loglevel=error
+	touch $@
+
 $(UV):
 	$(PYTHON) -m venv $(TOOLS)
 	$(TOOLS)/bin/pip install --quiet --disable-pip-version-check uv==$(UV_VERSION)
@@ -59,4 +68,4 @@ $(STAMP): $(UV) uv.lock pyproject.toml */pyproject.toml services/*/pyproject.tom
 	touch $@
 
 clean:
-	rm -rf $(VENV) $(TOOLS) .mypy_cache .ruff_cache .pytest_cache
+	rm -rf $(VENV) $(TOOLS) .mypy_cache .ruff_cache .pytest_cache $(SDK_NODE)/node_modules

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import time
 import uuid
 from typing import Any
@@ -19,11 +18,11 @@ class _MemoryLog:
     def __init__(self) -> None:
         self.events: list[RunEventBase] = []
 
-    def submit(self, subject: str, payload: bytes, msg_id: str) -> asyncio.Future[None]:
+    def append(self, event: str, payload: bytes, seq: int) -> None:
         self.events.append(parse_event(payload))
-        stored: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        stored.set_result(None)
-        return stored
+
+    async def stored(self, through: int) -> None:
+        return None
 
 
 async def run_events(
@@ -55,7 +54,7 @@ async def run_events(
     )
     log = _MemoryLog()
     await RunExecutor(
-        command, plan_for(command.workflow), RunEmitter(log, workflow_id, run_id, command.task_id)
+        command, plan_for(command.workflow), RunEmitter(log, run_id, command.task_id)
     ).execute()
     owner = RunOwner(
         run_id=run_id,

@@ -113,6 +113,11 @@ def grade() -> dict[str, Any]:
     }
 
 
+def run_events(run_id: str) -> str:
+    """Every stored event of a run, whoever owns it."""
+    return f"flowstream.events.*.*.{run_id}.*"
+
+
 def make_token(secret: str, user: str, ttl_s: float = 3600) -> str:
     now = int(time.time())
     return jwt.encode({"sub": user, "iat": now, "exp": now + int(ttl_s)}, secret, algorithm="HS256")
@@ -162,7 +167,8 @@ async def read_run_log(
     try:
         js = nc.jetstream()
         sub = await js.subscribe(
-            f"flowstream.events.*.{run_id}.*",
+            run_events(run_id),
+            stream="FLOWSTREAM_EVENTS",
             ordered_consumer=True,
             deliver_policy=DeliverPolicy.ALL,
         )

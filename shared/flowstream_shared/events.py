@@ -64,6 +64,8 @@ class WorkflowStartedData(_Payload):
     workflow_version: int
     inputs: dict[str, Any]
     created_at: int
+    # The run's owner travels with the run, so its records never depend on a lookup.
+    user_id: str | None = None
 
 
 class NodeStartedData(_Payload):
@@ -131,6 +133,7 @@ class WorkflowFinishedData(_Payload):
     total_steps: int
     created_at: int
     finished_at: int
+    user_id: str | None = None
 
 
 class ErrorData(_Payload):

@@ -17,6 +17,8 @@ class NatsSettings(BaseSettings):
     nats_url: str | None = None
     nats_port: int = 4222
     events_max_age_s: float = 7 * 24 * 3600
+    # -1: no size limit (the age limit still applies).
+    events_max_bytes: int = -1
     stream_replicas: int = 1
 
     @property

@@ -1,13 +1,36 @@
-"""NATS subjects, stream names and KV bucket names: the wire addresses every service shares."""
+"""NATS subjects, stream names and KV bucket names: the wire addresses every service shares.
+
+Events are addressed by owner first, so a tenant's events are one subtree:
+`flowstream.events.<owner>.<workflow_id>.<run_id>.<event>`. Engines never publish there directly:
+they publish to the same address under `flowstream.ingest`, the event stream stores the message
+under `flowstream.events` (a subject transform) and republishes what it stored to core
+subscribers. So a subscriber of `flowstream.events.<owner>.>` sees exactly the stored events,
+each with its stream sequence (`Nats-Sequence`), and never an event the stream refused.
+"""
 
 from __future__ import annotations
 
+import hashlib
+from dataclasses import dataclass
+
 RUNS_STREAM = "FLOWSTREAM_RUNS"
-SUBMIT_SUBJECT = "flowstream.runs.submit"
+# One subject per run command, so a waiting command can be found (its queue position) by id.
+SUBMIT_PREFIX = "flowstream.runs.submit"
+ALL_SUBMIT = f"{SUBMIT_PREFIX}.>"
 
 EVENTS_STREAM = "FLOWSTREAM_EVENTS"
 EVENTS_PREFIX = "flowstream.events"
 ALL_EVENTS = f"{EVENTS_PREFIX}.>"
+INGEST_PREFIX = "flowstream.ingest"
+ALL_INGEST = f"{INGEST_PREFIX}.>"
+# One marker per engine attempt at a run, stored in the event stream: the events of an attempt
+# are accepted only while its marker is the run's latest (ADR 0011).
+CLAIMS_PREFIX = "flowstream.claims"
+ALL_CLAIMS = f"{CLAIMS_PREFIX}.*"
+
+# Messages history could not record (unparseable, or for a run without an owner).
+DEAD_LETTER_STREAM = "FLOWSTREAM_DEAD_LETTER"
+DEAD_LETTER_PREFIX = "flowstream.deadletter"
 
 CONTROL_PREFIX = "flowstream.runs.control"
 ALL_CONTROL = f"{CONTROL_PREFIX}.*"
@@ -17,36 +40,106 @@ WORKFLOWS_BUCKET = "flowstream_workflows"
 API_KEYS_BUCKET = "flowstream_api_keys"
 # Who owns a run, so any gateway replica can authorize a stop or an attach without asking another.
 RUNS_BUCKET = "flowstream_runs"
+# Idempotency-Key → run id, per caller, for a day.
+IDEMPOTENCY_BUCKET = "flowstream_idempotency"
+# Which engine attempt is executing a run; each key expires unless renewed.
+LEASES_BUCKET = "flowstream_leases"
 # The API registry (`/api/apis`): read and written by the gateway only; runs carry snapshots.
 APIS_BUCKET = "flowstream_apis"
 
 HISTORY_PREFIX = "flowstream.history"
+ALL_HISTORY = f"{HISTORY_PREFIX}.*"
 
 ENGINE_CONSUMER = "engine"
 HISTORY_CONSUMER = "history"
 
-
-def event_subject(workflow_id: str, run_id: str, event: str) -> str:
-    return f"{EVENTS_PREFIX}.{workflow_id}.{run_id}.{event}"
+_OWNER_TOKEN_CHARS = 32
 
 
-def run_events_filter(workflow_id: str, run_id: str) -> str:
-    """Every event of one run."""
-    return f"{EVENTS_PREFIX}.{workflow_id}.{run_id}.*"
+def owner_token(user_id: str) -> str:
+    """The NATS-safe subject token of an owner: the first 128 bits of SHA-256(user id), in hex.
+
+    User ids may hold dots, wildcards or spaces, which a subject token cannot; a hash also keeps
+    one tenant's subtree from being guessed into another's.
+    """
+    return hashlib.sha256(user_id.encode()).hexdigest()[:_OWNER_TOKEN_CHARS]
 
 
-def parse_event_subject(subject: str) -> tuple[str, str, str]:
-    """Split an event subject into (workflow_id, run_id, event)."""
-    _, _, workflow_id, run_id, event = subject.split(".", 4)
-    return workflow_id, run_id, event
+@dataclass(frozen=True, slots=True)
+class RunAddress:
+    """Where a run's events live: its owner's token, its workflow and its id."""
+
+    owner: str
+    workflow_id: str
+    run_id: str
+
+    @classmethod
+    def of(cls, user_id: str, workflow_id: str, run_id: str) -> RunAddress:
+        return cls(owner_token(user_id), workflow_id, run_id)
+
+    def event_subject(self, event: str) -> str:
+        return f"{EVENTS_PREFIX}.{self.owner}.{self.workflow_id}.{self.run_id}.{event}"
+
+    def ingest_subject(self, event: str) -> str:
+        """What an engine publishes to; the stream stores it as :meth:`event_subject`."""
+        return f"{INGEST_PREFIX}.{self.owner}.{self.workflow_id}.{self.run_id}.{event}"
+
+    @property
+    def events_filter(self) -> str:
+        """Every stored event of the run."""
+        return self.event_subject("*")
+
+    @property
+    def claim_subject(self) -> str:
+        return claim_subject(self.run_id)
+
+
+@dataclass(frozen=True, slots=True)
+class EventAddress:
+    run: RunAddress
+    event: str
+
+
+def parse_event_subject(subject: str) -> EventAddress | None:
+    """The address of a stored event subject; None for anything else."""
+    parts = subject.split(".")
+    if len(parts) != 6 or f"{parts[0]}.{parts[1]}" != EVENTS_PREFIX:
+        return None
+    return EventAddress(RunAddress(parts[2], parts[3], parts[4]), parts[5])
+
+
+def owner_events(owner: str) -> str:
+    """Every event of every run of one owner: what a direct subscriber may read."""
+    return f"{EVENTS_PREFIX}.{owner}.>"
+
+
+def workflow_events(owner: str, workflow_id: str) -> str:
+    """Every event of one workflow's runs: what an app key's subscriber may read."""
+    return f"{EVENTS_PREFIX}.{owner}.{workflow_id}.>"
+
+
+def submit_subject(run_id: str) -> str:
+    return f"{SUBMIT_PREFIX}.{run_id}"
+
+
+def claim_subject(run_id: str) -> str:
+    return f"{CLAIMS_PREFIX}.{run_id}"
 
 
 def control_subject(run_id: str) -> str:
     return f"{CONTROL_PREFIX}.{run_id}"
 
 
+def run_id_of_control_subject(subject: str) -> str:
+    return subject[len(CONTROL_PREFIX) + 1 :]
+
+
 def history_subject(op: str) -> str:
     return f"{HISTORY_PREFIX}.{op}"
+
+
+def dead_letter_subject(source: str) -> str:
+    return f"{DEAD_LETTER_PREFIX}.{source}"
 
 
 def event_msg_id(run_id: str, seq: int) -> str:

@@ -11,9 +11,11 @@ from nats.js import JetStreamContext
 from nats.js.api import (
     DiscardPolicy,
     KeyValueConfig,
+    RePublish,
     RetentionPolicy,
     StorageType,
     StreamConfig,
+    SubjectTransform,
 )
 from nats.js.errors import BadRequestError, BucketNotFoundError, NotFoundError
 
@@ -26,13 +28,17 @@ log = logging.getLogger(__name__)
 DUPLICATE_WINDOW_S = 120.0
 # Cancel flags only matter while a run can still be running.
 CONTROL_TTL_S = 24 * 3600.0
+# DESIGN §3.5: the same Idempotency-Key within a day answers the same run.
+IDEMPOTENCY_TTL_S = 24 * 3600.0
+DEAD_LETTER_MAX_BYTES = 64 << 20
 
 
 def runs_stream(settings: NatsSettings) -> StreamConfig:
     return StreamConfig(
         name=subjects.RUNS_STREAM,
-        subjects=[subjects.SUBMIT_SUBJECT],
+        subjects=[subjects.ALL_SUBMIT],
         retention=RetentionPolicy.WORK_QUEUE,
+        allow_direct=True,  # a waiting command's queue position, by its run id
         storage=StorageType.FILE,
         duplicate_window=DUPLICATE_WINDOW_S,
         num_replicas=settings.stream_replicas,
@@ -40,14 +46,36 @@ def runs_stream(settings: NatsSettings) -> StreamConfig:
 
 
 def events_stream(settings: NatsSettings) -> StreamConfig:
+    """Engines publish to `flowstream.ingest.…`; the stream stores each event under
+    `flowstream.events.…` and republishes what it stored there, with its stream sequence, to
+    core subscribers (gateways, direct subscribers): they never see an event the stream refused.
+    Claim markers (`flowstream.claims.<run>`) are stored as they are and republished to nobody."""
     return StreamConfig(
         name=subjects.EVENTS_STREAM,
-        subjects=[subjects.ALL_EVENTS],
+        subjects=[subjects.ALL_INGEST, subjects.ALL_CLAIMS],
+        subject_transform=SubjectTransform(src=subjects.ALL_INGEST, dest=subjects.ALL_EVENTS),
+        republish=RePublish(src=subjects.ALL_EVENTS, dest=subjects.ALL_EVENTS),
         retention=RetentionPolicy.LIMITS,
         discard=DiscardPolicy.OLD,
         storage=StorageType.FILE,
         max_age=settings.events_max_age_s,
+        max_bytes=settings.events_max_bytes,
         duplicate_window=DUPLICATE_WINDOW_S,
+        num_replicas=settings.stream_replicas,
+        allow_direct=True,  # reads of a run's events go to any replica, with no consumer
+    )
+
+
+def dead_letter_stream(settings: NatsSettings) -> StreamConfig:
+    """What history could not record, kept for an operator to look at."""
+    return StreamConfig(
+        name=subjects.DEAD_LETTER_STREAM,
+        subjects=[f"{subjects.DEAD_LETTER_PREFIX}.>"],
+        retention=RetentionPolicy.LIMITS,
+        discard=DiscardPolicy.OLD,
+        storage=StorageType.FILE,
+        max_age=settings.events_max_age_s,
+        max_bytes=DEAD_LETTER_MAX_BYTES,
         num_replicas=settings.stream_replicas,
     )
 
@@ -73,6 +101,18 @@ def buckets(settings: NatsSettings) -> list[KeyValueConfig]:
             history=1,
             replicas=settings.stream_replicas,
         ),
+        KeyValueConfig(
+            bucket=subjects.LEASES_BUCKET,
+            ttl=CONTROL_TTL_S,  # each key expires much sooner: per-message TTLs
+            history=1,
+            replicas=settings.stream_replicas,
+        ),
+        KeyValueConfig(
+            bucket=subjects.IDEMPOTENCY_BUCKET,
+            ttl=IDEMPOTENCY_TTL_S,
+            history=1,
+            replicas=settings.stream_replicas,
+        ),
     ]
 
 
@@ -87,8 +127,33 @@ async def _ensure_stream(js: JetStreamContext, config: StreamConfig) -> None:
 async def ensure_topology(js: JetStreamContext, settings: NatsSettings) -> None:
     await _ensure_stream(js, runs_stream(settings))
     await _ensure_stream(js, events_stream(settings))
+    await _ensure_stream(js, dead_letter_stream(settings))
     for bucket in buckets(settings):
         try:
             await js.key_value(bucket.bucket)
         except (BucketNotFoundError, NotFoundError):
             await js.create_key_value(config=bucket)
+
+
+async def converge_consumer(
+    js: JetStreamContext,
+    stream: str,
+    durable: str,
+    *,
+    filter_subject: str,
+    ack_wait: float,
+    max_deliver: int,
+) -> None:
+    """A durable consumer keeps the settings it was created with: bring an existing one to the
+    configured filter, acknowledgement deadline and delivery limit (absent, its subscriber
+    creates it)."""
+    try:
+        info = await js.consumer_info(stream, durable)
+    except NotFoundError:
+        return
+    config = info.config
+    wanted = (filter_subject, ack_wait, max_deliver)
+    if (config.filter_subject, config.ack_wait, config.max_deliver) == wanted:
+        return
+    config.filter_subject, config.ack_wait, config.max_deliver = wanted
+    await js.add_consumer(stream, config=config)

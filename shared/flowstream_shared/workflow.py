@@ -133,6 +133,13 @@ class ConnectionInput(Connection):
 class WorkflowConfig(_Strict):
     timeout: float | None = Field(default=None, gt=0, le=86400)
     retry_count: int = Field(default=0, ge=0, le=20)
+    openai_input: str | None = Field(
+        default=None,
+        pattern=r"^[A-Za-z_][A-Za-z0-9_]{0,63}$",
+        description="The START input that takes the last user message when the workflow is "
+        "called as an OpenAI-compatible model (default: `query`, else the only required "
+        "string input)",
+    )
 
 
 class WorkflowDefinition(_Strict):
@@ -260,29 +267,73 @@ class ChatMessage(_Strict):
     content: str = Field(max_length=200_000)
 
 
-class LlmConfig(_Strict):
-    """Any OpenAI-compatible chat completions endpoint (`<base_url>/chat/completions`)."""
+LlmApi = Literal["chat_completions", "responses", "anthropic_messages"]
+TOOL_NAME_PATTERN = r"^[A-Za-z0-9_-]{1,64}$"
+CREDENTIAL_NAME_PATTERN = r"^[A-Za-z0-9_.-]{1,128}$"
 
+
+class LlmTool(_Strict):
+    """A function the model may call; each protocol gets it in its own request shape."""
+
+    name: str = Field(pattern=TOOL_NAME_PATTERN)
+    description: str = Field(default="", max_length=10_000)
+    parameters: dict[str, Any] = Field(
+        default_factory=lambda: {"type": "object", "properties": {}},
+        description="A JSON Schema for the arguments object",
+    )
+
+
+class NamedToolChoice(_Strict):
+    name: str = Field(pattern=TOOL_NAME_PATTERN)
+
+
+ToolChoice = Literal["auto", "none", "required"] | NamedToolChoice
+
+
+class LlmConfig(_Strict):
+    """A model behind one of three wire protocols (`api`): OpenAI Chat Completions
+    (`<base_url>/chat/completions`), OpenAI Responses (`<base_url>/responses`) or Anthropic
+    Messages (`<base_url>/messages`)."""
+
+    api: LlmApi = "chat_completions"
     base_url: str = Field(min_length=1, max_length=2_000)
     model: str = Field(min_length=1, max_length=200)
     system: str | None = Field(default=None, max_length=200_000)
     messages: list[ChatMessage] = Field(default_factory=list, max_length=1_000)
     prompt: str | None = Field(default=None, max_length=200_000)
+    credential: str | None = Field(
+        default=None,
+        pattern=CREDENTIAL_NAME_PATTERN,
+        description="The name of a stored credential holding the provider's API key",
+    )
     api_key: str | None = Field(default=None, max_length=1_000)
     api_key_env: str | None = Field(default=None, pattern=ENV_VAR_PATTERN)
+    tools: list[LlmTool] = Field(default_factory=list, max_length=128)
+    tool_choice: ToolChoice | None = None
     temperature: float | None = Field(default=None, ge=0, le=2)
     max_tokens: int | None = Field(default=None, ge=1)
     top_p: float | None = Field(default=None, ge=0, le=1)
     timeout: float = Field(default=120.0, gt=0, le=3600)
+    upstream_stream: bool = Field(default=True, description="Ask the provider for a stream")
     stream: bool = Field(default=True, description="Emit the answer as `text_chunk`s")
-    include_usage: bool = Field(default=True, description="Ask for `usage` in the last chunk")
+    include_usage: bool = Field(
+        default=True, description="Chat Completions: ask for `usage` in the last chunk"
+    )
 
     @model_validator(mode="after")
-    def _has_a_message(self) -> LlmConfig:
+    def _consistent(self) -> LlmConfig:
         if not self.messages and self.prompt is None:
             raise ValueError("an LLM node needs `prompt` or `messages`")
-        if self.api_key is not None and self.api_key_env is not None:
-            raise ValueError("set `api_key` or `api_key_env`, not both")
+        keys = [self.api_key, self.api_key_env, self.credential]
+        if sum(key is not None for key in keys) > 1:
+            raise ValueError("set one of `credential`, `api_key` and `api_key_env`")
+        names = [tool.name for tool in self.tools]
+        if len(set(names)) != len(names):
+            raise ValueError("tools: two tools have the same name")
+        if self.tool_choice is not None and not self.tools:
+            raise ValueError("tool_choice needs `tools`")
+        if isinstance(self.tool_choice, NamedToolChoice) and self.tool_choice.name not in names:
+            raise ValueError(f"tool_choice: no tool is named {self.tool_choice.name!r}")
         return self
 
 
@@ -308,7 +359,7 @@ BUILTIN_OUTPUTS: dict[str, frozenset[str] | None] = {
     NodeType.API_CALL: API_RESPONSE_FIELDS,  # plus the names `outputs` maps
     NodeType.PARALLEL: frozenset(),
     NodeType.LOOP: frozenset({"iterations", "errors"}),
-    NodeType.LLM: frozenset({"text", "usage", "finish_reason", "model"}),
+    NodeType.LLM: frozenset({"text", "tool_calls", "usage", "finish_reason", "model", "response"}),
 }
 
 BranchKey = tuple[str, str]  # (PARALLEL node id, the node its branch starts at)

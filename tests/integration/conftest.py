@@ -72,7 +72,7 @@ def command(definition: dict[str, Any], inputs: dict[str, Any], timeout: float =
 
 async def submit(client: Client, cmd: RunCommand) -> None:
     await client.jetstream().publish(
-        subjects.SUBMIT_SUBJECT,
+        subjects.submit_subject(cmd.run_id),
         cmd.model_dump_json(by_alias=True).encode(),
         headers={"Nats-Msg-Id": cmd.run_id},
     )

@@ -15,11 +15,11 @@ from nats.aio.msg import Msg
 from nats.js.api import DeliverPolicy
 
 from tests.integration.conftest import EngineFactory, command, submit
-from tests.support import GREET, delay_then_template, read_run_log
+from tests.support import GREET, delay_then_template, read_run_log, run_events
 
 
 async def _wait_for_node_start(client: Client, cmd_run_id: str, node_id: str) -> None:
-    sub = await client.subscribe(f"flowstream.events.*.{cmd_run_id}.node_started")
+    sub = await client.subscribe(run_events(cmd_run_id)[:-1] + "node_started")
     try:
         while True:
             msg = await sub.next_msg(timeout=20)
@@ -43,19 +43,26 @@ async def test_events_are_numbered_gap_free_and_carry_their_msg_id(
     assert [e["seq"] for e in events] == list(range(1, len(events) + 1))
 
     js = nc.jetstream()
+    run = subjects.RunAddress.of(cmd.user_id, cmd.workflow.workflow_id, cmd.run_id)
     sub = await js.subscribe(
-        subjects.run_events_filter(cmd.workflow.workflow_id, cmd.run_id),
+        run.events_filter,
+        stream=subjects.EVENTS_STREAM,
         ordered_consumer=True,
         deliver_policy=DeliverPolicy.ALL,
     )
     first = await sub.next_msg(timeout=5)
     await sub.unsubscribe()
+    assert first.subject == run.event_subject("workflow_started")
     assert first.headers is not None
     assert first.headers["Nats-Msg-Id"] == f"{cmd.run_id}:1"
 
     # A retried publish of a stored event is dropped by the stream.
     before = (await js.stream_info(subjects.EVENTS_STREAM)).state.last_seq
-    ack = await js.publish(first.subject, first.data, headers={"Nats-Msg-Id": f"{cmd.run_id}:1"})
+    ack = await js.publish(
+        run.ingest_subject("workflow_started"),
+        first.data,
+        headers={"Nats-Msg-Id": f"{cmd.run_id}:1"},
+    )
     assert ack.duplicate
     assert (await js.stream_info(subjects.EVENTS_STREAM)).state.last_seq == before
 
@@ -158,7 +165,9 @@ async def test_engine_concurrency_bounds_the_runs_one_engine_executes(
     all_finished = asyncio.Event()
 
     async def record(msg: Msg) -> None:
-        _, _, _, run_id, event = msg.subject.split(".", 4)
+        address = subjects.parse_event_subject(msg.subject)
+        assert address is not None
+        run_id, event = address.run.run_id, address.event
         if run_id in ours and event in ("workflow_started", "workflow_finished"):
             arrivals.append((event, run_id))
             if sum(e == "workflow_finished" for e, _ in arrivals) == len(ours):

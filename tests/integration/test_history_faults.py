@@ -94,8 +94,9 @@ async def publish(nc: Client, runs: list[Run]) -> None:
     for owner, events in runs:
         await index.put(owner.run_id, owner.model_dump_json().encode())
         for workflow_id, event in events:
+            run = subjects.RunAddress.of(owner.user_id, workflow_id, owner.run_id)
             await js.publish(
-                subjects.event_subject(workflow_id, owner.run_id, event.event.value),
+                run.ingest_subject(event.event.value),
                 event.model_dump_json().encode(),
                 headers={"Nats-Msg-Id": subjects.event_msg_id(owner.run_id, event.seq)},
             )

@@ -35,23 +35,22 @@ PATIENCE = 5.0
 
 
 class MemoryEventLog:
-    """An EventLog that stores every event at once and can signal when it sees one."""
+    """An event sink that stores every event at once and can signal when it sees one."""
 
     def __init__(self) -> None:
         self.records: list[tuple[str, RunEvent]] = []
-        self.msg_ids: list[str] = []
         self._watches: list[tuple[Callable[[RunEvent], bool], asyncio.Event]] = []
 
-    def submit(self, subject: str, payload: bytes, msg_id: str) -> asyncio.Future[None]:
-        event = parse_event(payload)
-        self.records.append((subject, event))
-        self.msg_ids.append(msg_id)
+    def append(self, event: str, payload: bytes, seq: int) -> None:
+        parsed = parse_event(payload)
+        assert parsed.event == event and parsed.seq == seq
+        self.records.append((event, parsed))
         for predicate, seen in self._watches:
-            if predicate(event):
+            if predicate(parsed):
                 seen.set()
-        stored: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        stored.set_result(None)
-        return stored
+
+    async def stored(self, through: int) -> None:
+        assert through <= (self.records[-1][1].seq if self.records else 0)
 
     def seen(self, predicate: Callable[[RunEvent], bool]) -> asyncio.Event:
         """An event set as soon as an event matching `predicate` is submitted."""
@@ -135,11 +134,7 @@ def prepare(
 ) -> Run:
     log = MemoryEventLog()
     emitter = RunEmitter(
-        log,
-        command.workflow.workflow_id,
-        command.run_id,
-        command.task_id,
-        last_seq=state.last_seq if state else 0,
+        log, command.run_id, command.task_id, last_seq=state.last_seq if state else 0
     )
     executor = RunExecutor(command, plan_for(command.workflow), emitter, state, http=http)
     return Run(command, log, executor)

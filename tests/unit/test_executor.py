@@ -134,18 +134,32 @@ async def test_streaming_template_run_emits_every_event_in_order() -> None:
     assert finished.total_steps == 3
 
 
-async def test_subjects_and_message_ids() -> None:
+async def test_events_reach_the_sink_numbered_from_one() -> None:
     run = run_of(greet(), {"name": "Ada"})
 
     await run.execute()
 
-    wf, run_id = run.command.workflow.workflow_id, run.command.run_id
-    for (subject, event), msg_id in zip(run.log.records, run.log.msg_ids, strict=True):
-        assert subject == f"flowstream.events.{wf}.{run_id}.{event.event.value}"
-        assert subjects.parse_event_subject(subject) == (wf, run_id, event.event.value)
-        assert msg_id == f"{run_id}:{event.seq}"
+    run_id = run.command.run_id
+    for index, (name, event) in enumerate(run.log.records, start=1):
+        assert name == event.event.value
+        assert event.seq == index
         assert event.workflow_run_id == run_id
         assert event.task_id == run.command.task_id
+
+
+def test_event_subjects_are_addressed_by_owner() -> None:
+    run = subjects.RunAddress.of("alice@example.com", "wf-1", "run-1")
+
+    assert run.owner == subjects.owner_token("alice@example.com")
+    assert len(run.owner) == 32 and run.owner.isalnum()
+    assert run.ingest_subject("node_started") == (
+        f"flowstream.ingest.{run.owner}.wf-1.run-1.node_started"
+    )
+    stored = run.event_subject("node_started")
+    assert stored == f"flowstream.events.{run.owner}.wf-1.run-1.node_started"
+    assert subjects.parse_event_subject(stored) == subjects.EventAddress(run, "node_started")
+    assert subjects.parse_event_subject("flowstream.events.wf.run.node_started") is None
+    assert subjects.owner_token("a.b*>") != subjects.owner_token("a.b")
 
 
 # Conditions

@@ -131,7 +131,7 @@ def calling_api(config: dict[str, Any], apis: dict[str, ApiSnapshot]) -> RunComm
 
 async def execute(command: RunCommand, http: httpx.AsyncClient) -> MemoryEventLog:
     log = MemoryEventLog()
-    emitter = RunEmitter(log, command.workflow.workflow_id, command.run_id, command.task_id)
+    emitter = RunEmitter(log, command.run_id, command.task_id)
     executor = RunExecutor(command, plan_for(command.workflow), emitter, http=http)
     async with asyncio.timeout(PATIENCE):
         await executor.execute()

@@ -12,16 +12,18 @@ from faststream.specification import AsyncAPI
 from flowstream_shared import subjects
 from flowstream_shared.commands import ControlCommand, RunCommand
 from flowstream_shared.events import RunEvent
-from flowstream_shared.topology import ensure_topology
+from flowstream_shared.topology import converge_consumer, ensure_topology
 from prometheus_client import make_asgi_app
 from pydantic import ValidationError
 
 from flowstream_engine.control import ControlRegistry, run_id_of_key
-from flowstream_engine.emitter import EventLogWriter
 from flowstream_engine.http import close_shared_client
+from flowstream_engine.lease import Leases
 from flowstream_engine.metrics import EngineMetrics
+from flowstream_engine.publisher import AckedPublisher
+from flowstream_engine.run_log import LogSettings
 from flowstream_engine.settings import EngineSettings
-from flowstream_engine.worker import RunWorker
+from flowstream_engine.worker import RunWorker, WorkerSettings
 
 log = logging.getLogger("flowstream.engine")
 
@@ -30,15 +32,21 @@ def create_app(settings: EngineSettings | None = None) -> AsgiFastStream:
     settings = settings or EngineSettings()
     # Per-message logs at DEBUG: at thousands of runs per second INFO lines would dominate.
     broker = NatsBroker(
-        settings.url, max_reconnect_attempts=-1, reconnect_time_wait=1, log_level=logging.DEBUG
+        settings.url,
+        max_reconnect_attempts=-1,
+        reconnect_time_wait=1,
+        log_level=logging.DEBUG,
+        # Stopping hands every run back at once (its handler naks when cancelled) so another
+        # engine resumes it now, instead of finishing runs that may last minutes.
+        graceful_timeout=None,
     )
     control = ControlRegistry()
     metrics = EngineMetrics()
-    writer: list[EventLogWriter] = []
+    publisher: list[AckedPublisher] = []
     worker: list[RunWorker] = []
 
     @broker.subscriber(
-        subjects.SUBMIT_SUBJECT,
+        subjects.ALL_SUBMIT,
         stream=JStream(subjects.RUNS_STREAM, declare=False),
         durable=subjects.ENGINE_CONSUMER,
         pull_sub=PullSub(batch_size=1, timeout=5.0),
@@ -57,7 +65,7 @@ def create_app(settings: EngineSettings | None = None) -> AsgiFastStream:
 
     @broker.subscriber(subjects.ALL_CONTROL, title="run control (fast path)")
     async def on_control(command: ControlCommand, message: NatsMessage) -> None:
-        control.receive(message.raw_message.subject.rsplit(".", 1)[-1], command)
+        control.receive(subjects.run_id_of_control_subject(message.raw_message.subject), command)
 
     @broker.subscriber(
         ">",
@@ -70,38 +78,62 @@ def create_app(settings: EngineSettings | None = None) -> AsgiFastStream:
         key = getattr(message.raw_message, "key", "")
         _receive(control, run_id_of_key(key), message.body)
 
-    # Events are published by the pipelined EventLogWriter; these declarations document them.
+    # Events are published by each run's RunLog; these declarations document them.
     broker.publisher(
-        subjects.event_subject("{workflow_id}", "{run_id}", "{event}"),
+        subjects.RunAddress("{owner}", "{workflow_id}", "{run_id}").ingest_subject("{event}"),
         stream=JStream(subjects.EVENTS_STREAM, declare=False),
-        title="run events",
+        title="run events (as engines publish them)",
         description=(
-            "Every event of a run, in `seq` order, with `Nats-Msg-Id: <run_id>:<seq>`. "
-            "Subscribing to `flowstream.events.>` gives exactly what SSE clients get."
+            "Every event of a run, in `seq` order, with `Nats-Msg-Id: <run_id>:<seq>` and the "
+            "attempt's claim as `Nats-Expected-Last-Subject-Sequence` on "
+            "`flowstream.claims.<run_id>`. The stream stores each as "
+            "`flowstream.events.<owner>.<workflow_id>.<run_id>.<event>` and republishes it "
+            "there: subscribing to `flowstream.events.<owner>.>` gives exactly what SSE "
+            "clients get."
         ),
         schema=RunEvent,
     )
 
     async def start_up() -> None:
         await broker.connect()
-        js = broker.connection.jetstream()
+        nc = broker.connection
+        js = nc.jetstream()
         await ensure_topology(js, settings)
-        writer.append(EventLogWriter(js))
-        writer[0].start()
+        await converge_consumer(
+            js,
+            subjects.RUNS_STREAM,
+            subjects.ENGINE_CONSUMER,
+            filter_subject=subjects.ALL_SUBMIT,
+            ack_wait=settings.engine_ack_wait_s,
+            max_deliver=settings.engine_max_deliver,
+        )
+        publisher.append(AckedPublisher(nc))
+        await publisher[0].start()
+        leases = Leases(
+            publisher[0], await js.key_value(subjects.LEASES_BUCKET), settings.engine_ack_wait_s
+        )
         worker.append(
             RunWorker(
-                js,
-                writer[0],
+                nc,
+                publisher[0],
+                leases,
                 control,
                 metrics,
-                ack_wait_s=settings.engine_ack_wait_s,
-                max_deliver=settings.engine_max_deliver,
+                WorkerSettings(
+                    ack_wait_s=settings.engine_ack_wait_s,
+                    max_deliver=settings.engine_max_deliver,
+                    max_event_bytes=max(64 << 10, nc.max_payload - (16 << 10)),
+                    log=LogSettings(
+                        ack_timeout_s=settings.engine_publish_ack_timeout_s,
+                        retry_budget_s=settings.engine_publish_retry_s,
+                    ),
+                ),
             )
         )
 
     async def shut_down() -> None:
-        if writer:
-            await writer[0].stop()
+        if publisher:
+            await publisher[0].stop()
         await close_shared_client()  # the pool API_CALL and LLM nodes share
 
     @get(include_in_schema=False)

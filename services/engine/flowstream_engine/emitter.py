@@ -1,156 +1,73 @@
-"""Publishes run events with a gap-free `seq`, pipelined rather than one round trip per event.
+"""Builds and numbers a run's events; the run's event sink stores them.
 
 :meth:`RunEmitter.emit` is synchronous: numbering an event and queueing it happen together, so a
-cancelled node can never leave a gap in `seq`. One :class:`EventLogWriter` per process drains the
-queue with `publish_async` (NATS keeps the order of one connection) and collects acknowledgements;
-:meth:`RunEmitter.flush` waits until every event of the run is stored. An event whose
-acknowledgement fails is published again with the same `Nats-Msg-Id`, so the stream stores it once.
+cancelled node can never leave a gap in `seq`. An event too large for the event log is refused
+before it gets a number (:class:`EventTooLarge`), so the caller can send a smaller one instead.
 """
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
-import logging
-from collections import deque
-from typing import Any, Protocol
+from typing import Protocol
 
-from flowstream_shared import subjects
 from flowstream_shared.events import EVENT_TYPES, EventName, RunEventBase
 from pydantic import BaseModel
 
-log = logging.getLogger(__name__)
+# NATS's default max_payload is 1 MiB; headers and the reply subject need room too.
+DEFAULT_MAX_EVENT_BYTES = (1 << 20) - (16 << 10)
 
-MSG_ID_HEADER = "Nats-Msg-Id"
 
+class EventSink(Protocol):
+    """Where one run's events go, in `seq` order."""
 
-class EventLog(Protocol):
-    def submit(self, subject: str, payload: bytes, msg_id: str) -> asyncio.Future[None]:
-        """Queue one event; the future completes when the event log has stored it."""
+    def append(self, event: str, payload: bytes, seq: int) -> None:
+        """Queue an event; never blocks."""
+        ...
+
+    async def stored(self, through: int) -> None:
+        """Wait until every event up to `through` is stored; raise if it cannot be."""
         ...
 
 
-class EventLogWriter:
-    """The process's single writer to `FLOWSTREAM_EVENTS`."""
-
-    def __init__(self, js: Any, retries: int = 5) -> None:
-        self._js = js
-        self._retries = retries
-        self._queue: deque[tuple[str, bytes, str, asyncio.Future[None]]] = deque()
-        self._wakeup = asyncio.Event()
-        self._task: asyncio.Task[None] | None = None
-        self._retries_in_flight: set[asyncio.Task[None]] = set()
-
-    def start(self) -> None:
-        self._task = asyncio.create_task(self._drain(), name="event-log-writer")
-
-    async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-
-    def submit(self, subject: str, payload: bytes, msg_id: str) -> asyncio.Future[None]:
-        stored: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        self._queue.append((subject, payload, msg_id, stored))
-        self._wakeup.set()
-        return stored
-
-    async def _drain(self) -> None:
-        while True:
-            await self._wakeup.wait()
-            self._wakeup.clear()
-            while self._queue:
-                subject, payload, msg_id, stored = self._queue.popleft()
-                try:
-                    ack = await self._js.publish_async(
-                        subject,
-                        payload,
-                        headers={MSG_ID_HEADER: msg_id},
-                        stream=subjects.EVENTS_STREAM,
-                    )
-                except Exception as exc:
-                    log.warning("publishing event %s failed (%s); retrying", msg_id, exc)
-                    self._retry(subject, payload, msg_id, stored)
-                    continue
-                ack.add_done_callback(
-                    lambda done, s=subject, p=payload, m=msg_id, f=stored: self._on_ack(
-                        done, s, p, m, f
-                    )
-                )
-
-    def _on_ack(
-        self,
-        ack: asyncio.Future[Any],
-        subject: str,
-        payload: bytes,
-        msg_id: str,
-        stored: asyncio.Future[None],
-    ) -> None:
-        if ack.cancelled() or ack.exception() is not None:
-            self._retry(subject, payload, msg_id, stored)
-        elif not stored.done():
-            stored.set_result(None)
-
-    def _retry(
-        self, subject: str, payload: bytes, msg_id: str, stored: asyncio.Future[None]
-    ) -> None:
-        task = asyncio.ensure_future(self._republish(subject, payload, msg_id, stored))
-        self._retries_in_flight.add(task)
-        task.add_done_callback(self._retries_in_flight.discard)
-
-    async def _republish(
-        self, subject: str, payload: bytes, msg_id: str, stored: asyncio.Future[None]
-    ) -> None:
-        delay = 0.05
-        for attempt in range(self._retries):
-            try:
-                await self._js.publish(
-                    subject, payload, headers={MSG_ID_HEADER: msg_id}, stream=subjects.EVENTS_STREAM
-                )
-            except Exception as exc:
-                if attempt == self._retries - 1:
-                    if not stored.done():
-                        stored.set_exception(exc)
-                    return
-                await asyncio.sleep(delay)
-                delay *= 2
-            else:
-                if not stored.done():
-                    stored.set_result(None)
-                return
+class EventTooLarge(ValueError):
+    def __init__(self, event: str, size: int, limit: int) -> None:
+        super().__init__(
+            f"the {event} event would be {size} bytes, over the event limit of {limit} bytes"
+        )
+        self.size = size
+        self.limit = limit
 
 
 class RunEmitter:
     """Builds, numbers and queues the events of one run."""
 
     def __init__(
-        self, log: EventLog, workflow_id: str, run_id: str, task_id: str, last_seq: int = 0
+        self,
+        sink: EventSink,
+        run_id: str,
+        task_id: str,
+        last_seq: int = 0,
+        max_event_bytes: int = DEFAULT_MAX_EVENT_BYTES,
     ) -> None:
-        self._log = log
-        self._stored: list[asyncio.Future[None]] = []
-        self.workflow_id = workflow_id
+        self._sink = sink
         self.run_id = run_id
         self.task_id = task_id
         self.seq = last_seq
+        self._max_event_bytes = max_event_bytes
 
     def emit(self, event: EventName, data: BaseModel) -> RunEventBase:
-        self.seq += 1
+        seq = self.seq + 1
         # `data` is a validated model and the rest is ours: constructing without validating again
         # saves a tenth of an event's cost.
         model = EVENT_TYPES[event].model_construct(
-            event=event, workflow_run_id=self.run_id, task_id=self.task_id, data=data, seq=self.seq
+            event=event, workflow_run_id=self.run_id, task_id=self.task_id, data=data, seq=seq
         )
-        self._stored.append(
-            self._log.submit(
-                subjects.event_subject(self.workflow_id, self.run_id, event.value),
-                model.model_dump_json().encode(),
-                subjects.event_msg_id(self.run_id, self.seq),
-            )
-        )
+        payload = model.model_dump_json().encode()
+        if len(payload) > self._max_event_bytes:
+            raise EventTooLarge(event.value, len(payload), self._max_event_bytes)
+        self.seq = seq
+        self._sink.append(event.value, payload, seq)
         return model
 
     async def flush(self) -> None:
         """Wait until every event emitted so far is stored; raise if one could not be."""
-        stored, self._stored = self._stored, []
-        await asyncio.gather(*stored)
+        await self._sink.stored(self.seq)

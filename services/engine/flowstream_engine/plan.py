@@ -8,6 +8,7 @@ only when the node fails.
 
 from __future__ import annotations
 
+import hashlib
 from collections import OrderedDict, defaultdict
 from dataclasses import dataclass, field
 from typing import Any
@@ -147,12 +148,13 @@ def _build(snapshot: WorkflowSnapshot) -> Plan:
 
 
 _CACHE_SIZE = 1024
-_cache: OrderedDict[tuple[str, int], Plan] = OrderedDict()
+_cache: OrderedDict[str, Plan] = OrderedDict()
 
 
 def plan_for(snapshot: WorkflowSnapshot) -> Plan:
-    """Plans are cached per workflow version: a stored version never changes."""
-    key = (snapshot.workflow_id, snapshot.version)
+    """Plans are cached by what they were built from, never by names alone: a command carrying
+    another definition under a known workflow id and version gets its own plan."""
+    key = hashlib.sha256(snapshot.model_dump_json().encode()).hexdigest()
     plan = _cache.get(key)
     if plan is None:
         plan = _cache[key] = _build(snapshot)

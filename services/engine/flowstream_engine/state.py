@@ -3,8 +3,10 @@
 Nodes inside LOOP bodies are folded like any other; the scheduler uses them only to restore the
 values of a LOOP that had finished (an unfinished LOOP runs again from its first iteration).
 PARALLEL branches announced at the top level are remembered so a resumed run does not announce
-them twice. Whether the log ends paused is remembered too, so a paused run picked up again
-neither announces its pause twice nor resumes without saying so.
+them twice. Node executions that started but never finished were interrupted with their engine:
+the resumed run reports each as stopped before running the node again. Whether the log ends
+paused is remembered too, so a paused run picked up again neither announces its pause twice nor
+resumes without saying so.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from typing import Any
 from flowstream_shared.events import (
     NodeFinished,
     NodeStarted,
+    NodeStartedData,
     NodeStatus,
     ParallelBranchFinished,
     ParallelBranchStarted,
@@ -50,6 +53,8 @@ class RunState:
     branches_finished: set[BranchKey] = field(default_factory=set)
     # The log ends in `workflow_paused`: a resumed run does not announce the pause again.
     paused: bool = False
+    # Node executions (by execution id) that started and have not finished.
+    running: dict[str, NodeStartedData] = field(default_factory=dict)
 
     def apply(self, event: RunEventBase) -> None:
         if event.seq <= self.last_seq:
@@ -60,8 +65,10 @@ class RunState:
             self.inputs = dict(event.data.inputs)
         elif isinstance(event, NodeStarted):
             self.node_index = max(self.node_index, event.data.index)
+            self.running[event.data.id] = event.data
         elif isinstance(event, NodeFinished):
             data = event.data
+            self.running.pop(data.id, None)
             self.total_tokens += int((data.execution_metadata or {}).get("total_tokens", 0))
             self.finished_nodes.append(
                 FinishedNode(data.node_id, data.status, dict(data.outputs or {}), data.error)

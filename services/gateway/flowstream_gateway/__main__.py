@@ -3,9 +3,11 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import socket
 import sys
 
 import uvicorn
+from fastapi import FastAPI
 
 from flowstream_gateway.app import create_app
 from flowstream_gateway.settings import GatewaySettings
@@ -23,14 +25,32 @@ def main() -> None:
         return
     logging.basicConfig(level=logging.INFO, format="%(asctime)s gateway %(levelname)s %(message)s")
     settings = GatewaySettings()
-    uvicorn.run(
-        create_app(settings),
+    app = create_app(settings)
+    config = uvicorn.Config(
+        app,
         host=settings.gateway_host,
         port=settings.gateway_port,
         log_level="warning",
         lifespan="on",
         timeout_graceful_shutdown=5,
     )
+    DrainingServer(config, app).run()
+
+
+class DrainingServer(uvicorn.Server):
+    """Before uvicorn waits for open connections to finish, every stream of this replica is
+    told to end with a frame that sends its client to another replica: a rolling update never
+    cancels runs and never waits out a stream that could last minutes."""
+
+    def __init__(self, config: uvicorn.Config, app: FastAPI) -> None:
+        super().__init__(config)
+        self._app = app
+
+    async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
+        services = getattr(self._app.state, "services", None)
+        if services is not None:
+            services.hub.shutting_down()
+        await super().shutdown(sockets)
 
 
 if __name__ == "__main__":

@@ -16,6 +16,7 @@ from flowstream_gateway.apis import ApiRecord, ApiStore
 from flowstream_gateway.errors import install_error_handlers
 from flowstream_gateway.history_client import HistoryClient
 from flowstream_gateway.hub import EventHub
+from flowstream_gateway.idempotency import IdempotencyKeys
 from flowstream_gateway.kv_cache import KvCache
 from flowstream_gateway.limits import BodySizeLimit
 from flowstream_gateway.metrics import GatewayMetrics
@@ -28,6 +29,7 @@ from flowstream_gateway.routes import (
     executions,
     keys,
     monitor,
+    openai_compat,
     ops,
     websockets,
     workflows,
@@ -50,8 +52,18 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         resolved = settings or GatewaySettings()
+        hub: list[EventHub] = []
+
+        async def reconnected() -> None:
+            if hub:
+                hub[0].on_reconnected()
+
         nc = await nats.connect(
-            resolved.url, max_reconnect_attempts=-1, reconnect_time_wait=0.5, name="gateway"
+            resolved.url,
+            max_reconnect_attempts=-1,
+            reconnect_time_wait=0.5,
+            name="gateway",
+            reconnected_cb=reconnected,
         )
         js = nc.jetstream()
         await ensure_topology(js, resolved)
@@ -66,22 +78,21 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
         await key_cache.start()
         await api_cache.start()
         apis = ApiStore(api_cache)
-        runs_kv = await js.key_value(subjects.RUNS_BUCKET)
-
-        async def owner_of(run_id: str) -> str | None:
-            owner = await runs.owner(run_id)
-            return owner.user_id if owner else None
-
-        hub = EventHub(js, owner_of)
+        hub.append(EventHub(nc))
         runs = RunService(
-            nc, js, hub, runs_kv, await js.key_value(subjects.CONTROL_BUCKET), resolved
+            nc,
+            js,
+            hub[0],
+            await js.key_value(subjects.RUNS_BUCKET),
+            await js.key_value(subjects.CONTROL_BUCKET),
+            IdempotencyKeys(await js.key_value(subjects.IDEMPOTENCY_BUCKET)),
+            resolved,
         )
-        await hub.start()
         app.state.services = Services(
             settings=resolved,
             nc=nc,
             js=js,
-            hub=hub,
+            hub=hub[0],
             runs=runs,
             workflows=WorkflowStore(workflow_cache, apis),
             api_keys=ApiKeyStore(key_cache),
@@ -93,7 +104,7 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
         try:
             yield
         finally:
-            await hub.stop()
+            await hub[0].stop()
             await workflow_cache.stop()
             await key_cache.stop()
             await api_cache.stop()
@@ -115,6 +126,7 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
         websockets.router,
         dify.router,
         keys.router,
+        openai_compat.router,
         apis_routes.router,
         monitor.router,
         monitor.metrics_router,

@@ -1,12 +1,20 @@
-"""Starting, following and stopping runs: everything the gateway asks of the engine, over NATS."""
+"""Starting, following and stopping runs: everything the gateway asks of the engine, over NATS.
+
+`RunService.start` is the one submission path of every route. It subscribes to the run's events
+before it publishes the command (no event can be missed), publishes the command and the run's
+entry in the run index (KV `flowstream_runs`) at once, and hands back the run's feed.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import time
 import uuid
-from typing import Any
+from collections.abc import Coroutine
+from dataclasses import dataclass
+from typing import Annotated, Any
 
+from fastapi import Header
 from flowstream_shared import subjects
 from flowstream_shared.commands import (
     ControlAction,
@@ -17,21 +25,47 @@ from flowstream_shared.commands import (
     RunOwner,
     task_id_for,
 )
+from flowstream_shared.event_log import StoredMessage, last_message
+from flowstream_shared.subjects import RunAddress
+from nats.aio.client import Client
+from nats.errors import TimeoutError as NatsTimeout
+from nats.js import JetStreamContext
+from nats.js.errors import KeyDeletedError, KeyNotFoundError
+from nats.js.kv import KeyValue
 
 from flowstream_gateway.errors import ApiError
 from flowstream_gateway.hub import EventHub, RunFeed, Signal, StreamedEvent
+from flowstream_gateway.idempotency import IdempotencyKeys, fingerprint
 from flowstream_gateway.settings import GatewaySettings
 from flowstream_gateway.workflows import WorkflowRecord
+
+SUBMIT_TIMEOUT_S = 5.0
+
+IdempotencyKey = Annotated[
+    str | None,
+    Header(
+        alias="Idempotency-Key",
+        min_length=1,
+        max_length=255,
+        description="Retrying with the same key within 24 h answers the same run, never a "
+        "second one (DESIGN §3.5)",
+    ),
+]
 
 
 class RunHandle:
     """A submitted run and the feed of its events on this replica."""
 
-    def __init__(self, command: RunCommand, feed: RunFeed, hub: EventHub, grace_s: float) -> None:
+    def __init__(self, command: RunCommand, feed: RunFeed | None, hub: EventHub, grace_s: float):
         self.command = command
-        self.feed = feed
+        self._feed = feed
         self._hub = hub
         self._give_up_at = command.deadline + grace_s
+
+    @property
+    def feed(self) -> RunFeed:
+        assert self._feed is not None, "a run started without following has no feed"
+        return self._feed
 
     @property
     def run_id(self) -> str:
@@ -47,31 +81,49 @@ class RunHandle:
             max(self._give_up_at - time.time(), 0.0), self.feed.queue.put_nowait, Signal.LOST
         )
 
-    async def wait_finished(self) -> StreamedEvent | None:
-        """The `workflow_finished` event, or None when the run is lost."""
+    async def wait_finished(self) -> StreamedEvent | Signal:
+        """The `workflow_finished` event, `Signal.LOST` when the run is lost, or
+        `Signal.SHUTDOWN` when this replica stops first."""
         timer = self.arm_deadline()
         try:
             while True:
                 item = await self.feed.queue.get()
-                if item is Signal.LOST:
-                    return None
+                if item in (Signal.LOST, Signal.SHUTDOWN):
+                    assert isinstance(item, Signal)
+                    return item
                 if isinstance(item, StreamedEvent) and item.is_final:
                     return item
         finally:
             timer.cancel()
 
     def close(self) -> None:
-        self._hub.unwatch(self.feed)
+        if self._feed is not None:
+            self._hub.unwatch(self._feed)
+
+
+@dataclass(frozen=True)
+class Submit:
+    """What a route asks `RunService.start` for, beyond the workflow and its inputs."""
+
+    response_mode: ResponseMode
+    end_user: str | None = None
+    follow: bool = True
+    execution_name: str | None = None
+    idempotency_key: str | None = None
+    # Replaces the workflow's own deadline for this run.
+    run_timeout: float | None = None
+    debug: DebugOptions | None = None
 
 
 class RunService:
     def __init__(
         self,
-        nc: Any,
-        js: Any,
+        nc: Client,
+        js: JetStreamContext,
         hub: EventHub,
-        runs_kv: Any,
-        control_kv: Any,
+        runs_kv: KeyValue,
+        control_kv: KeyValue,
+        idempotency: IdempotencyKeys,
         settings: GatewaySettings,
     ) -> None:
         self._nc = nc
@@ -79,80 +131,116 @@ class RunService:
         self._hub = hub
         self._runs_kv = runs_kv
         self._control_kv = control_kv
+        self._idempotency = idempotency
         self._settings = settings
 
     async def start(
-        self,
-        user_id: str,
-        workflow: WorkflowRecord,
-        inputs: dict[str, Any],
-        response_mode: ResponseMode,
-        end_user: str | None = None,
-        follow: bool = True,
-        execution_name: str | None = None,
-        run_timeout: float | None = None,
-        debug: DebugOptions | None = None,
+        self, user_id: str, workflow: WorkflowRecord, inputs: dict[str, Any], submit: Submit
     ) -> RunHandle:
-        """Queue a run; with `follow`, this replica streams its events into the handle's feed.
-        `run_timeout` replaces the workflow's own; `debug` runs it under a debugger."""
-        run_id = str(uuid.uuid4())
+        """Queue a run; with `submit.follow`, this replica streams its events into its feed."""
+        snapshot = workflow.snapshot()
         now = time.time()
-        timeout = run_timeout or workflow.definition.config.timeout or self._settings.run_timeout
+        run_id, repeated = str(uuid.uuid4()), False
+        if submit.idempotency_key is not None:
+            request = fingerprint(
+                workflow=workflow.id, version=workflow.version, inputs=inputs, user=submit.end_user
+            )
+            submission = await self._idempotency.submission(
+                user_id, submit.idempotency_key, request
+            )
+            run_id, repeated = submission.run_id, submission.repeated
+        earlier = await self.owner(run_id) if repeated else None
+        created_at = earlier.created_at if earlier else now
+        timeout = (
+            submit.run_timeout or workflow.definition.config.timeout or self._settings.run_timeout
+        )
         command = RunCommand(
             run_id=run_id,
             task_id=task_id_for(run_id),
-            workflow=workflow.snapshot(),
+            workflow=snapshot,
             inputs=inputs,
             user_id=user_id,
-            end_user=end_user,
-            response_mode=response_mode,
-            created_at=now,
-            deadline=now + timeout,
-            debug=debug,
+            end_user=submit.end_user,
+            response_mode=submit.response_mode,
+            created_at=created_at,
+            deadline=earlier.deadline if earlier and earlier.deadline else now + timeout,
+            debug=submit.debug,
         )
-        owner = RunOwner(
-            run_id=run_id,
-            task_id=command.task_id,
-            workflow_id=workflow.id,
-            user_id=user_id,
-            created_at=now,
-            deadline=command.deadline,
-            execution_name=execution_name,
-        )
-        feed = self._hub.watch(run_id) if follow else RunFeed(run_id)
+        run = RunAddress.of(user_id, workflow.id, run_id)
+        feed = await self._hub.watch(run, since=created_at - 1) if submit.follow else None
         try:
-            # Both writes in flight at once: the run index costs no extra latency.
-            await asyncio.gather(
-                self._js.publish(
-                    subjects.SUBMIT_SUBJECT,
-                    command.model_dump_json(by_alias=True).encode(),
-                    headers={"Nats-Msg-Id": run_id},
-                    stream=subjects.RUNS_STREAM,
-                ),
-                self._runs_kv.put(run_id, owner.model_dump_json().encode()),
-            )
-        except Exception as exc:
-            self._hub.unwatch(feed)
-            raise ApiError(503, "service_unavailable", f"could not queue the run: {exc}") from exc
+            await self._submit(command, earlier, submit.execution_name)
+        except ApiError:
+            if feed is not None:
+                self._hub.unwatch(feed)
+            raise
+        if repeated and feed is not None:
+            await feed.replay()  # the same run again: from its first event
         return RunHandle(command, feed, self._hub, self._settings.deadline_grace_s)
+
+    async def _submit(
+        self, command: RunCommand, earlier: RunOwner | None, execution_name: str | None
+    ) -> None:
+        # A repeated submission publishes its command again: if the first never reached the
+        # queue this one runs, and if it did the engine finds the run already claimed.
+        writes: list[Coroutine[Any, Any, object]] = [
+            self._js.publish(
+                subjects.submit_subject(command.run_id),
+                command.model_dump_json(by_alias=True).encode(),
+                timeout=SUBMIT_TIMEOUT_S,
+                headers={"Nats-Msg-Id": command.run_id},
+                stream=subjects.RUNS_STREAM,
+            )
+        ]
+        if earlier is None:
+            owner = RunOwner(
+                run_id=command.run_id,
+                task_id=command.task_id,
+                workflow_id=command.workflow.workflow_id,
+                user_id=command.user_id,
+                created_at=command.created_at,
+                deadline=command.deadline,
+                execution_name=execution_name,
+            )
+            # Both writes in flight at once: the run index costs no extra latency.
+            writes.append(self._runs_kv.put(command.run_id, owner.model_dump_json().encode()))
+        try:
+            await asyncio.gather(*writes)
+        except (NatsTimeout, TimeoutError) as exc:
+            raise ApiError(
+                503,
+                "service_unavailable",
+                f"the run queue did not confirm run {command.run_id} in time; it may still "
+                "start. Retry with the same Idempotency-Key header to get this run, never a "
+                "second one",
+                {"Retry-After": "1"},
+            ) from exc
+        except Exception as exc:
+            raise ApiError(
+                503,
+                "service_unavailable",
+                f"could not queue the run: {exc}",
+                {"Retry-After": "1"},
+            ) from exc
 
     async def owner(self, run_id: str) -> RunOwner | None:
         try:
             entry = await self._runs_kv.get(run_id)
-        except Exception:  # nats-py raises KeyNotFoundError or KeyDeletedError
+        except (KeyNotFoundError, KeyDeletedError):
             return None
         if not entry.value:
             return None
         return RunOwner.model_validate_json(entry.value)
 
+    async def last_event(self, owner: RunOwner) -> StoredMessage | None:
+        """The run's newest stored event, straight from the event log."""
+        run = RunAddress.of(owner.user_id, owner.workflow_id, owner.run_id)
+        return await last_message(self._nc, subjects.EVENTS_STREAM, run.events_filter)
+
     async def has_finished(self, owner: RunOwner) -> bool:
         """Straight from the event log: no lag behind the history projection."""
-        subject = subjects.event_subject(owner.workflow_id, owner.run_id, "workflow_finished")
-        try:
-            await self._js.get_last_msg(subjects.EVENTS_STREAM, subject)
-        except Exception:  # nats-py raises NotFoundError when there is none
-            return False
-        return True
+        last = await self.last_event(owner)
+        return last is not None and last.subject.endswith(".workflow_finished")
 
     async def queue_depth(self) -> int:
         """Runs waiting for an engine."""
@@ -161,6 +249,15 @@ class RunService:
         except Exception:
             return 0
         return int(info.num_pending)
+
+    async def queue_position(self, run_id: str) -> int | None:
+        """How many runs an engine takes before this one (1: next), 0 once an engine has it;
+        None when the run is no longer queued."""
+        queued = await last_message(self._nc, subjects.RUNS_STREAM, subjects.submit_subject(run_id))
+        if queued is None:
+            return None
+        info = await self._js.consumer_info(subjects.RUNS_STREAM, subjects.ENGINE_CONSUMER)
+        return max(0, queued.seq - int(info.delivered.stream_seq))
 
     async def cancel(self, run_id: str, reason: str) -> None:
         """The KV flag is the truth; the core message reaches a running engine at once."""

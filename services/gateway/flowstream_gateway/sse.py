@@ -48,6 +48,8 @@ class Framing:
     event: Callable[[StreamedEvent], bytes]
     done: bytes | None
     error: Callable[[EventSource, str, int, str], bytes]
+    # The last frame of a stream this replica cannot keep: where and from where to resume.
+    resume: Callable[[EventSource, int], bytes]
     keepalive: bytes
     keepalive_every_s: float
 
@@ -71,7 +73,9 @@ class RunEventStream(Response):
         watcher = loop.create_task(_watch_disconnect(receive, handle.feed))
         keepalive = _Keepalive(loop, queue, framing.keepalive_every_s)
         deadline = handle.arm_deadline()
-        ended_by: Signal | None = Signal.DISCONNECTED
+        # Only the client leaving (or its socket failing) counts as a disconnect: a stream
+        # cancelled by the server stopping must never stop the run.
+        ended_by: Signal | None = Signal.SHUTDOWN
         try:
             await send({"type": "http.response.start", "status": 200, "headers": HEADERS})
             ended = False
@@ -82,8 +86,12 @@ class RunEventStream(Response):
                 item = await queue.get()
                 while True:
                     if item is Signal.DISCONNECTED:
+                        ended_by = Signal.DISCONNECTED
                         return
-                    if item is Signal.KEEPALIVE:
+                    if item is Signal.SHUTDOWN:
+                        ended_by, ended = Signal.SHUTDOWN, True
+                        body += framing.resume(handle, handle.feed.last_cursor)
+                    elif item is Signal.KEEPALIVE:
                         body += framing.keepalive
                     elif item is Signal.LOST:
                         ended_by, ended = Signal.LOST, True

@@ -10,11 +10,12 @@ from __future__ import annotations
 import asyncio
 import json
 from typing import Any, Literal
+from urllib.parse import quote
 
 from fastapi.responses import JSONResponse
 
 from flowstream_gateway.errors import error_response
-from flowstream_gateway.hub import Signal
+from flowstream_gateway.hub import Signal, StreamedEvent
 from flowstream_gateway.runs import RunHandle, RunService
 from flowstream_gateway.sse import LOST_MESSAGE, EventSource, Framing, RunEventStream
 
@@ -46,21 +47,42 @@ def _dify_error(source: EventSource, code: str, status: int, message: str) -> by
     return b"data: " + json.dumps(body).encode() + b"\n\n"
 
 
+RETRY_MS = 1000
+
+
+def _resume(source: EventSource, url: str, cursor: int) -> bytes:
+    """`retry:` and `id:` make an EventSource reconnect with Last-Event-ID; the data says the
+    same to clients that read frames themselves. No `[DONE]`: the run has not ended."""
+    body = {
+        "event": "resume",
+        "workflow_run_id": source.run_id,
+        "task_id": source.task_id,
+        "data": {"url": url, "last_event_id": str(cursor) if cursor else None},
+    }
+    frame = b"retry: %d\n" % RETRY_MS
+    if cursor:
+        frame += b"id: %d\n" % cursor
+    return frame + b"event: resume\ndata: " + json.dumps(body).encode() + b"\n\n"
+
+
 def api_framing(keepalive_s: float) -> Framing:
     return Framing(
         event=lambda e: b"id: %d\ndata: %s\n\n" % (e.cursor, e.payload),
         done=b"data: [DONE]\n\n",
         error=_api_error,
+        resume=lambda s, c: _resume(s, f"/api/executions/{s.run_id}/events", c),
         keepalive=b": ping\n\n",
         keepalive_every_s=keepalive_s,
     )
 
 
-def dify_framing(ping_s: float) -> Framing:
+def dify_framing(ping_s: float, end_user: str | None = None) -> Framing:
+    reattach = "/v1/workflow/{run}/events" + (f"?user={quote(end_user)}" if end_user else "")
     return Framing(
         event=lambda e: b"data: %s\n\n" % e.payload,
         done=None,
         error=_dify_error,
+        resume=lambda s, c: _resume(s, reattach.format(run=s.run_id), c),
         keepalive=b"event: ping\n\n",
         keepalive_every_s=ping_s,
     )
@@ -112,7 +134,17 @@ async def block_on_run(handle: RunHandle, runs: RunService) -> JSONResponse:
         finished = await handle.wait_finished()
     finally:
         handle.close()
-    if finished is None:
+    if finished is Signal.LOST:
         _cancel_later(runs, handle.run_id, LOST_MESSAGE)
         return error_response(504, "timeout", LOST_MESSAGE)
+    if finished is Signal.SHUTDOWN:
+        return error_response(
+            503,
+            "service_unavailable",
+            f"this gateway is restarting; run {handle.run_id} goes on: follow it at "
+            f"/api/executions/{handle.run_id}/events or read it at /api/executions/"
+            f"{handle.run_id}",
+            {"Retry-After": "1", "Location": f"/api/executions/{handle.run_id}"},
+        )
+    assert isinstance(finished, StreamedEvent)
     return JSONResponse(blocking_body(handle, json.loads(finished.payload)))

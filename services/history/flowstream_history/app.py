@@ -75,7 +75,9 @@ def create_app(settings: HistorySettings | None = None) -> AsgiFastStream:
     )
     async def on_event(event: RunEvent, message: NatsMessage) -> None:
         raw = message.raw_message
-        parts["writer"].add(raw.subject.split(".", 4)[2], event, raw)
+        address = subjects.parse_event_subject(raw.subject)
+        workflow_id = address.run.workflow_id if address else ""
+        parts["writer"].add(workflow_id, event, raw)
 
     for op in HistoryOp:
         _register_query(broker, op, parts)

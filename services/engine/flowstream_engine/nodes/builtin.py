@@ -32,6 +32,8 @@ class _Builtin:
     config_model: ClassVar[type[BaseModel]]
     name: ClassVar[str]
     interruptible: ClassVar[bool] = False
+    # Touches nothing outside the run: may start before its `node_started` is stored.
+    pure: ClassVar[bool] = True
 
     def parse_config(self, config: Mapping[str, Any]) -> Any:
         return self.config_model.model_validate(config)

@@ -10,6 +10,7 @@ from flowstream_shared.events import NodeStatus, RunStatus
 from flowstream_engine.nodes.base import NodeResult
 
 STOPPED_BY_USER = "Stopped by user."
+INTERRUPTED = "interrupted: the engine running this node stopped; the node runs again"
 
 
 @dataclass(frozen=True)

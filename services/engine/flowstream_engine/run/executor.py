@@ -36,6 +36,7 @@ import httpx
 from flowstream_shared.commands import RunCommand
 from flowstream_shared.events import (
     EventName,
+    NodeFinishedData,
     NodeStatus,
     RunEventBase,
     RunStatus,
@@ -47,13 +48,14 @@ from flowstream_shared.events import (
 from flowstream_shared.workflow import NodeType
 from pydantic import BaseModel
 
-from flowstream_engine.emitter import RunEmitter
+from flowstream_engine.emitter import EventTooLarge, RunEmitter
 from flowstream_engine.hooks import RunHooks, installed_hooks
 from flowstream_engine.http import shared_client
 from flowstream_engine.nodes.base import NodeResult
 from flowstream_engine.plan import Plan, PlannedNode
-from flowstream_engine.run.common import STOPPED_BY_USER, Halt, Outcome
+from flowstream_engine.run.common import INTERRUPTED, STOPPED_BY_USER, Halt, Outcome
 from flowstream_engine.run.scheduler import Scheduler
+from flowstream_engine.run_log import RunLogFailed
 from flowstream_engine.state import RunState
 
 log = logging.getLogger(__name__)
@@ -277,6 +279,7 @@ class RunExecutor:
         started_at = self.state.started_at or self._command.created_at
         if self.state.started_at is None:
             self._emit_started(started_at)
+        self._report_interrupted()
         # The deadline halts the run like a stop does, so every interrupted node still reports.
         deadline = asyncio.get_running_loop().call_later(
             max(0.0, self._command.deadline - time.time()), self._on_deadline
@@ -301,19 +304,57 @@ class RunExecutor:
             )
         )
 
+    def _report_interrupted(self) -> None:
+        """Nodes that were running when the run's last engine stopped end `stopped` in the log
+        before they run again (at least once: their effects may have happened)."""
+        now = time.time()
+        for started in self.state.running.values():
+            self.emit(
+                EventName.NODE_FINISHED,
+                NodeFinishedData(
+                    id=started.id,
+                    node_id=started.node_id,
+                    node_type=started.node_type,
+                    title=started.title,
+                    index=started.index,
+                    predecessor_node_id=started.predecessor_node_id,
+                    inputs=started.inputs,
+                    outputs=None,
+                    status=NodeStatus.STOPPED,
+                    error=INTERRUPTED,
+                    elapsed_time=round(max(0.0, now - started.created_at), 6),
+                    created_at=started.created_at,
+                    finished_at=int(now),
+                ),
+            )
+        self.state.running.clear()
+
+    async def durable(self) -> None:
+        """Wait until every event emitted so far is stored: a node that acts on the outside world
+        starts only once its `node_started` is, so it never acts for an attempt that has lost
+        the run. If the log failed, wait for the cancellation that ends this attempt."""
+        try:
+            await self._emitter.flush()
+        except RunLogFailed:
+            await asyncio.Event().wait()
+
     def _emit_started(self, started_at: float) -> None:
         inputs = dict(self._command.inputs)
         inputs.update({f"sys.{k}": v for k, v in self.variables["sys"].items()})
-        self.emit(
-            EventName.WORKFLOW_STARTED,
-            WorkflowStartedData(
-                id=self._command.run_id,
-                workflow_id=self.plan.workflow_id,
-                workflow_version=self.plan.version,
-                inputs=inputs,
-                created_at=int(started_at),
-            ),
+        data = WorkflowStartedData(
+            id=self._command.run_id,
+            workflow_id=self.plan.workflow_id,
+            workflow_version=self.plan.version,
+            inputs=inputs,
+            created_at=int(started_at),
+            user_id=self._command.user_id,
         )
+        try:
+            self.emit(EventName.WORKFLOW_STARTED, data)
+        except EventTooLarge as exc:
+            # The gateway bounds inputs well under the event limit; never let them stop a run.
+            log.warning("run %s: %s; its inputs are left out of the event", self.run_id, exc)
+            self.emit(EventName.WORKFLOW_STARTED, data.model_copy(update={"inputs": {}}))
 
     async def _finish(self, started_at: float) -> WorkflowFinishedData:
         finished_at = time.time()
@@ -334,7 +375,14 @@ class RunExecutor:
             total_steps=self.steps + len(self.state.finished_nodes),
             created_at=int(started_at),
             finished_at=int(finished_at),
+            user_id=self._command.user_id,
         )
-        self.emit(EventName.WORKFLOW_FINISHED, data)
+        try:
+            self.emit(EventName.WORKFLOW_FINISHED, data)
+        except EventTooLarge as exc:
+            data = data.model_copy(
+                update={"status": RunStatus.FAILED, "outputs": None, "error": f"outputs: {exc}"}
+            )
+            self.emit(EventName.WORKFLOW_FINISHED, data)
         await self._emitter.flush()
         return data

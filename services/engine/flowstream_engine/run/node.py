@@ -25,6 +25,7 @@ from flowstream_shared.events import (
 )
 from flowstream_shared.workflow import NodeType
 
+from flowstream_engine.emitter import EventTooLarge
 from flowstream_engine.nodes.base import NodeContext, NodeError, NodeResult
 from flowstream_engine.plan import PlannedNode
 from flowstream_engine.run.common import Interrupted, Outcome, StopReason
@@ -85,6 +86,8 @@ class NodeRun:
                 created_at=int(self._created),
             ),
         )
+        if not getattr(self._planned.kind, "pure", False):
+            await self._run.durable()  # acts on the outside world: only for the run's owner
         result: NodeResult | None = None
         error: str | None = None
         status = NodeStatus.SUCCEEDED
@@ -112,15 +115,19 @@ class NodeRun:
             extra = {"metrics": values} if values else {}
             if errors:
                 extra["metrics_errors"] = errors
-        self._emit_end(
-            EventName.NODE_FINISHED,
-            result.inputs if result and result.inputs is not None else inputs,
-            result.outputs if result else None,
-            status,
-            error,
-            tokens=result.tokens if result else 0,
-            metadata=extra,
-        )
+        try:
+            self._emit_end(
+                EventName.NODE_FINISHED,
+                result.inputs if result and result.inputs is not None else inputs,
+                result.outputs if result else None,
+                status,
+                error,
+                tokens=result.tokens if result else 0,
+                metadata=extra,
+            )
+        except EventTooLarge as exc:
+            status, error, result = NodeStatus.FAILED, f"node result too large: {exc}", None
+            self._emit_end(EventName.NODE_FINISHED, None, None, status, error)
         return Outcome(node.id, status, result, error)
 
     async def _attempts(self) -> tuple[NodeResult | None, str | None]:

@@ -15,6 +15,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from flowstream_gateway.attach import AttachedRun
 from flowstream_gateway.auth import CurrentPrincipal, Principal
 from flowstream_gateway.errors import ApiError, invalid_param, not_found
+from flowstream_gateway.runs import IdempotencyKey, Submit
 from flowstream_gateway.services import Services, ServicesDep
 from flowstream_gateway.sse import RunEventStream
 from flowstream_gateway.streaming import block_on_run, dify_framing, stream_run
@@ -51,7 +52,11 @@ async def _app_workflow(
 
 
 async def _run(
-    body: DifyRunRequest, principal: Principal, services: Services, workflow_id: str | None
+    body: DifyRunRequest,
+    principal: Principal,
+    services: Services,
+    workflow_id: str | None,
+    idempotency_key: str | None,
 ) -> Response:
     workflow = await _app_workflow(principal, services, workflow_id)
     workflow.require_runnable()
@@ -61,26 +66,38 @@ async def _run(
         raise invalid_param(str(exc)) from exc
     mode = body.response_mode or ResponseMode.BLOCKING
     handle = await services.runs.start(
-        principal.user_id, workflow, inputs, mode, end_user=body.user
+        principal.user_id,
+        workflow,
+        inputs,
+        Submit(mode, end_user=body.user, idempotency_key=idempotency_key),
     )
     services.metrics.runs_submitted.labels("dify", mode.value).inc()
     if mode == ResponseMode.BLOCKING:
         return await block_on_run(handle, services.runs)
-    return stream_run(handle, services.runs, dify_framing(services.settings.dify_ping_s), "cancel")
+    return stream_run(
+        handle, services.runs, dify_framing(services.settings.dify_ping_s, body.user), "cancel"
+    )
 
 
 @router.post("/workflows/run", summary="Run the API key's workflow")
 async def run_app_workflow(
-    body: DifyRunRequest, principal: CurrentPrincipal, services: ServicesDep
+    body: DifyRunRequest,
+    principal: CurrentPrincipal,
+    services: ServicesDep,
+    idempotency_key: IdempotencyKey = None,
 ) -> Response:
-    return await _run(body, principal, services, None)
+    return await _run(body, principal, services, None, idempotency_key)
 
 
 @router.post("/workflows/{workflow_id}/run", summary="Run a workflow by id")
 async def run_workflow(
-    workflow_id: str, body: DifyRunRequest, principal: CurrentPrincipal, services: ServicesDep
+    workflow_id: str,
+    body: DifyRunRequest,
+    principal: CurrentPrincipal,
+    services: ServicesDep,
+    idempotency_key: IdempotencyKey = None,
 ) -> Response:
-    return await _run(body, principal, services, workflow_id)
+    return await _run(body, principal, services, workflow_id, idempotency_key)
 
 
 @router.post("/workflows/tasks/{task_id}/stop", summary="Stop a run by its task id")
@@ -245,7 +262,7 @@ async def reattach(
     if owner is None or owner.user_id != principal.user_id:
         raise not_found(f"workflow run {workflow_run_id}")
     principal.require_workflow(owner.workflow_id)
-    source = AttachedRun(owner, services.settings.deadline_grace_s)
+    source = AttachedRun(services.hub, owner, services.settings.deadline_grace_s)
     await source.open(services.js, None)
     # Watching, not owning: leaving a re-attached stream never stops the run.
     return stream_run(

@@ -10,6 +10,7 @@ from flowstream_shared.commands import ResponseMode
 from pydantic import Field
 
 from flowstream_gateway.auth import CurrentPrincipal, Principal
+from flowstream_gateway.runs import IdempotencyKey, Submit
 from flowstream_gateway.services import Services, ServicesDep
 from flowstream_gateway.streaming import OnDisconnect, api_framing, block_on_run, stream_run
 from flowstream_gateway.submission import RunOptions, accepted, checked_inputs
@@ -38,6 +39,7 @@ async def _execute(
     principal: Principal,
     services: Services,
     mode: ResponseMode,
+    idempotency_key: str | None,
 ) -> Response:
     principal.require_workflow(workflow_id)
     workflow = await services.workflows.get(principal.user_id, workflow_id, body.version)
@@ -48,11 +50,14 @@ async def _execute(
         principal.user_id,
         workflow,
         inputs,
-        mode,
-        follow=body.run_async is not True,
-        execution_name=body.execution_name,
-        run_timeout=body.timeout,
-        debug=body.debug,
+        Submit(
+            mode,
+            follow=body.run_async is not True,
+            execution_name=body.execution_name,
+            idempotency_key=idempotency_key,
+            run_timeout=body.timeout,
+            debug=body.debug,
+        ),
     )
     services.metrics.runs_submitted.labels("api", "async" if body.run_async else mode.value).inc()
     if body.run_async:
@@ -74,15 +79,27 @@ _RESPONSES: dict[int | str, dict[str, Any]] = {
 
 @router.post("/{workflow_id}/execute", responses=_RESPONSES, summary="Run a workflow")
 async def execute(
-    workflow_id: str, body: ExecuteRequest, principal: CurrentPrincipal, services: ServicesDep
+    workflow_id: str,
+    body: ExecuteRequest,
+    principal: CurrentPrincipal,
+    services: ServicesDep,
+    idempotency_key: IdempotencyKey = None,
 ) -> Response:
-    return await _execute(workflow_id, body, principal, services, body.response_mode)
+    return await _execute(
+        workflow_id, body, principal, services, body.response_mode, idempotency_key
+    )
 
 
 @router.post(
     "/{workflow_id}/execute/stream", responses=_RESPONSES, summary="Run a workflow, streaming"
 )
 async def execute_stream(
-    workflow_id: str, body: ExecuteRequest, principal: CurrentPrincipal, services: ServicesDep
+    workflow_id: str,
+    body: ExecuteRequest,
+    principal: CurrentPrincipal,
+    services: ServicesDep,
+    idempotency_key: IdempotencyKey = None,
 ) -> Response:
-    return await _execute(workflow_id, body, principal, services, ResponseMode.STREAMING)
+    return await _execute(
+        workflow_id, body, principal, services, ResponseMode.STREAMING, idempotency_key
+    )

@@ -17,6 +17,7 @@ from flowstream_gateway.auth import CurrentPrincipal, Principal
 from flowstream_gateway.errors import ApiError, invalid_param, not_found
 from flowstream_gateway.execution_status import elapsed_time, progress, running_nodes, status_fields
 from flowstream_gateway.live_state import LiveState, live_state
+from flowstream_gateway.runs import IdempotencyKey, Submit
 from flowstream_gateway.seed_views import history_entries, run_status_filter, seed_status
 from flowstream_gateway.services import Services, ServicesDep
 from flowstream_gateway.sse import RunEventStream
@@ -64,7 +65,12 @@ async def unfinished_run(run_id: str, principal: Principal, services: Services) 
 
 
 async def start_run(
-    workflow_id: str, body: RunOptions, principal: Principal, services: Services, channel: str
+    workflow_id: str,
+    body: RunOptions,
+    principal: Principal,
+    services: Services,
+    channel: str,
+    idempotency_key: str | None,
 ) -> Response:
     """Every asynchronous-first route: `202` with the execution, or (`config.async: false`)
     the finished run, as the blocking mode of `/api/workflow/{id}/execute` answers it."""
@@ -76,11 +82,14 @@ async def start_run(
         principal.user_id,
         workflow,
         inputs,
-        ResponseMode.BLOCKING,
-        follow=wait,
-        execution_name=body.execution_name,
-        run_timeout=body.timeout,
-        debug=body.debug,
+        Submit(
+            ResponseMode.BLOCKING,
+            follow=wait,
+            execution_name=body.execution_name,
+            idempotency_key=idempotency_key,
+            run_timeout=body.timeout,
+            debug=body.debug,
+        ),
     )
     services.metrics.runs_submitted.labels(channel, "blocking" if wait else "async").inc()
     if wait:
@@ -90,9 +99,14 @@ async def start_run(
 
 @router.post("", status_code=202, summary="Start a run and return at once")
 async def start_execution(
-    body: ExecutionRequest, principal: CurrentPrincipal, services: ServicesDep
+    body: ExecutionRequest,
+    principal: CurrentPrincipal,
+    services: ServicesDep,
+    idempotency_key: IdempotencyKey = None,
 ) -> Response:
-    return await start_run(body.workflow_id, body, principal, services, "executions")
+    return await start_run(
+        body.workflow_id, body, principal, services, "executions", idempotency_key
+    )
 
 
 @stats_router.post(
@@ -102,9 +116,13 @@ async def start_execution(
     description="The same as `POST /api/executions` with the workflow in the path.",
 )
 async def execute_workflow(
-    workflow_id: str, body: RunOptions, principal: CurrentPrincipal, services: ServicesDep
+    workflow_id: str,
+    body: RunOptions,
+    principal: CurrentPrincipal,
+    services: ServicesDep,
+    idempotency_key: IdempotencyKey = None,
 ) -> Response:
-    return await start_run(workflow_id, body, principal, services, "workflows")
+    return await start_run(workflow_id, body, principal, services, "workflows", idempotency_key)
 
 
 @router.get("", summary="List the caller's runs, newest first")
@@ -166,7 +184,7 @@ async def get_execution(run_id: str, principal: CurrentPrincipal, services: Serv
     run = detail["run"]
     view = {**run, **status_fields(run, running_nodes(detail["nodes"]), time.time())}
     if run.get("status") == RunStatus.PAUSED.value:
-        state = await live_state(services.js, owner)
+        state = await live_state(services.nc, owner)
         view["paused_before"] = state.paused_before
         view["pause_reason"] = state.pause_reason
     return {**view, "nodes": detail["nodes"]}
@@ -202,7 +220,7 @@ async def change_status(
     if wanted not in ("paused", "running", "cancelled", "stopped"):
         raise invalid_param("status: can be set to `paused`, `running` or `cancelled`")
     owner = await owned_run(run_id, principal, services)
-    state = await live_state(services.js, owner)
+    state = await live_state(services.nc, owner)
     if state.finished:
         raise ApiError(
             409,
@@ -246,7 +264,7 @@ async def step_execution(
     run_id: str, principal: CurrentPrincipal, services: ServicesDep
 ) -> JSONResponse:
     owner = await owned_run(run_id, principal, services)
-    state: LiveState = await live_state(services.js, owner)
+    state: LiveState = await live_state(services.nc, owner)
     if state.status != RunStatus.PAUSED or state.pause_seq is None:
         raise ApiError(
             409,
@@ -321,7 +339,7 @@ async def execution_events(
     last_event_id: Annotated[int | None, Header(alias="Last-Event-ID", ge=0)] = None,
 ) -> RunEventStream:
     owner = await owned_run(run_id, principal, services)
-    source = AttachedRun(owner, services.settings.deadline_grace_s)
+    source = AttachedRun(services.hub, owner, services.settings.deadline_grace_s)
     await source.open(services.js, last_event_id)
     # Watching, not owning: a client leaving an attached stream never cancels the run.
     return stream_run(

@@ -15,6 +15,7 @@ import json
 from typing import Any
 
 from fastapi import APIRouter, WebSocket, WebSocketDisconnect
+from flowstream_shared.subjects import owner_token
 
 from flowstream_gateway.attach import AttachedRun
 from flowstream_gateway.auth import Principal, principal_for
@@ -27,6 +28,8 @@ router = APIRouter(tags=["executions"])
 
 # Close codes in the application range, mirroring the HTTP statuses.
 UNAUTHORIZED, FORBIDDEN, NOT_FOUND, TIMEOUT = 4401, 4403, 4404, 4504
+# RFC 6455 "service restart": this replica is stopping; reconnect (any replica).
+SERVICE_RESTART = 1012
 FIRST_MESSAGE_TIMEOUT_S = 10.0
 
 
@@ -60,6 +63,9 @@ async def _pump(websocket: WebSocket, queue: asyncio.Queue[Any], until_final: bo
         if item is Signal.LOST:
             await websocket.close(TIMEOUT, "the run did not finish by its deadline")
             return
+        if item is Signal.SHUTDOWN:
+            await websocket.close(SERVICE_RESTART, "gateway restarting: reconnect")
+            return
         if isinstance(item, StreamedEvent):
             await websocket.send_text(ws_message(item.payload))
             if until_final and item.is_final:
@@ -81,7 +87,7 @@ async def run_socket(websocket: WebSocket, run_id: str, token: str | None = None
     except ApiError as exc:
         await websocket.close(UNAUTHORIZED if exc.status == 401 else NOT_FOUND, exc.message)
         return
-    source = AttachedRun(owner, services.settings.deadline_grace_s)
+    source = AttachedRun(services.hub, owner, services.settings.deadline_grace_s)
     await source.open(services.js, None)
     deadline = source.arm_deadline()
     watcher = asyncio.create_task(_watch_disconnect(websocket, source.feed.queue))
@@ -103,10 +109,10 @@ async def user_socket(websocket: WebSocket, token: str | None = None) -> None:
     except ApiError as exc:
         await websocket.close(UNAUTHORIZED if exc.status == 401 else FORBIDDEN, exc.message)
         return
-    feed = services.hub.watch_user(principal.user_id)
+    feed = await services.hub.watch_owner(owner_token(principal.user_id))
     watcher = asyncio.create_task(_watch_disconnect(websocket, feed.queue))
     try:
         await _pump(websocket, feed.queue, until_final=False)
     finally:
         watcher.cancel()
-        services.hub.unwatch_user(feed)
+        services.hub.unwatch_owner(feed)
