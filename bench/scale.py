@@ -73,8 +73,8 @@ async def disconnect_to_stopped(
 
     async def on_finished(msg: Any) -> None:
         received = time.perf_counter()
-        _, run_id, _ = subjects.parse_event_subject(msg.subject)
-        future = finished.get(run_id)
+        address = subjects.parse_event_subject(msg.subject)
+        future = finished.get(address.run.run_id) if address else None
         if future is not None and not future.done():
             future.set_result((received, msg.data))
 
@@ -82,7 +82,7 @@ async def disconnect_to_stopped(
     latencies: list[float] = []
     not_stopped = 0
     try:
-        subject = subjects.event_subject(workflow_id(path), "*", "workflow_finished")
+        subject = f"{subjects.EVENTS_PREFIX}.*.{workflow_id(path)}.*.workflow_finished"
         await nc.subscribe(subject, cb=on_finished)
         await nc.flush()
         for index in range(samples + 1):  # the first one warms up
@@ -129,7 +129,7 @@ async def two_engines(
         **os.environ,
         "FLOWSTREAM_NATS_URL": stack.nats_url,
         "FLOWSTREAM_ENGINE_PORT": str(port),
-        "FLOWSTREAM_JWT_SECRET": stack.secret,
+        "FLOWSTREAM_CREDENTIALS_PRIVATE_KEY": stack.credentials_private_key,
         "PYTHONUNBUFFERED": "1",
     }
     async with helper_process("engine-2", python_module("flowstream_engine"), env=env) as engine:

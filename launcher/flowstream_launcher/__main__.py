@@ -8,6 +8,7 @@ import sys
 from collections.abc import Sequence
 from datetime import timedelta
 
+from flowstream_shared.credentials import generate_private_key, public_key_of
 from pydantic import ValidationError
 
 from flowstream_launcher.dev_auth import DEV_USER, NoSecretError, issue_token, jwt_secret
@@ -43,7 +44,20 @@ def _parser() -> argparse.ArgumentParser:
     token.add_argument(
         "--ttl-days", type=_positive, default=30.0, help="lifetime in days (default: %(default)g)"
     )
+    commands.add_parser(
+        "credentials-key",
+        help="print a new credentials key pair: the private key for the engine, the public "
+        "key for the gateway",
+    )
     return parser
+
+
+def _credentials_key() -> int:
+    private = generate_private_key()
+    print("# the engine's (keep it secret), then the gateway's")
+    print(f"FLOWSTREAM_CREDENTIALS_PRIVATE_KEY={private}")
+    print(f"FLOWSTREAM_CREDENTIALS_PUBLIC_KEY={public_key_of(private)}")
+    return 0
 
 
 def _run() -> int:
@@ -68,6 +82,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         if args.command == "run":
             return _run()
+        if args.command == "credentials-key":
+            return _credentials_key()
         return _token(args.user, args.ttl_days)
     except ValidationError as exc:
         print(f"flowstream: invalid FLOWSTREAM_* setting:\n{exc}", file=sys.stderr)

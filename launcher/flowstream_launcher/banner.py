@@ -8,7 +8,7 @@ from __future__ import annotations
 READY_MARKER = "flowstream is ready"
 
 
-def render_banner(api_url: str, token: str, greet_id: str | None) -> str:
+def render_banner(api_url: str, token: str, greet_id: str | None, egress: str = "") -> str:
     auth = f'-H "Authorization: Bearer {token}"'
     if greet_id is None:  # someone removed the example: still show a request that works
         try_line = f"curl {api_url}/api/workflows {auth}"
@@ -23,6 +23,7 @@ def render_banner(api_url: str, token: str, greet_id: str | None) -> str:
             READY_MARKER,
             f"  API:    {api_url}   (docs: {api_url}/docs)",
             f"  Token:  {token}",
-            f"  Try:    {try_line}",
+            *([egress] if egress else []),
+            f"  Try:    {try_line}",  # the last line: scripts read the banner up to it
         ]
     )

@@ -16,6 +16,8 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from flowstream_shared.credentials import generate_private_key, public_key_of
+
 from flowstream_launcher.banner import READY_MARKER
 from flowstream_launcher.nats_server import free_port
 
@@ -28,6 +30,9 @@ class ChildStack:
     nats_url: str
     secret: str
     ports: dict[str, int]
+    # What another gateway (public) or engine (private) process joining the stack needs.
+    credentials_public_key: str
+    credentials_private_key: str = field(default="", repr=False)
     banner: list[str] = field(default_factory=list)
     output: list[str] = field(default_factory=list)
 
@@ -42,6 +47,7 @@ async def child_stack(
 ) -> AsyncIterator[ChildStack]:
     ports = {name: free_port() for name in ("nats", "gateway", "engine", "history")}
     secret = secrets.token_urlsafe(48)
+    credentials_key = generate_private_key()
     env = {
         **os.environ,
         "FLOWSTREAM_DATA_DIR": str(data_dir),
@@ -50,6 +56,7 @@ async def child_stack(
         "FLOWSTREAM_ENGINE_PORT": str(ports["engine"]),
         "FLOWSTREAM_HISTORY_PORT": str(ports["history"]),
         "FLOWSTREAM_JWT_SECRET": secret,
+        "FLOWSTREAM_CREDENTIALS_PRIVATE_KEY": credentials_key,
         "FLOWSTREAM_EXAMPLES_DIR": str(cwd / "examples"),
         **(extra_env or {}),
     }
@@ -64,6 +71,8 @@ async def child_stack(
         nats_url=f"nats://127.0.0.1:{ports['nats']}",
         secret=secret,
         ports=ports,
+        credentials_public_key=public_key_of(credentials_key),
+        credentials_private_key=credentials_key,
     )
     banner_seen: asyncio.Future[None] = asyncio.get_running_loop().create_future()
 

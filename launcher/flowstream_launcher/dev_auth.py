@@ -26,7 +26,7 @@ class NoSecretError(RuntimeError):
 def jwt_secret(settings: LauncherSettings, *, create: bool) -> str:
     if settings.jwt_secret is not None:
         return settings.jwt_secret.get_secret_value()
-    stored = _read_secret(settings.jwt_secret_file)
+    stored = read_secret(settings.jwt_secret_file)
     if stored:
         return stored
     if not create:
@@ -35,7 +35,7 @@ def jwt_secret(settings: LauncherSettings, *, create: bool) -> str:
             f"{settings.jwt_secret_file}"
         )
     secret = secrets.token_urlsafe(48)
-    _write_secret(settings.jwt_secret_file, secret)
+    write_secret(settings.jwt_secret_file, secret)
     return secret
 
 
@@ -45,14 +45,14 @@ def issue_token(secret: str, user: str = DEV_USER, ttl: timedelta = DEV_TOKEN_TT
     return jwt.encode(claims, secret, algorithm="HS256")
 
 
-def _read_secret(path: Path) -> str:
+def read_secret(path: Path) -> str:
     try:
         return path.read_text(encoding="utf-8").strip()
     except FileNotFoundError:
         return ""
 
 
-def _write_secret(path: Path, secret: str) -> None:
+def write_secret(path: Path, secret: str) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     # Created 0600, not chmod-ed afterwards: the secret is never readable by others, even briefly.
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)

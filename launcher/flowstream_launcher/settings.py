@@ -21,6 +21,11 @@ class LauncherSettings(NatsSettings, DataSettings):
     engine_port: int = Field(default=8081, ge=1, le=65535)
     history_port: int = Field(default=8082, ge=1, le=65535)
     jwt_secret: SecretStr | None = None
+    # Unset: a key pair is generated into the data dir (see security_env).
+    credentials_private_key: SecretStr | None = None
+    # Unset: loopback is allowed, for local development; `none`: nothing beyond the default.
+    egress_allow: str | None = None
+    egress_protected: str | None = None
     examples_dir: Path = Path("examples")
     ready_timeout_s: float = Field(default=60.0, gt=0)
 
@@ -31,6 +36,10 @@ class LauncherSettings(NatsSettings, DataSettings):
     @property
     def jwt_secret_file(self) -> Path:
         return self.data_dir / "jwt-secret"
+
+    @property
+    def credentials_key_file(self) -> Path:
+        return self.data_dir / "credentials-key"
 
     @property
     def gateway_url(self) -> str:

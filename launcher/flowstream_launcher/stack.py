@@ -20,6 +20,7 @@ from flowstream_launcher.dev_auth import issue_token, jwt_secret
 from flowstream_launcher.examples import Example, ExampleError, load_examples, read_examples
 from flowstream_launcher.nats_server import NatsServer, NatsServerError, start_nats_server
 from flowstream_launcher.readiness import NotReadyError, wait_all_ready
+from flowstream_launcher.security_env import credentials_private_key, egress_note, security_env
 from flowstream_launcher.service_process import ServiceSpec
 from flowstream_launcher.settings import LauncherSettings
 from flowstream_launcher.stop_signals import StopSignals, stop_signals
@@ -81,6 +82,7 @@ async def _run(settings: LauncherSettings, signals: StopSignals, cleanup: AsyncE
     supervisor = Supervisor(hurry=signals.hurry)
     cleanup.push_async_callback(supervisor.stop)
     env = service_env(settings, nats_url, secret)
+    env.update(security_env(settings, nats, credentials_private_key(settings)))
     for spec in specs:
         await supervisor.start(spec, env)
 
@@ -134,7 +136,7 @@ async def _become_ready(
         trust_env=False,
     ) as client:
         ids = await load_examples(client, examples)
-    return render_banner(settings.gateway_url, token, ids.get("greet"))
+    return render_banner(settings.gateway_url, token, ids.get("greet"), egress_note(settings))
 
 
 async def _first_exit(supervisor: Supervisor, nats: NatsServer | None) -> tuple[str, int]:

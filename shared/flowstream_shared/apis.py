@@ -13,11 +13,19 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from flowstream_shared.masking import is_secret_name, mask_url
+from flowstream_shared.workflow import CREDENTIAL_REF_PATTERN
+
 # `{user_id}` in a path template; `{{…}}` is a template, not a placeholder.
 PATH_PARAMETER = re.compile(r"(?<!\{)\{([A-Za-z_][A-Za-z0-9_]{0,63})\}(?!\})")
 _HEADER_NAME = re.compile(r"^[!#$%&'*+.^_`|~0-9A-Za-z-]+$")
 
 HttpMethod = Literal["GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"]
+# The registry is shown back in full: a secret goes to the credentials store, never in here.
+_USE_A_CREDENTIAL = (
+    "cannot carry {what}: store the secret as a credential (POST /api/credentials) and name it "
+    "in `credential`"
+)
 
 
 class ApiDefinition(BaseModel):
@@ -38,8 +46,7 @@ class ApiDefinition(BaseModel):
     headers: dict[str, str] = Field(default_factory=dict, description="default headers")
     credential: str | None = Field(
         default=None,
-        min_length=1,
-        max_length=200,
+        pattern=CREDENTIAL_REF_PATTERN,
         description="the name of a stored credential the call authenticates with",
     )
     timeout: float | None = Field(default=None, gt=0, le=3600)
@@ -57,6 +64,10 @@ class ApiDefinition(BaseModel):
         lowered = value.strip().lower()
         if not lowered.startswith(("http://", "https://")) or len(lowered.split("://", 1)[1]) < 1:
             raise ValueError("must be an absolute http:// or https:// URL")
+        if mask_url(value) != value:
+            raise ValueError(
+                _USE_A_CREDENTIAL.format(what="a password or a secret query parameter")
+            )
         return value.strip()
 
     @field_validator("path")
@@ -76,6 +87,8 @@ class ApiDefinition(BaseModel):
         for name, header in value.items():
             if not _HEADER_NAME.match(name):
                 raise ValueError(f"{name!r} is not a valid header name")
+            if is_secret_name(name):
+                raise ValueError(_USE_A_CREDENTIAL.format(what=f"`{name}`"))
             if any(c in header for c in "\r\n\0"):
                 raise ValueError(f"{name}: a header value cannot contain CR, LF or NUL")
         return value

@@ -44,6 +44,8 @@ RUNS_BUCKET = "flowstream_runs"
 IDEMPOTENCY_BUCKET = "flowstream_idempotency"
 # Which engine attempt is executing a run; each key expires unless renewed.
 LEASES_BUCKET = "flowstream_leases"
+# Stored credentials (key = `<owner token>.<name>`): the gateway writes, the engine reads.
+CREDENTIALS_BUCKET = "flowstream_credentials"
 # The API registry (`/api/apis`): read and written by the gateway only; runs carry snapshots.
 APIS_BUCKET = "flowstream_apis"
 

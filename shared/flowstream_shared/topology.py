@@ -96,6 +96,9 @@ def buckets(settings: NatsSettings) -> list[KeyValueConfig]:
         ),
         KeyValueConfig(bucket=subjects.APIS_BUCKET, history=1, replicas=settings.stream_replicas),
         KeyValueConfig(
+            bucket=subjects.CREDENTIALS_BUCKET, history=1, replicas=settings.stream_replicas
+        ),
+        KeyValueConfig(
             bucket=subjects.RUNS_BUCKET,
             ttl=settings.events_max_age_s,
             history=1,

@@ -22,7 +22,8 @@ from flowstream_shared.workflow_aliases import (
 NODE_ID_PATTERN = r"^[A-Za-z_][A-Za-z0-9_]{0,63}$"
 # Names that references already use; a node cannot take them.
 RESERVED_NODE_IDS = frozenset({"input", "loop", "execution", "sys"})
-ENV_VAR_PATTERN = r"^[A-Za-z_][A-Za-z0-9_]{0,127}$"
+# `"credential": "<name>"`: a stored credential of the workflow's owner (POST /api/credentials).
+CREDENTIAL_REF_PATTERN = r"^[A-Za-z0-9_-]{1,64}$"
 
 
 class NodeType(StrEnum):
@@ -226,9 +227,6 @@ class ApiCallConfig(_Strict):
     url: str | None = Field(default=None, min_length=1, max_length=10_000)
     api_id: str | None = Field(default=None, min_length=1, max_length=128)
     parameters: dict[str, Any] = Field(default_factory=dict)
-    credential: str | None = Field(
-        default=None, min_length=1, max_length=200, description="a stored credential's name"
-    )
     headers: dict[str, str] = Field(default_factory=dict)
     query: dict[str, str | int | float | bool] = Field(default_factory=dict)
     body: Any = None
@@ -238,6 +236,11 @@ class ApiCallConfig(_Strict):
     timeout: float = Field(default=30.0, gt=0, le=3600)
     follow_redirects: bool = True
     outputs: dict[str, str] = Field(default_factory=dict)
+    credential: str | None = Field(
+        default=None,
+        pattern=CREDENTIAL_REF_PATTERN,
+        description="A stored credential of the owner, added as its header or query parameter",
+    )
 
     @model_validator(mode="after")
     def _url_or_api(self) -> ApiCallConfig:
@@ -269,7 +272,6 @@ class ChatMessage(_Strict):
 
 LlmApi = Literal["chat_completions", "responses", "anthropic_messages"]
 TOOL_NAME_PATTERN = r"^[A-Za-z0-9_-]{1,64}$"
-CREDENTIAL_NAME_PATTERN = r"^[A-Za-z0-9_.-]{1,128}$"
 
 
 class LlmTool(_Strict):
@@ -303,11 +305,12 @@ class LlmConfig(_Strict):
     prompt: str | None = Field(default=None, max_length=200_000)
     credential: str | None = Field(
         default=None,
-        pattern=CREDENTIAL_NAME_PATTERN,
-        description="The name of a stored credential holding the provider's API key",
+        pattern=CREDENTIAL_REF_PATTERN,
+        description="A stored credential of the owner holding the provider's API key",
     )
-    api_key: str | None = Field(default=None, max_length=1_000)
-    api_key_env: str | None = Field(default=None, pattern=ENV_VAR_PATTERN)
+    api_key: str | None = Field(
+        default=None, max_length=1_000, description="Prefer `credential`: a literal key"
+    )
     tools: list[LlmTool] = Field(default_factory=list, max_length=128)
     tool_choice: ToolChoice | None = None
     temperature: float | None = Field(default=None, ge=0, le=2)
@@ -320,13 +323,23 @@ class LlmConfig(_Strict):
         default=True, description="Chat Completions: ask for `usage` in the last chunk"
     )
 
+    @model_validator(mode="before")
+    @classmethod
+    def _no_environment_keys(cls, data: Any) -> Any:
+        # The engine's environment holds its own settings: no definition may read it.
+        if isinstance(data, dict) and "api_key_env" in data:
+            raise ValueError(
+                "api_key_env is not supported: the engine's environment is not readable by "
+                "workflows; store the key with POST /api/credentials and set `credential`"
+            )
+        return data
+
     @model_validator(mode="after")
     def _consistent(self) -> LlmConfig:
         if not self.messages and self.prompt is None:
             raise ValueError("an LLM node needs `prompt` or `messages`")
-        keys = [self.api_key, self.api_key_env, self.credential]
-        if sum(key is not None for key in keys) > 1:
-            raise ValueError("set one of `credential`, `api_key` and `api_key_env`")
+        if self.api_key is not None and self.credential is not None:
+            raise ValueError("set `credential` or `api_key`, not both")
         names = [tool.name for tool in self.tools]
         if len(set(names)) != len(names):
             raise ValueError("tools: two tools have the same name")

@@ -23,6 +23,7 @@ REST peer (`http_peer`):
 | `/hold/{key}` | never answers: signals `arrived[key]`, then `gone[key]` when the client leaves |
 | `/when/{key}` | answers once `/hold/{key}` has arrived |
 | `/meet/{key}?size=N` | a barrier: holds each call until N calls of `key` are in flight together |
+| `/redirect/{key}?to=URL` | `302` to `URL` |
 
 `/data/{key}`: `status` is `failure` for keys starting `fail`, else `success`; `received` is the
 JSON body it got; each call signals `arrived["data/<key>"]`.
@@ -47,7 +48,13 @@ from typing import Any
 import uvicorn
 from starlette.applications import Starlette
 from starlette.requests import Request
-from starlette.responses import JSONResponse, PlainTextResponse, Response, StreamingResponse
+from starlette.responses import (
+    JSONResponse,
+    PlainTextResponse,
+    RedirectResponse,
+    Response,
+    StreamingResponse,
+)
 from starlette.routing import Route
 
 # How long a peer waits for something a test arranges (a barrier partner, a release) before it
@@ -161,10 +168,10 @@ class _Server(uvicorn.Server):
 
 
 @contextlib.asynccontextmanager
-async def _serving(app: Starlette, peer: Peer) -> AsyncIterator[Peer]:
+async def _serving(app: Starlette, peer: Peer, host: str = "127.0.0.1") -> AsyncIterator[Peer]:
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    sock.bind(("127.0.0.1", 0))
-    peer.url = f"http://127.0.0.1:{sock.getsockname()[1]}"
+    sock.bind((host, 0))
+    peer.url = f"http://{host}:{sock.getsockname()[1]}"
     server = _Server(
         uvicorn.Config(app, log_level="warning", lifespan="off", timeout_graceful_shutdown=2)
     )
@@ -310,6 +317,10 @@ def _rest_app(peer: Peer) -> Starlette:
             }
         )
 
+    async def redirect(request: Request) -> Response:
+        await peer.record(request)
+        return RedirectResponse(request.query_params["to"], status_code=302)
+
     routes: list[tuple[str, Handler, list[str]]] = [
         ("/users/{uid}", user, ["GET"]),
         ("/data/{key:path}", data, ALL_METHODS),
@@ -322,15 +333,16 @@ def _rest_app(peer: Peer) -> Starlette:
         ("/hold/{key}", hold, ALL_METHODS),
         ("/when/{key}", when, ["GET"]),
         ("/meet/{key}", meet, ["GET"]),
+        ("/redirect/{key}", redirect, ALL_METHODS),
     ]
     return Starlette(routes=[Route(path, h, methods=m) for path, h, m in routes])
 
 
 @contextlib.asynccontextmanager
-async def http_peer() -> AsyncIterator[Peer]:
-    """The REST peer (see the module docstring for its routes)."""
+async def http_peer(host: str = "127.0.0.1") -> AsyncIterator[Peer]:
+    """The REST peer (see the module docstring for its routes), on a loopback address."""
     peer = Peer()
-    async with _serving(_rest_app(peer), peer) as serving:
+    async with _serving(_rest_app(peer), peer, host) as serving:
         yield serving
 
 

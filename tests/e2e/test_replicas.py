@@ -24,6 +24,7 @@ async def second_gateway(stack: Stack) -> AsyncIterator[str]:
         **os.environ,
         "FLOWSTREAM_NATS_URL": stack.nats_url,
         "FLOWSTREAM_JWT_SECRET": stack.secret,
+        "FLOWSTREAM_CREDENTIALS_PUBLIC_KEY": stack.process.credentials_public_key,
         "FLOWSTREAM_GATEWAY_PORT": str(port),
     }
     process = await asyncio.create_subprocess_exec(

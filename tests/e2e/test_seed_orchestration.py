@@ -4,6 +4,7 @@ the whole stack. Each answers as docs/workflows.md and docs/api.md say."""
 
 from __future__ import annotations
 
+import json
 import uuid
 from collections.abc import AsyncIterator
 from typing import Any
@@ -427,6 +428,57 @@ async def test_api_management_and_what_a_run_takes_with_it(stack: Stack, peer: P
             "/api/apis", json={"name": "x", "base_url": "ftp://files", "path": "nope"}
         )
         assert bad.status_code == 400 and bad.json()["message"].startswith("base_url")
+        secret = await client.post(
+            "/api/apis",
+            json={"name": "x", "base_url": peer.url, "headers": {"Authorization": "Bearer sk-1"}},
+        )
+        assert secret.status_code == 400 and "credential" in secret.json()["message"]
+        unknown = await client.post(
+            "/api/apis", json={"name": "x", "base_url": peer.url, "credential": "nope"}
+        )
+        assert unknown.status_code == 400 and unknown.json()["message"].startswith("credential")
+
+        # An API that authenticates with a stored credential: the run sends it, never shows it.
+        stored = await client.post(
+            "/api/credentials", json={"name": "echo-token", "value": "tok-271828"}
+        )
+        assert stored.status_code == 201, stored.text
+        echo_api = await _created(
+            await client.post(
+                "/api/apis",
+                json={"name": "echo", "base_url": peer.url, "method": "POST",
+                      "path": "/echo/{key}", "credential": "echo-token"},
+            )
+        )  # fmt: skip
+        key = f"cred-{uuid.uuid4().hex[:6]}"
+        echoing = await _created(
+            await client.post(
+                "/api/workflows",
+                json={
+                    "name": f"echo-{key}",
+                    "nodes": [
+                        {"name": "Start", "node_type": "START"},
+                        {"name": "Call", "node_type": "API_CALL",
+                         "config": {"api_id": echo_api["id"], "parameters": {"key": key},
+                                    "output_mapping": {"method": "method"}}},
+                        {"name": "End", "node_type": "END",
+                         "config": {"outputs": {"method": "{{call.method}}"}}},
+                    ],
+                    "connections": [
+                        {"from_node_id": "start", "to_node_id": "call"},
+                        {"from_node_id": "call", "to_node_id": "end"},
+                    ],
+                },
+            )
+        )  # fmt: skip
+        called = await client.post(
+            f"/api/workflows/{echoing['id']}/execute", json={"config": {"async": False}}
+        )
+        assert called.json()["data"]["outputs"] == {"method": "POST"}, called.text
+        (sent,) = peer.received(f"/echo/{key}")
+        assert sent.headers["authorization"] == "Bearer tok-271828"
+        log = await read_run_log(stack.nats_url, called.json()["workflow_run_id"])
+        assert "tok-271828" not in json.dumps(log)
 
         def calling(parameters: dict[str, Any], api_id: str = api["id"]) -> dict[str, Any]:
             return {

@@ -40,7 +40,10 @@ async def start_engine(nats_server: NatsServer) -> AsyncIterator[EngineFactory]:
 
     async def start(concurrency: int = 16) -> AsgiFastStream:
         settings = EngineSettings(
-            nats_url=nats_server.url, engine_ack_wait_s=5.0, engine_concurrency=concurrency
+            nats_url=nats_server.url,
+            engine_ack_wait_s=5.0,
+            engine_concurrency=concurrency,
+            egress_allow=["127.0.0.0/8"],  # the tests' HTTP peers listen on loopback
         )
         app = create_app(settings)
         await app.start()

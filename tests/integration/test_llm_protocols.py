@@ -448,10 +448,10 @@ async def test_the_key_goes_in_headers_only(
     assert "api_key" not in events
 
 
-async def test_a_credential_without_a_store_fails_clearly(
+async def test_a_credential_an_engine_cannot_open_fails_clearly(
     provider: Peer, http: httpx.AsyncClient
 ) -> None:
     _, node = await run_node(provider, http, "chat_completions", "text", credential="openai-prod")
 
     assert node.status == NodeStatus.FAILED
-    assert node.error is not None and "credential 'openai-prod'" in node.error
+    assert node.error is not None and "credentials are not available" in node.error

@@ -36,6 +36,7 @@ from starlette.responses import (
 )
 from starlette.routing import Route
 
+from tests.credentials_support import MemoryCredentials
 from tests.unit.builders import (
     Spec,
     api_call,
@@ -320,17 +321,13 @@ def asking(peer: Peer, **config: Any) -> WorkflowDefinition:
 
 
 async def test_an_llm_streams_text_chunks_and_counts_usage(
-    peer: Peer, http: httpx.AsyncClient, monkeypatch: pytest.MonkeyPatch
+    peer: Peer, http: httpx.AsyncClient
 ) -> None:
-    monkeypatch.setenv("FLOWSTREAM_TEST_LLM_KEY", "sk-test")
-    workflow = asking(
-        peer,
-        api_key_env="FLOWSTREAM_TEST_LLM_KEY",
-        system="Be brief.",
-        temperature=0.3,
-        max_tokens=50,
-    )
-    run = await execute(workflow, {"name": "Ada"}, http)
+    stored = MemoryCredentials()
+    stored.add("user-1", "llm", value="sk-test-key")
+    workflow = asking(peer, credential="llm", system="Be brief.", temperature=0.3, max_tokens=50)
+    run = run_of(workflow, {"name": "Ada"}, http=http, credentials=stored.resolver())
+    await run.execute()
 
     events = run.log.events
     finished = the_finish(events)
@@ -354,7 +351,8 @@ async def test_an_llm_streams_text_chunks_and_counts_usage(
     assert finished.outputs == {"answer": f"{answer}|16"}
     sent = peer.requests[-1]
     assert sent["path"] == "/v1/chat/completions"
-    assert sent["headers"]["authorization"] == "Bearer sk-test"
+    assert sent["headers"]["authorization"] == "Bearer sk-test-key"
+    assert "sk-test-key" not in json.dumps([e.model_dump() for e in events])
     assert sent["json"]["stream"] is True
     assert sent["json"]["stream_options"] == {"include_usage": True}
     assert sent["json"]["temperature"] == 0.3
@@ -396,13 +394,26 @@ async def test_an_llm_error_fails_the_node(peer: Peer, http: httpx.AsyncClient) 
     )
 
 
-async def test_a_missing_key_variable_fails_the_node(peer: Peer, http: httpx.AsyncClient) -> None:
-    run = await execute(
-        asking(peer, api_key_env="FLOWSTREAM_TEST_NO_SUCH_KEY"), {"name": "Ada"}, http
+async def test_a_literal_llm_key_is_sent_and_masked(peer: Peer, http: httpx.AsyncClient) -> None:
+    run = await execute(asking(peer, api_key="sk-literal-key"), {"name": "Ada"}, http)
+
+    assert peer.requests[-1]["headers"]["authorization"] == "Bearer sk-literal-key"
+    assert "sk-literal-key" not in json.dumps([e.model_dump() for e in run.log.events])
+
+
+async def test_a_missing_credential_fails_the_node(peer: Peer, http: httpx.AsyncClient) -> None:
+    before = len(peer.requests)
+    run = run_of(
+        asking(peer, credential="nope"),
+        {"name": "Ada"},
+        http=http,
+        credentials=MemoryCredentials().resolver(),
     )
+    await run.execute()
 
     error = finished_nodes(run.log.events)["ask"].error
-    assert error == "the environment variable FLOWSTREAM_TEST_NO_SUCH_KEY (api_key_env) is not set"
+    assert error == "credential 'nope' does not exist (POST /api/credentials)"
+    assert len(peer.requests) == before  # nothing was sent
 
 
 async def test_a_stop_interrupts_a_stream(peer: Peer, http: httpx.AsyncClient) -> None:

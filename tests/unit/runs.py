@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from typing import Any, TypeVar
 
 import httpx
+from flowstream_engine.credentials import CredentialResolver
 from flowstream_engine.emitter import RunEmitter
 from flowstream_engine.plan import plan_for
 from flowstream_engine.run import RunExecutor
@@ -130,13 +131,18 @@ def command_for(
 
 
 def prepare(
-    command: RunCommand, state: RunState | None = None, http: httpx.AsyncClient | None = None
+    command: RunCommand,
+    state: RunState | None = None,
+    http: httpx.AsyncClient | None = None,
+    credentials: CredentialResolver | None = None,
 ) -> Run:
     log = MemoryEventLog()
     emitter = RunEmitter(
         log, command.run_id, command.task_id, last_seq=state.last_seq if state else 0
     )
-    executor = RunExecutor(command, plan_for(command.workflow), emitter, state, http=http)
+    executor = RunExecutor(
+        command, plan_for(command.workflow), emitter, state, http=http, credentials=credentials
+    )
     return Run(command, log, executor)
 
 
@@ -145,5 +151,6 @@ def run_of(
     inputs: dict[str, Any],
     timeout: float = 30.0,
     http: httpx.AsyncClient | None = None,
+    credentials: CredentialResolver | None = None,
 ) -> Run:
-    return prepare(command_for(workflow, inputs, timeout), http=http)
+    return prepare(command_for(workflow, inputs, timeout), http=http, credentials=credentials)

@@ -11,11 +11,18 @@ from typing import Any, cast
 
 import pytest
 from flowstream_gateway.apis import ApiRecord, ApiStore
+from flowstream_gateway.credentials import CredentialStore
 from flowstream_gateway.errors import ApiError
 from flowstream_gateway.kv_cache import KvCache
 from flowstream_gateway.workflows import WorkflowRecord, WorkflowStore, assess, check_draft
+from flowstream_shared.credentials import (
+    CredentialRecord,
+    Sealer,
+    generate_private_key,
+    public_key_of,
+)
 from flowstream_shared.workflow import Connection, Node, WorkflowDefinition
-from nats.js.errors import KeyNotFoundError
+from nats.js.errors import KeyNotFoundError, KeyWrongLastSequenceError
 from nats.js.kv import KeyValue
 
 from tests.unit.builders import GREET, chain, definition, end, field, node, start, template
@@ -34,6 +41,11 @@ class _Bucket:
         self.data[key] = value
         return len(self.data)
 
+    async def create(self, key: str, value: bytes) -> int:
+        if key in self.data:
+            raise KeyWrongLastSequenceError
+        return await self.put(key, value)
+
     async def get(self, key: str) -> _Entry:
         if key not in self.data:
             raise KeyNotFoundError
@@ -44,11 +56,17 @@ class _Bucket:
         return True
 
 
-def _store() -> tuple[WorkflowStore, _Bucket]:
+def credential_store() -> CredentialStore:
+    cache = KvCache(cast(KeyValue, _Bucket()), CredentialRecord.model_validate_json)
+    return CredentialStore(cache, Sealer(public_key_of(generate_private_key())))
+
+
+def _store(credentials: CredentialStore | None = None) -> tuple[WorkflowStore, _Bucket]:
     bucket = _Bucket()
     cache = KvCache(cast(KeyValue, bucket), WorkflowRecord.model_validate_json)
-    apis = ApiStore(KvCache(cast(KeyValue, _Bucket()), ApiRecord.model_validate_json))
-    return WorkflowStore(cache, apis), bucket
+    credentials = credentials or credential_store()
+    apis = ApiStore(KvCache(cast(KeyValue, _Bucket()), ApiRecord.model_validate_json), credentials)
+    return WorkflowStore(cache, credentials, apis), bucket
 
 
 def _rejection(call: Any) -> ApiError:

@@ -21,7 +21,7 @@ RUN = "0b6f3c52-8d1e-4c0a-9f7e-2a4b6c8d0e1f"
 
 def event(name: str, data: dict[str, Any], cursor: int = 1) -> StreamedEvent:
     body = {"event": name, "workflow_run_id": RUN, "task_id": "t", "data": data, "seq": cursor}
-    return StreamedEvent(cursor, name, json.dumps(body).encode())
+    return StreamedEvent(cursor, cursor, name, json.dumps(body).encode())
 
 
 def chunk(text: str) -> StreamedEvent:

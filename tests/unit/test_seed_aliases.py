@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
+from flowstream_shared.apis import ApiDefinition, missing_parameters
 from flowstream_shared.expressions import ExpressionError, compile_condition, compile_template
 from flowstream_shared.validation import DefinitionError, validate_definition
 from flowstream_shared.workflow import (
@@ -340,3 +341,19 @@ def test_a_metric_may_read_its_own_node() -> None:
         chain("start", "t", "end"),
     )
     validate_definition(workflow)
+
+
+def test_a_registry_api_names_its_placeholders_and_carries_no_secret() -> None:
+    api = ApiDefinition(
+        name="orders", base_url="https://a.test", method="post", path="/o/{id}/l/{line}"
+    )
+    assert api.method == "POST" and api.path_parameters == ["id", "line"]
+    assert missing_parameters(api, {"id": 1}) == ["line"]
+    for bad in (
+        {"headers": {"Authorization": "Bearer sk-1"}},
+        {"base_url": "https://a.test/?api_key=sk-1"},
+        {"path": "/o/{{input.id}}"},
+        {"base_url": "https://a.test/{id}"},
+    ):
+        with pytest.raises(ValidationError):
+            ApiDefinition.model_validate({"name": "x", "base_url": "https://a.test", **bad})

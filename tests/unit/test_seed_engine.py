@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import time
 import uuid
 from collections.abc import AsyncIterator
@@ -11,6 +12,7 @@ from typing import Any
 
 import httpx
 import pytest
+from flowstream_engine.credentials import CredentialResolver
 from flowstream_engine.emitter import RunEmitter
 from flowstream_engine.hooks import HOOK_CALLS, HOOK_FAILURES, Hook, HookSet, RunHooks
 from flowstream_engine.metrics import EngineMetrics
@@ -30,6 +32,7 @@ from flowstream_shared.events import (
 from flowstream_shared.workflow import WorkflowDefinition
 from prometheus_client import generate_latest
 
+from tests.credentials_support import MemoryCredentials
 from tests.unit.builders import chain, definition, end, field, start, template
 from tests.unit.runs import PATIENCE, MemoryEventLog, finished_nodes, run_of, started_ids
 
@@ -129,10 +132,14 @@ def calling_api(config: dict[str, Any], apis: dict[str, ApiSnapshot]) -> RunComm
     )
 
 
-async def execute(command: RunCommand, http: httpx.AsyncClient) -> MemoryEventLog:
+async def execute(
+    command: RunCommand, http: httpx.AsyncClient, credentials: CredentialResolver | None = None
+) -> MemoryEventLog:
     log = MemoryEventLog()
     emitter = RunEmitter(log, command.run_id, command.task_id)
-    executor = RunExecutor(command, plan_for(command.workflow), emitter, http=http)
+    executor = RunExecutor(
+        command, plan_for(command.workflow), emitter, http=http, credentials=credentials
+    )
     async with asyncio.timeout(PATIENCE):
         await executor.execute()
     return log
@@ -175,17 +182,36 @@ async def test_an_api_missing_from_the_snapshot_fails_the_node(
     assert seen == []
 
 
-async def test_a_credential_that_cannot_be_resolved_fails_instead_of_calling_without_it(
+async def test_the_apis_credential_authenticates_the_call_and_stays_masked(
     mock_http: tuple[httpx.AsyncClient, list[httpx.Request]],
 ) -> None:
     client, seen = mock_http
+    stored = MemoryCredentials()
+    stored.add("u", "orders-token", value="tok-481516")
     api = ORDERS.model_copy(update={"credential": "orders-token"})
     config = {"api_id": "api-orders", "parameters": {"order_id": "1", "line": 1}}
-    log = await execute(calling_api(config, {"api-orders": api}), client)
+    log = await execute(calling_api(config, {"api-orders": api}), client, stored.resolver())
+
+    (request,) = seen
+    assert request.headers["authorization"] == "Bearer tok-481516"
+    node = finished_nodes(log.events)["fetch"]
+    assert node.status == NodeStatus.SUCCEEDED
+    assert "tok-481516" not in json.dumps([e.model_dump(mode="json") for e in log.events])
+
+
+async def test_an_apis_credential_that_does_not_exist_fails_the_node(
+    mock_http: tuple[httpx.AsyncClient, list[httpx.Request]],
+) -> None:
+    client, seen = mock_http
+    api = ORDERS.model_copy(update={"credential": "missing"})
+    config = {"api_id": "api-orders", "parameters": {"order_id": "1", "line": 1}}
+    log = await execute(
+        calling_api(config, {"api-orders": api}), client, MemoryCredentials().resolver()
+    )
 
     node = finished_nodes(log.events)["fetch"]
-    assert node.status == NodeStatus.FAILED and "credential `orders-token`" in (node.error or "")
-    assert seen == []
+    assert node.status == NodeStatus.FAILED and "'missing' does not exist" in (node.error or "")
+    assert seen == []  # never sent without its credential
 
 
 # Custom metrics

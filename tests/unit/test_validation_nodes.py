@@ -448,7 +448,7 @@ def asking(**config: Any) -> WorkflowDefinition:
 
 
 def test_an_llm_node_passes() -> None:
-    validate_definition(asking(api_key_env="OPENAI_API_KEY", temperature=0.2, system="Be brief"))
+    validate_definition(asking(credential="openai", temperature=0.2, system="Be brief"))
     validate_definition(
         asking(prompt=None, messages=[{"role": "user", "content": "{{input.name}}"}])
     )
@@ -482,10 +482,27 @@ def test_llm_messages_are_checked() -> None:
     assert "`age`" in str(error)
 
 
-def test_an_llm_key_and_key_env_together() -> None:
-    error = rejection(asking(api_key="k", api_key_env="KEY"))
+def test_an_llm_key_and_a_credential_together() -> None:
+    error = rejection(asking(api_key="k", credential="openai"))
 
     assert_names(error, "ask")
+    assert "credential" in str(error)
+
+
+def test_an_llm_cannot_read_the_engine_environment() -> None:
+    # The attack of old: `api_key_env: FLOWSTREAM_JWT_SECRET` sent the secret to `base_url`.
+    error = rejection(asking(api_key_env="FLOWSTREAM_JWT_SECRET"))
+
+    assert_names(error, "ask")
+    assert "api_key_env is not supported" in str(error)
+    assert "POST /api/credentials" in str(error)
+
+
+def test_a_credential_name_is_a_plain_name() -> None:
+    error = rejection(asking(credential="../other-user/crm"))
+
+    assert_names(error, "ask")
+    assert "credential" in str(error)
 
 
 def test_a_delay_is_still_just_a_delay() -> None:

@@ -8,6 +8,8 @@ import sys
 import uvicorn
 
 from flowstream_engine.app import create_app
+from flowstream_engine.http import quiet_http_logs
+from flowstream_engine.redaction import install_log_redaction
 from flowstream_engine.settings import EngineSettings
 
 
@@ -20,7 +22,14 @@ def main() -> None:
         sys.stdout.write("\n")
         return
     logging.basicConfig(level=logging.INFO, format="%(asctime)s engine %(levelname)s %(message)s")
+    quiet_http_logs()
+    install_log_redaction()
     settings = EngineSettings()
+    if settings.credentials_private_key is None:
+        sys.exit(
+            "flowstream engine: FLOWSTREAM_CREDENTIALS_PRIVATE_KEY is required "
+            "(`python -m flowstream_launcher credentials-key` makes a key pair)"
+        )
     uvicorn.run(
         create_app(settings),
         host=settings.engine_host,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from typing import Any
 
 from faststream import AckPolicy
 from faststream.asgi import AsgiFastStream, AsgiResponse, get, make_ping_asgi
@@ -11,13 +12,16 @@ from faststream.nats import ConsumerConfig, JStream, KvWatch, NatsBroker, NatsMe
 from faststream.specification import AsyncAPI
 from flowstream_shared import subjects
 from flowstream_shared.commands import ControlCommand, RunCommand
+from flowstream_shared.credentials import Opener
 from flowstream_shared.events import RunEvent
 from flowstream_shared.topology import converge_consumer, ensure_topology
 from prometheus_client import make_asgi_app
 from pydantic import ValidationError
 
 from flowstream_engine.control import ControlRegistry, run_id_of_key
-from flowstream_engine.http import close_shared_client
+from flowstream_engine.credentials import CredentialResolver, configure_credentials
+from flowstream_engine.egress import policy_for
+from flowstream_engine.http import close_shared_client, configure_egress
 from flowstream_engine.lease import Leases
 from flowstream_engine.metrics import EngineMetrics
 from flowstream_engine.publisher import AckedPublisher
@@ -99,6 +103,8 @@ def create_app(settings: EngineSettings | None = None) -> AsgiFastStream:
         nc = broker.connection
         js = nc.jetstream()
         await ensure_topology(js, settings)
+        configure_egress(policy_for(settings))
+        await _configure_credentials(js, settings)
         await converge_consumer(
             js,
             subjects.RUNS_STREAM,
@@ -155,6 +161,13 @@ def create_app(settings: EngineSettings | None = None) -> AsgiFastStream:
         ),
         after_shutdown=[shut_down],
     )
+
+
+async def _configure_credentials(js: Any, settings: EngineSettings) -> None:
+    key = settings.credentials_private_key
+    opener = Opener(key.get_secret_value()) if key is not None else None
+    kv = await js.key_value(subjects.CREDENTIALS_BUCKET)
+    configure_credentials(CredentialResolver(kv, opener, settings.credentials_cache_s))
 
 
 def _receive(control: ControlRegistry, run_id: str, body: bytes) -> None:

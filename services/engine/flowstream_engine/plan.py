@@ -11,7 +11,7 @@ from __future__ import annotations
 import hashlib
 from collections import OrderedDict, defaultdict
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, ClassVar
 
 from flowstream_shared.commands import WorkflowSnapshot
 from flowstream_shared.workflow import (
@@ -21,9 +21,41 @@ from flowstream_shared.workflow import (
     NodeType,
     WorkflowGraph,
 )
+from pydantic import ValidationError
 
-from flowstream_engine.nodes.base import NodeKind
+from flowstream_engine.nodes.base import NodeContext, NodeError, NodeKind, NodeResult
 from flowstream_engine.nodes.registry import node_kind
+
+
+class InvalidConfig:
+    """Stands in for a node whose config does not parse (a definition stored under older rules,
+    or a command that never passed the gateway): the node fails with the reason, the run ends
+    as any failed run does, and nothing the config asked for is done."""
+
+    interruptible: ClassVar[bool] = False
+
+    def __init__(self, name: str, reason: str) -> None:
+        self.name = name
+        self.reason = reason
+
+    def parse_config(self, config: Any) -> Any:
+        return config
+
+    async def run(self, ctx: NodeContext) -> NodeResult:
+        raise NodeError(self.reason)
+
+
+def _parsed(node: Node, kind: NodeKind) -> tuple[NodeKind, Any]:
+    try:
+        return kind, kind.parse_config(node.config)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(str(p) for p in first["loc"])
+        return InvalidConfig(
+            node.type, f"config{'.' + where if where else ''}: {first['msg']}"
+        ), None
+    except ValueError as exc:
+        return InvalidConfig(node.type, f"config: {exc}"), None
 
 
 @dataclass(frozen=True)
@@ -123,11 +155,11 @@ def _build(snapshot: WorkflowSnapshot) -> Plan:
     nodes: dict[str, PlannedNode] = {}
     start = ""
     for node in definition.nodes:
-        kind = node_kind(node.type)
+        kind, config = _parsed(node, node_kind(node.type))
         nodes[node.id] = PlannedNode(
             node=node,
             kind=kind,
-            config=kind.parse_config(node.config),
+            config=config,
             outgoing=tuple(outgoing[node.id]),
             incoming=tuple(incoming[node.id]),
             scope=graph.scope.get(node.id),

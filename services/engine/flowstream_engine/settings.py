@@ -1,12 +1,21 @@
 from __future__ import annotations
 
+import json
+import re
+from typing import Annotated, Any, Literal
+
 from flowstream_shared.settings import ENV_PREFIX, NatsSettings
-from pydantic import Field
-from pydantic_settings import SettingsConfigDict
+from pydantic import Field, SecretStr, field_validator
+from pydantic_settings import NoDecode, SettingsConfigDict
+
+from flowstream_engine.egress.policy import parse_rules
+
+# `a, b c` or a JSON list: operators write these lists by hand.
+EntryList = Annotated[list[str], NoDecode]
 
 
 class EngineSettings(NatsSettings):
-    model_config = SettingsConfigDict(env_prefix=ENV_PREFIX, extra="ignore")
+    model_config = SettingsConfigDict(env_prefix=ENV_PREFIX, extra="ignore", env_ignore_empty=True)
 
     engine_host: str = "127.0.0.1"
     engine_port: int = 8081
@@ -21,5 +30,31 @@ class EngineSettings(NatsSettings):
     # JetStream leader election, shorter than the event stream's duplicate window.
     engine_publish_ack_timeout_s: float = Field(default=2.0, gt=0)
     engine_publish_retry_s: float = Field(default=60.0, gt=0, le=110)
+    # Opens stored credentials (the gateway holds only the public half). `python -m
+    # flowstream_engine` refuses to start without it; `make run` generates one.
+    credentials_private_key: SecretStr | None = None
+    credentials_cache_s: float = Field(default=30.0, ge=0, le=3600)
+    # Egress policy of API_CALL and LLM nodes (flowstream_engine.egress.policy).
+    egress_allow: EntryList = Field(default_factory=list)
+    egress_deny: EntryList = Field(default_factory=list)
+    egress_protected: EntryList = Field(default_factory=list)
+    egress_default: Literal["public", "deny"] = "public"
+
+    @field_validator("egress_allow", "egress_deny", "egress_protected", mode="before")
+    @classmethod
+    def _entries(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            text = value.strip()
+            if text.startswith('["'):
+                return json.loads(text)
+            return [entry for entry in re.split(r"[,\s]+", text) if entry]
+        return value
+
+    @field_validator("egress_allow", "egress_deny", "egress_protected")
+    @classmethod
+    def _parseable(cls, value: list[str]) -> list[str]:
+        parse_rules(value)  # a bad entry stops the engine at start-up, naming the entry
+        return value
+
     # Each call of a `flowstream.hooks` hook is abandoned after this long.
     hook_timeout_s: float = Field(default=5.0, gt=0, le=300)

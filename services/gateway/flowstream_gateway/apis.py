@@ -15,7 +15,8 @@ import uuid
 from flowstream_shared.apis import ApiDefinition, ApiSnapshot
 from pydantic import ConfigDict
 
-from flowstream_gateway.errors import not_found
+from flowstream_gateway.credentials import CredentialStore
+from flowstream_gateway.errors import ApiError, invalid_param, not_found
 from flowstream_gateway.kv_cache import KvCache
 
 _API_ID = re.compile(r"^[A-Za-z0-9_-]{1,128}$")
@@ -36,9 +37,22 @@ class ApiRecord(ApiDefinition):
 
 
 class ApiStore:
-    def __init__(self, cache: KvCache[ApiRecord]) -> None:
+    def __init__(self, cache: KvCache[ApiRecord], credentials: CredentialStore) -> None:
         self._cache = cache
+        self._credentials = credentials
         self._writing = asyncio.Lock()
+
+    async def _check_credential(self, user_id: str, definition: ApiDefinition) -> None:
+        """The credential an API names is one of the owner's (its value never comes here)."""
+        if definition.credential is None:
+            return
+        try:
+            await self._credentials.get(user_id, definition.credential)
+        except ApiError as exc:
+            raise invalid_param(
+                f"credential: unknown credential {definition.credential!r} "
+                "(create it with POST /api/credentials)"
+            ) from exc
 
     async def find(self, user_id: str, api_id: str) -> ApiRecord | None:
         """The caller's API, or None (another user's id is no API at all)."""
@@ -58,6 +72,7 @@ class ApiStore:
         return sorted(found, key=lambda r: (r.created_at, r.id), reverse=True)
 
     async def create(self, user_id: str, definition: ApiDefinition) -> ApiRecord:
+        await self._check_credential(user_id, definition)
         now = int(time.time())
         record = ApiRecord(
             **definition.model_dump(),
@@ -71,6 +86,7 @@ class ApiStore:
 
     async def replace(self, user_id: str, api_id: str, definition: ApiDefinition) -> ApiRecord:
         """Runs already submitted keep the settings they were submitted with."""
+        await self._check_credential(user_id, definition)
         async with self._writing:
             current = await self.get(user_id, api_id)
             record = ApiRecord(

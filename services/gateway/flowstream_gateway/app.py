@@ -9,10 +9,12 @@ from contextlib import asynccontextmanager
 import nats
 from fastapi import FastAPI
 from flowstream_shared import subjects
+from flowstream_shared.credentials import CredentialRecord, Sealer
 from flowstream_shared.topology import ensure_topology
 
 from flowstream_gateway.api_keys import ApiKeyRecord, ApiKeyStore
 from flowstream_gateway.apis import ApiRecord, ApiStore
+from flowstream_gateway.credentials import CredentialStore
 from flowstream_gateway.errors import install_error_handlers
 from flowstream_gateway.history_client import HistoryClient
 from flowstream_gateway.hub import EventHub
@@ -24,6 +26,7 @@ from flowstream_gateway.routes import (
     apis as apis_routes,
 )
 from flowstream_gateway.routes import (
+    credentials,
     dify,
     execute,
     executions,
@@ -74,10 +77,17 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
             await js.key_value(subjects.API_KEYS_BUCKET), ApiKeyRecord.model_validate_json
         )
         api_cache = KvCache(await js.key_value(subjects.APIS_BUCKET), ApiRecord.model_validate_json)
+        credential_cache = KvCache(
+            await js.key_value(subjects.CREDENTIALS_BUCKET), CredentialRecord.model_validate_json
+        )
         await workflow_cache.start()
         await key_cache.start()
+        await credential_cache.start()
         await api_cache.start()
-        apis = ApiStore(api_cache)
+        credential_store = CredentialStore(
+            credential_cache, Sealer(resolved.credentials_public_key)
+        )
+        apis = ApiStore(api_cache, credential_store)
         hub.append(EventHub(nc))
         runs = RunService(
             nc,
@@ -94,10 +104,11 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
             js=js,
             hub=hub[0],
             runs=runs,
-            workflows=WorkflowStore(workflow_cache, apis),
+            workflows=WorkflowStore(workflow_cache, credential_store, apis),
             api_keys=ApiKeyStore(key_cache),
             metrics=GatewayMetrics(),
             history=HistoryClient(nc),
+            credentials=credential_store,
             apis=apis,
         )
         log.info("gateway ready on port %d", resolved.gateway_port)
@@ -107,6 +118,7 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
             await hub[0].stop()
             await workflow_cache.stop()
             await key_cache.stop()
+            await credential_cache.stop()
             await api_cache.stop()
             await nc.drain()
 
@@ -127,6 +139,7 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
         dify.router,
         keys.router,
         openai_compat.router,
+        credentials.router,
         apis_routes.router,
         monitor.router,
         monitor.metrics_router,

@@ -51,7 +51,7 @@ async def principal_for(token: str, services: Any) -> Principal:
     try:
         claims = jwt.decode(
             token,
-            services.settings.jwt_secret,
+            services.settings.jwt_secret.get_secret_value(),
             algorithms=["HS256"],
             options={"require": ["sub"]},
         )

@@ -14,7 +14,7 @@ import logging
 from collections.abc import Callable
 from typing import Generic, TypeVar
 
-from nats.js.errors import KeyDeletedError, KeyNotFoundError
+from nats.js.errors import KeyDeletedError, KeyNotFoundError, KeyWrongLastSequenceError
 from nats.js.kv import KeyValue
 
 log = logging.getLogger(__name__)
@@ -82,6 +82,16 @@ class KvCache(Generic[T]):
     async def put(self, key: str, value: T, payload: bytes) -> None:
         await self._kv.put(key, payload)
         self._items[key] = value
+
+    async def create(self, key: str, value: T, payload: bytes) -> bool:
+        """Store `value` unless the key holds one already (in the bucket, whichever replica
+        wrote it); say whether it was stored."""
+        try:
+            await self._kv.create(key, payload)
+        except KeyWrongLastSequenceError:
+            return False
+        self._items[key] = value
+        return True
 
     async def delete(self, key: str) -> None:
         await self._kv.delete(key)

@@ -9,6 +9,7 @@ from fastapi import Depends, Request
 
 from flowstream_gateway.api_keys import ApiKeyStore
 from flowstream_gateway.apis import ApiStore
+from flowstream_gateway.credentials import CredentialStore
 from flowstream_gateway.history_client import HistoryClient
 from flowstream_gateway.hub import EventHub
 from flowstream_gateway.metrics import GatewayMetrics
@@ -29,6 +30,7 @@ class Services:
     metrics: GatewayMetrics
     history: HistoryClient
     apis: ApiStore
+    credentials: CredentialStore
 
 
 async def _services(request: Request) -> Services:

@@ -1,7 +1,8 @@
 from __future__ import annotations
 
+from flowstream_shared.credentials import CredentialKeyError, Sealer
 from flowstream_shared.settings import ENV_PREFIX, NatsSettings
-from pydantic import Field, field_validator
+from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import SettingsConfigDict
 
 
@@ -11,7 +12,10 @@ class GatewaySettings(NatsSettings):
     gateway_port: int = 8080
     gateway_host: str = "127.0.0.1"
     # Required: the launcher generates one in development; production sets it.
-    jwt_secret: str = Field(min_length=32)
+    jwt_secret: SecretStr = Field(min_length=32)
+    # The engine's public key: the gateway seals credentials it can never open. Required; the
+    # launcher derives it from the key pair it generates in development.
+    credentials_public_key: str
     run_timeout: float = Field(default=300.0, gt=0)
     max_body_bytes: int = Field(default=1 << 20, ge=1024)
     sse_keepalive_s: float = Field(default=15.0, gt=0)
@@ -28,7 +32,17 @@ class GatewaySettings(NatsSettings):
 
     @field_validator("jwt_secret")
     @classmethod
-    def _not_a_placeholder(cls, value: str) -> str:
-        if value.lower() in {"changeme" * 4, "secret" * 6} or len(set(value)) < 8:
+    def _not_a_placeholder(cls, value: SecretStr) -> SecretStr:
+        text = value.get_secret_value()
+        if text.lower() in {"changeme" * 4, "secret" * 6} or len(set(text)) < 8:
             raise ValueError("FLOWSTREAM_JWT_SECRET looks like a placeholder; use a random value")
+        return value
+
+    @field_validator("credentials_public_key")
+    @classmethod
+    def _a_public_key(cls, value: str) -> str:
+        try:
+            Sealer(value)
+        except CredentialKeyError as exc:
+            raise ValueError(f"FLOWSTREAM_CREDENTIALS_PUBLIC_KEY: {exc}") from exc
         return value

@@ -58,6 +58,8 @@ from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError
 
 from flowstream_gateway import workflow_edits as edits
 from flowstream_gateway.apis import ApiStore
+from flowstream_gateway.credentials import CredentialStore
+from flowstream_gateway.definition_secrets import restore_secrets
 from flowstream_gateway.errors import ApiError, invalid_param, not_found
 from flowstream_gateway.kv_cache import KvCache
 
@@ -238,10 +240,25 @@ def _api_calls(definition: WorkflowDefinition) -> list[tuple[Node, ApiCallConfig
 
 
 class WorkflowStore:
-    def __init__(self, cache: KvCache[WorkflowRecord], apis: ApiStore) -> None:
+    def __init__(
+        self, cache: KvCache[WorkflowRecord], credentials: CredentialStore, apis: ApiStore
+    ) -> None:
         self._cache = cache
+        self._credentials = credentials
         self._apis = apis
         self._writing = asyncio.Lock()
+
+    async def _secrets_resolved(
+        self, user_id: str, definition: WorkflowDefinition
+    ) -> WorkflowDefinition:
+        """Masked values put back (see definition_secrets), credentials named by nodes checked."""
+
+        async def load(workflow_id: str, version: int) -> WorkflowDefinition:
+            return (await self.get(user_id, workflow_id, version)).definition
+
+        definition = await restore_secrets(definition, load)
+        await self._credentials.check_references(user_id, definition)
+        return definition
 
     async def get(
         self, user_id: str, workflow_id: str, version: int | None = None
@@ -317,6 +334,7 @@ class WorkflowStore:
     ) -> WorkflowRecord:
         # A workflow created without nodes is one to build step by step: a draft.
         allow_draft = allow_draft or "nodes" not in definition.model_fields_set
+        definition = await self._secrets_resolved(user_id, definition)
         problems = assess(definition, allow_draft)
         await self._check_apis(user_id, definition)
         now = int(time.time())
@@ -340,6 +358,7 @@ class WorkflowStore:
         allow_draft: bool = False,
     ) -> WorkflowRecord:
         """A new version; the same definition again changes nothing (PUT is idempotent)."""
+        definition = await self._secrets_resolved(user_id, definition)
         async with self._writing:
             latest = await self._latest(user_id, workflow_id)
             problems = assess(definition, allow_draft)
@@ -403,7 +422,7 @@ class WorkflowStore:
         """One step of building a graph: always storable as a draft."""
         async with self._writing:
             latest = await self._latest(user_id, workflow_id)
-            definition = change(latest.definition)
+            definition = await self._secrets_resolved(user_id, change(latest.definition))
             problems = assess(definition, True)
             await self._check_apis(user_id, definition)
             return await self._supersede(latest, definition, problems)

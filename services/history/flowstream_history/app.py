@@ -30,8 +30,8 @@ log = logging.getLogger("flowstream.history")
 
 
 def make_store(settings: HistorySettings) -> ExecutionStore:
-    if settings.mongodb_uri:
-        return MongoStore(settings.mongodb_uri)
+    if settings.mongodb_uri is not None and settings.mongodb_uri.get_secret_value():
+        return MongoStore(settings.mongodb_uri.get_secret_value())
     return SqliteStore(settings.data_dir / "history.sqlite3")
 
 

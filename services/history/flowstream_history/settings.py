@@ -1,7 +1,7 @@
 from __future__ import annotations
 
 from flowstream_shared.settings import ENV_PREFIX, DataSettings, NatsSettings
-from pydantic import Field
+from pydantic import Field, SecretStr
 from pydantic_settings import SettingsConfigDict
 
 
@@ -10,7 +10,8 @@ class HistorySettings(NatsSettings, DataSettings):
 
     history_host: str = "127.0.0.1"
     history_port: int = 8082
-    mongodb_uri: str | None = None
+    # SecretStr: the URI usually carries the database password.
+    mongodb_uri: SecretStr | None = None
     history_batch_size: int = Field(default=512, ge=1, le=10_000)
     history_max_in_flight: int = Field(default=20_000, ge=1)
     # Unacknowledged events come back after this long (a history process that died mid-batch).

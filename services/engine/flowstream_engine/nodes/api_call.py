@@ -2,8 +2,16 @@
 
 Outputs `status_code`, `headers` (lower-case names), `body` (parsed JSON when the response says
 it is JSON, else text) and whatever `outputs` maps, rendered over `response` and the run's values.
-A non-2xx answer, a transport error, a URL that is not http(s) and a header value rendering to
-CR/LF fail the node. A stop aborts the request at once (the node is interruptible).
+A non-2xx answer, a transport error, a URL that is not http(s), a header value rendering to
+CR/LF and a connection the egress policy refuses fail the node. A stop aborts the request at once
+(the node is interruptible).
+
+Secrets. `credential` adds a stored credential (its header or query parameter) once its allowed
+hosts admit the URL's host. What the node reports as its `inputs` shows no secret: headers and
+query parameters with secret names, the credential's and a URL's password are masked, and every
+value sent under a secret name is masked by value in the run's events. Redirects are followed
+hop by hop: a hop to another origin drops every secret header (httpx itself only drops
+`Authorization`), and each hop's connection passes the egress policy.
 """
 
 from __future__ import annotations
@@ -15,8 +23,10 @@ from typing import Any, ClassVar
 
 import httpx
 from flowstream_shared.expressions import ExpressionError, compile_template, render_value
+from flowstream_shared.masking import MASK, is_secret_name, mask_url
 from flowstream_shared.workflow import ApiCallConfig
 
+from flowstream_engine.egress import egress_denial
 from flowstream_engine.http import shared_client
 from flowstream_engine.nodes.api_target import api_target, response_scope
 from flowstream_engine.nodes.base import NodeContext, NodeError, NodeResult
@@ -24,9 +34,7 @@ from flowstream_engine.nodes.base import NodeContext, NodeError, NodeResult
 # Bigger answers fail the node: its outputs travel in events.
 MAX_RESPONSE_BYTES = 1_000_000
 EXCERPT_CHARS = 300
-_SENSITIVE_HEADERS = frozenset(
-    {"authorization", "proxy-authorization", "cookie", "x-api-key", "api-key"}
-)
+MAX_REDIRECTS = 20
 
 
 def check_url(url: str) -> httpx.URL:
@@ -51,8 +59,45 @@ def check_header(name: str, value: str) -> str:
 
 
 def where(method: str, url: httpx.URL) -> str:
-    """`GET https://host/path`, without the query (it may carry keys)."""
-    return f"{method} {url.copy_with(query=None, fragment=None)}"
+    """`GET https://host/path`, without the query and user info (they may carry keys)."""
+    return f"{method} {url.copy_with(query=None, fragment=None, userinfo=b'')}"
+
+
+def transport_error(what: str, exc: httpx.HTTPError) -> NodeError:
+    """A failed request as a node error; a refusal by the egress policy says so plainly."""
+    denial = egress_denial(exc)
+    if denial is not None:
+        return NodeError(f"{what}: {denial}")
+    return NodeError(f"{what}: {type(exc).__name__}: {exc}")
+
+
+def same_origin(a: httpx.URL, b: httpx.URL) -> bool:
+    """As httpx judges it for `Authorization`: same origin, or an upgrade from http to https."""
+    if (a.scheme, a.host, a.port) == (b.scheme, b.host, b.port):
+        return True
+    upgrade = a.scheme == "http" and b.scheme == "https" and a.host == b.host
+    return upgrade and a.port in (None, 80) and b.port in (None, 443)
+
+
+async def send_following(
+    client: httpx.AsyncClient,
+    request: httpx.Request,
+    follow_redirects: bool,
+    secret_headers: frozenset[str],
+) -> httpx.Response:
+    """Send `request`, following redirects one hop at a time; `secret_headers` (lower-case
+    names) are never sent to another origin. The response is streamed: close it."""
+    for _ in range(MAX_REDIRECTS + 1):
+        response = await client.send(request, stream=True, follow_redirects=False)
+        following = response.next_request if follow_redirects else None
+        if following is None:
+            return response
+        await response.aclose()
+        if not same_origin(request.url, following.url):
+            for name in secret_headers:
+                following.headers.pop(name, None)
+        request = following
+    raise NodeError(f"more than {MAX_REDIRECTS} redirects")
 
 
 async def read_capped(response: httpx.Response, limit: int = MAX_RESPONSE_BYTES) -> bytes:
@@ -112,6 +157,24 @@ def _body_arguments(config: ApiCallConfig, body: Any) -> dict[str, Any]:
     return {"content": text.encode()}
 
 
+def _register_secrets(
+    ctx: NodeContext,
+    url: httpx.URL,
+    headers: Mapping[str, str],
+    secret_headers: set[str],
+    params: list[tuple[str, Any]],
+    secret_params: set[str],
+) -> None:
+    """Values sent under secret names are secrets wherever else they show up (an echo)."""
+    for name, value in headers.items():
+        if name.lower() in secret_headers:
+            scheme, _, token = value.partition(" ")
+            ctx.secrets.add(value, token if scheme and token else value)
+    ctx.secrets.add(*(str(v) for k, v in params if k in secret_params and v is not None))
+    if url.password:
+        ctx.secrets.add(url.password)
+
+
 class ApiCallNode:
     name: ClassVar[str] = "API_CALL"
     interruptible: ClassVar[bool] = True
@@ -124,13 +187,6 @@ class ApiCallNode:
         variables = ctx.variables
         try:
             target = api_target(config, ctx.apis, variables)
-            if target.credential is not None:
-                # Resolved by the credentials store; without one, calling unauthenticated would
-                # hide the mistake behind a 401 from the API.
-                raise NodeError(
-                    f"credential `{target.credential}` cannot be resolved: this engine has no "
-                    "credentials store"
-                )
             url = check_url(target.url)
             headers = {
                 name: check_header(name, compile_template(value).render(variables))
@@ -157,14 +213,26 @@ class ApiCallNode:
             raise NodeError(str(exc)) from exc
         if body is not None and config.body_type is None and isinstance(body, str):
             headers.setdefault("Content-Type", "text/plain; charset=utf-8")
+        secret_headers = {name.lower() for name in headers if is_secret_name(name)}
+        secret_params = {key for key, _ in params if is_secret_name(key)}
+        _register_secrets(ctx, url, headers, secret_headers, params, secret_params)
+        if target.credential is not None:  # the node's, else its registry API's
+            if ctx.credentials is None:
+                raise NodeError("credentials are not available to this node")
+            auth = await ctx.credentials.auth_for(target.credential, url)
+            replaced = {name.lower() for name in auth.headers}
+            headers = {k: v for k, v in headers.items() if k.lower() not in replaced}
+            headers.update(auth.headers)
+            params = [(k, v) for k, v in params if k not in auth.params]
+            params.extend(auth.params.items())
+            secret_headers |= replaced
+            secret_params |= set(auth.params)
         method = target.method
         inputs = {
             "method": method,
-            "url": str(url),
-            "headers": {
-                k: "***" if k.lower() in _SENSITIVE_HEADERS else v for k, v in headers.items()
-            },
-            "query": dict(params),
+            "url": mask_url(str(url)),
+            "headers": {k: MASK if k.lower() in secret_headers else v for k, v in headers.items()},
+            "query": {k: MASK if k in secret_params else v for k, v in params},
             "body": body,
         }
         client = ctx.http or shared_client()
@@ -177,8 +245,8 @@ class ApiCallNode:
                 timeout=target.timeout,
                 **_body_arguments(config, body),
             )
-            response = await client.send(
-                request, stream=True, follow_redirects=config.follow_redirects
+            response = await send_following(
+                client, request, config.follow_redirects, frozenset(secret_headers)
             )
             try:
                 raw = await read_capped(response)
@@ -189,7 +257,7 @@ class ApiCallNode:
                 f"{where(method, url)}: no response within {target.timeout:g}s"
             ) from exc
         except httpx.HTTPError as exc:
-            raise NodeError(f"{where(method, url)}: {type(exc).__name__}: {exc}") from exc
+            raise transport_error(where(method, url), exc) from exc
         decoded = decode_body(response, raw)
         if not 200 <= response.status_code < 300:
             raise NodeError(

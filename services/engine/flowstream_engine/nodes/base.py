@@ -4,11 +4,15 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 import httpx
 from flowstream_shared.apis import ApiSnapshot
+from flowstream_shared.masking import ValueMasker
 from flowstream_shared.workflow import Node
+
+if TYPE_CHECKING:
+    from flowstream_engine.credentials import RunCredentials
 
 
 class NodeError(Exception):
@@ -19,7 +23,9 @@ class NodeError(Exception):
 class NodeContext:
     """What a node sees. `variables` holds `input`, `execution`, `sys`, every finished node's
     outputs by node id and, inside a LOOP body, `loop`. `http` is the engine's shared client:
-    nodes that make HTTP calls use it rather than opening their own connection pools."""
+    nodes that make HTTP calls use it rather than opening their own connection pools.
+    `credentials` resolves the run owner's stored credentials; `secrets` takes every secret value
+    a node sends (it is then masked in the run's events and the engine's log)."""
 
     node: Node
     config: Any
@@ -28,6 +34,8 @@ class NodeContext:
     emit_text: Callable[[str], Awaitable[None]]
     http: httpx.AsyncClient | None = None
     execution_id: str = ""
+    credentials: RunCredentials | None = None
+    secrets: ValueMasker = field(default_factory=ValueMasker)
     # The registry APIs of the run's snapshot, by id (API_CALL with `api_id`).
     apis: Mapping[str, ApiSnapshot] = field(default_factory=dict)
 

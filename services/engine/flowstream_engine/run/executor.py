@@ -48,11 +48,13 @@ from flowstream_shared.events import (
 from flowstream_shared.workflow import NodeType
 from pydantic import BaseModel
 
+from flowstream_engine.credentials import CredentialResolver, RunCredentials, default_resolver
 from flowstream_engine.emitter import EventTooLarge, RunEmitter
 from flowstream_engine.hooks import RunHooks, installed_hooks
 from flowstream_engine.http import shared_client
 from flowstream_engine.nodes.base import NodeResult
 from flowstream_engine.plan import Plan, PlannedNode
+from flowstream_engine.redaction import RunSecrets
 from flowstream_engine.run.common import INTERRUPTED, STOPPED_BY_USER, Halt, Outcome
 from flowstream_engine.run.scheduler import Scheduler
 from flowstream_engine.run_log import RunLogFailed
@@ -69,6 +71,7 @@ class RunExecutor:
         emitter: RunEmitter,
         state: RunState | None = None,
         http: httpx.AsyncClient | None = None,
+        credentials: CredentialResolver | None = None,
         hooks: RunHooks | None = None,
     ) -> None:
         self._command = command
@@ -76,6 +79,11 @@ class RunExecutor:
         self._emitter = emitter
         self.state = state or RunState()
         self.http = http or shared_client()
+        # Every secret value the run sends; masked in each event it emits.
+        self.secrets = RunSecrets()
+        self.credentials = RunCredentials(
+            credentials or default_resolver(), command.user_id, self.secrets
+        )
         self.hooks = hooks or RunHooks(installed_hooks())
         self.apis = command.workflow.apis
         self.run_id = command.run_id
@@ -227,7 +235,7 @@ class RunExecutor:
     # What nodes share.
 
     def emit(self, event: EventName, data: BaseModel) -> RunEventBase:
-        emitted = self._emitter.emit(event, data)
+        emitted = self._emitter.emit(event, self.secrets.model(data))
         self.hooks.notify(emitted)
         return emitted
 
@@ -292,9 +300,10 @@ class RunExecutor:
             ready = root.replay(self.state.finished_nodes)
             self.replaying = False
             await root.execute(ready)
+            return await self._finish(started_at)
         finally:
             deadline.cancel()
-        return await self._finish(started_at)
+            self.secrets.release()
 
     def _on_deadline(self) -> None:
         timeout = self._command.deadline - self._command.created_at

@@ -180,6 +180,8 @@ class NodeRun:
             emit_text,
             http=self._run.http,
             execution_id=self.execution_id,
+            credentials=self._run.credentials,
+            secrets=self._run.secrets,
             apis=self._run.apis,
         )
         return await self._planned.kind.run(ctx)

@@ -52,7 +52,8 @@ class TranslatedRunStream(Response):
         watcher = loop.create_task(_watch_disconnect(receive, handle.feed))
         keepalive = _Repeating(loop, self._keepalive_s, lambda: queue.put_nowait(Signal.KEEPALIVE))
         deadline = handle.arm_deadline()
-        abandoned: str | None = "Client disconnected."
+        # Only the client leaving stops the run: a stream the server ends or cancels does not.
+        abandoned: str | None = None
         try:
             headers = [
                 (b"content-type", b"text/event-stream; charset=utf-8"),
@@ -68,8 +69,11 @@ class TranslatedRunStream(Response):
                 item = await queue.get()
                 while True:
                     if item is Signal.DISCONNECTED:
+                        abandoned = "Client disconnected."
                         return
-                    if item is Signal.KEEPALIVE:
+                    if item is Signal.SHUTDOWN:
+                        ended = True  # this replica is stopping; the run goes on
+                    elif item is Signal.KEEPALIVE:
                         body += KEEPALIVE
                     elif item is Signal.LOST:
                         body += writer.lost(LOST_MESSAGE)

@@ -14,6 +14,7 @@ from fastapi.responses import JSONResponse
 from flowstream_shared.commands import ResponseMode
 
 from flowstream_gateway.auth import CurrentPrincipal
+from flowstream_gateway.errors import ApiError
 from flowstream_gateway.hub import Signal, StreamedEvent
 from flowstream_gateway.openai_compat.chat import ChatChunks, chat_completion
 from flowstream_gateway.openai_compat.errors import OpenAIRoute, openai_error
@@ -28,7 +29,7 @@ from flowstream_gateway.openai_compat.requests import (
 )
 from flowstream_gateway.openai_compat.responses import ResponseEvents, response_object
 from flowstream_gateway.openai_compat.stream import LOST_MESSAGE, StreamWriter, TranslatedRunStream
-from flowstream_gateway.runs import RunHandle
+from flowstream_gateway.runs import RunHandle, Submit
 from flowstream_gateway.services import Services, ServicesDep
 
 router = APIRouter(prefix="/v1", tags=["openai compatible"], route_class=OpenAIRoute)
@@ -56,7 +57,9 @@ async def _start(
     workflow.require_runnable()
     inputs = run_inputs(workflow.definition, conversation, extra)
     mode = ResponseMode.STREAMING if stream else ResponseMode.BLOCKING
-    handle = await services.runs.start(principal.user_id, workflow, inputs, mode, end_user=user)
+    handle = await services.runs.start(
+        principal.user_id, workflow, inputs, Submit(mode, end_user=user)
+    )
     services.metrics.runs_submitted.labels("openai", mode.value).inc()
     return handle
 
@@ -86,6 +89,13 @@ async def _read_to_end(handle: RunHandle, services: Services) -> RunReading | No
             if item is Signal.LOST:
                 _cancel_later(services, handle.run_id, LOST_MESSAGE)
                 return None
+            if item is Signal.SHUTDOWN:
+                raise ApiError(
+                    503,
+                    "service_unavailable",
+                    f"this gateway is restarting; run {handle.run_id} goes on",
+                    {"Retry-After": "1"},
+                )
             if isinstance(item, StreamedEvent):
                 reading.take(item.event, item.payload)
                 if item.is_final:

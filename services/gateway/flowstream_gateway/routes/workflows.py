@@ -11,6 +11,7 @@ from flowstream_shared.workflow import Connection, ConnectionInput, NodeInput, W
 from pydantic import BaseModel
 
 from flowstream_gateway.auth import CurrentPrincipal
+from flowstream_gateway.definition_secrets import mask_definition
 from flowstream_gateway.services import ServicesDep
 from flowstream_gateway.workflow_edits import parse
 from flowstream_gateway.workflows import WorkflowRecord
@@ -114,11 +115,16 @@ def _summary(record: WorkflowRecord) -> dict[str, Any]:
     }
 
 
+def _shown(record: WorkflowRecord) -> WorkflowDefinition:
+    """What any answer shows of a definition: literal secrets masked."""
+    return mask_definition(record.definition, record.id, record.version)
+
+
 def _full(record: WorkflowRecord) -> WorkflowOut:
     return WorkflowOut(
         **_summary(record),
         problems=record.problems,
-        definition=record.definition.model_dump(mode="json", by_alias=True),
+        definition=_shown(record).model_dump(mode="json", by_alias=True),
     )
 
 
@@ -250,7 +256,7 @@ async def export_workflow(
     response.headers["content-disposition"] = (
         f'attachment; filename="workflow-{record.id}-v{record.version}.json"'
     )
-    return record.definition
+    return _shown(record)
 
 
 @router.post(

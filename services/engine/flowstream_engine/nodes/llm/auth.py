@@ -6,11 +6,12 @@ node's inputs, outputs, events or logs; `redact` scrubs one from provider text q
 
 from __future__ import annotations
 
-import os
-
+import httpx
+from flowstream_shared.credentials import CredentialType
 from flowstream_shared.workflow import LlmApi, LlmConfig
 
-from flowstream_engine.nodes.base import NodeError
+from flowstream_engine.credentials import CredentialError
+from flowstream_engine.nodes.base import NodeContext
 
 ANTHROPIC_VERSION = "2023-06-01"
 
@@ -27,20 +28,27 @@ def provider_headers(api: LlmApi, secret: str | None) -> dict[str, str]:
     return {"Authorization": f"Bearer {secret}"} if secret else {}
 
 
-def secret_for(config: LlmConfig) -> str | None:
-    """The API key the config names: inline, from an engine environment variable, or a stored
-    credential (resolved per owner by the engine's credentials store)."""
+async def secret_for(ctx: NodeContext, config: LlmConfig, url: httpx.URL) -> str | None:
+    """The API key the config names: a stored credential of the run's owner (its value, sent
+    the protocol's way) or a literal `api_key`. Either way the value is masked in the run."""
     if config.credential is not None:
-        raise NodeError(
-            f"credential {config.credential!r}: this engine has no credentials store to read "
-            "it from"
-        )
-    if config.api_key_env is None:
-        return config.api_key
-    key = os.environ.get(config.api_key_env)
-    if not key:
-        raise NodeError(f"the environment variable {config.api_key_env} (api_key_env) is not set")
-    return key
+        if ctx.credentials is None:
+            raise CredentialError("credentials are not available to this node")
+        credential = await ctx.credentials.get(config.credential)
+        if not credential.allows(url.host):
+            raise CredentialError(
+                f"credential {config.credential!r} may not be sent to {url.host} "
+                f"(allowed hosts: {', '.join(credential.allowed_hosts)})"
+            )
+        if credential.type not in (CredentialType.BEARER, CredentialType.HEADER):
+            raise CredentialError(
+                f"credential {config.credential!r} is a {credential.type.value} credential; an "
+                "LLM node sends its provider's key itself: store it as `bearer` or `header`"
+            )
+        return credential.secret.value
+    if config.api_key:
+        ctx.secrets.add(config.api_key)
+    return config.api_key
 
 
 def redact(text: str, secret: str | None) -> str:

@@ -58,10 +58,11 @@ class LlmNode:
         config: LlmConfig = ctx.config
         protocol = PROTOCOLS[config.api]
         prompt = render_prompt(ctx, config)
-        secret = secret_for(config)
+        url = check_url(config.base_url.rstrip("/") + protocol.path)
+        secret = await secret_for(ctx, config, url)
         answer = Answer()
         try:
-            await self._call(ctx, config, protocol, prompt, secret, answer)
+            await self._call(ctx, config, protocol, url, prompt, secret, answer)
         except NodeError as exc:
             raise NodeError(redact(str(exc), secret)) from None
         except httpx.TimeoutException as exc:
@@ -91,11 +92,11 @@ class LlmNode:
         ctx: NodeContext,
         config: LlmConfig,
         protocol: WireProtocol,
+        url: httpx.URL,
         prompt: Prompt,
         secret: str | None,
         answer: Answer,
     ) -> None:
-        url = check_url(config.base_url.rstrip("/") + protocol.path)
         headers = provider_headers(config.api, secret)
         headers["Accept"] = "text/event-stream" if config.upstream_stream else "application/json"
         client = ctx.http or shared_client()
