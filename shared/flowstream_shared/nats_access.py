@@ -115,6 +115,7 @@ _GATEWAY_BUCKETS = (
     subjects.CONTROL_BUCKET,
     subjects.IDEMPOTENCY_BUCKET,
     subjects.CREDENTIALS_BUCKET,
+    subjects.APIS_BUCKET,
 )
 _ALL_BUCKETS = (*_GATEWAY_BUCKETS, subjects.LEASES_BUCKET)
 _STREAMS = (subjects.RUNS_STREAM, subjects.EVENTS_STREAM, subjects.DEAD_LETTER_STREAM)
@@ -137,7 +138,7 @@ def service_permissions(identity: Identity) -> Permissions:
                 *_kv_write(*_GATEWAY_BUCKETS),
                 *_kv_read(*_GATEWAY_BUCKETS),
                 *_kv_watch(subjects.WORKFLOWS_BUCKET, subjects.API_KEYS_BUCKET),
-                *_kv_watch(subjects.CREDENTIALS_BUCKET),
+                *_kv_watch(subjects.CREDENTIALS_BUCKET, subjects.APIS_BUCKET),
                 *_direct_get(subjects.EVENTS_STREAM, subjects.RUNS_STREAM),
                 f"{JS_API}.CONSUMER.INFO.{subjects.RUNS_STREAM}.{subjects.ENGINE_CONSUMER}",
                 f"{JS_API}.CONSUMER.INFO.{subjects.EVENTS_STREAM}.{subjects.HISTORY_CONSUMER}",

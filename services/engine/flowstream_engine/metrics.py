@@ -2,6 +2,8 @@ from __future__ import annotations
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
+from flowstream_engine.hooks import HOOK_CALLS, HOOK_FAILURES
+
 
 class EngineMetrics:
     def __init__(self) -> None:
@@ -23,3 +25,6 @@ class EngineMetrics:
         self.run_seconds = Histogram(
             "flowstream_engine_run_seconds", "Run duration", registry=self.registry
         )
+        # Process-wide counters kept by the hook runner (`flowstream_engine.hooks`).
+        self.registry.register(HOOK_CALLS)
+        self.registry.register(HOOK_FAILURES)
