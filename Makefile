@@ -52,6 +52,7 @@ docs: $(STAMP)
 	$(BIN)/python -m flowstream_gateway --openapi > docs/openapi.json
 	$(BIN)/python -m flowstream_engine --asyncapi > docs/asyncapi-engine.json
 	$(BIN)/python -m flowstream_history --asyncapi > docs/asyncapi-history.json
+	$(BIN)/python -m flowstream_launcher.nats_doc docs/nats.md deploy/nats/flowstream-auth.conf
 
 install: $(STAMP)
 

@@ -89,25 +89,56 @@ def _permissions(permissions: Permissions) -> str:
     return "{ " + ", ".join(parts) + " }"
 
 
+def env_variable(identity: Identity) -> str:
+    """The environment variable a deployed server reads an identity's password from."""
+    return f"NATS_{identity.value.upper()}_PASSWORD"
+
+
+ISSUER_VARIABLE = "NATS_CALLOUT_ISSUER"
+
+
 def render_config(
     auth: NatsAuth, port: int, monitor_port: int, store_dir: Path, host: str = "127.0.0.1"
 ) -> str:
     """A nats-server configuration with JetStream and authorization on: the services' static
     users, an admin, and every other connection decided by the gateway's auth callout."""
-    users = []
-    for identity in (*SERVICE_IDENTITIES, Identity.ADMIN):
-        password = json.dumps(auth.passwords[identity.value])
-        users.append(
-            f"      {{ user: {identity.value}, password: {password}, "
-            f"permissions: {_permissions(service_permissions(identity))} }}"
-        )
-    static_users = ", ".join(i.value for i in (*SERVICE_IDENTITIES, Identity.ADMIN))
+    passwords = {i: json.dumps(auth.passwords[i.value]) for i in _STATIC}
     return "\n".join(
         [
             f"host: {json.dumps(host)}",
             f"port: {port}",
             f"http: {json.dumps(f'{host}:{monitor_port}')}",  # monitoring stays local
             f"jetstream {{ store_dir: {json.dumps(str(store_dir))} }}",
+            render_authorization(passwords, auth.issuer_public_key),
+        ]
+    )
+
+
+def render_deployed_authorization() -> str:
+    """The same accounts and callout for a deployed server, reading each password (and the
+    callout's issuer public key) from the server's environment: no secret in the file."""
+    passwords = {i: f"${env_variable(i)}" for i in _STATIC}
+    header = (
+        "# Generated from shared/flowstream_shared/nats_access.py by `make docs`; do not edit.\n"
+        "# Include it from nats-server.conf; the server reads "
+        + ", ".join(f"${env_variable(i)}" for i in _STATIC)
+        + f" and ${ISSUER_VARIABLE} from its environment.\n"
+    )
+    return header + render_authorization(passwords, f"${ISSUER_VARIABLE}")
+
+
+_STATIC = (*SERVICE_IDENTITIES, Identity.ADMIN)
+
+
+def render_authorization(passwords: dict[Identity, str], issuer: str) -> str:
+    users = [
+        f"      {{ user: {identity.value}, password: {password}, "
+        f"permissions: {_permissions(service_permissions(identity))} }}"
+        for identity, password in passwords.items()
+    ]
+    static_users = ", ".join(i.value for i in passwords)
+    return "\n".join(
+        [
             "accounts {",
             f"  {ACCOUNT}: {{",
             "    jetstream: enabled",
@@ -120,7 +151,7 @@ def render_config(
             "system_account: SYS",
             "authorization {",
             "  auth_callout {",
-            f"    issuer: {auth.issuer_public_key}",
+            f"    issuer: {issuer}",
             f"    account: {ACCOUNT}",
             f"    auth_users: [ {static_users} ]",
             "  }",

@@ -14,10 +14,11 @@ import sys
 from contextlib import AsyncExitStack
 
 import httpx
+from flowstream_shared import subjects
 from flowstream_shared.nats_access import Identity
 
-from flowstream_launcher.banner import render_banner
-from flowstream_launcher.dev_auth import issue_token, jwt_secret
+from flowstream_launcher.banner import nats_line, render_banner
+from flowstream_launcher.dev_auth import DEV_USER, issue_token, jwt_secret
 from flowstream_launcher.examples import Example, ExampleError, load_examples, read_examples
 from flowstream_launcher.nats_auth import NatsAuth
 from flowstream_launcher.nats_server import NatsServer, NatsServerError, start_nats_server
@@ -135,7 +136,7 @@ async def _run(settings: LauncherSettings, signals: StopSignals, cleanup: AsyncE
 
     stop = asyncio.create_task(signals.requested.wait())
     died = asyncio.create_task(_first_exit(supervisor, nats))
-    startup = asyncio.create_task(_become_ready(settings, specs, secret, examples))
+    startup = asyncio.create_task(_become_ready(settings, specs, secret, examples, nats_address))
     try:
         done, _ = await asyncio.wait({stop, died, startup}, return_when=asyncio.FIRST_COMPLETED)
         if stop in done:
@@ -171,7 +172,11 @@ def _read_examples(settings: LauncherSettings) -> list[Example]:
 
 
 async def _become_ready(
-    settings: LauncherSettings, specs: list[ServiceSpec], secret: str, examples: list[Example]
+    settings: LauncherSettings,
+    specs: list[ServiceSpec],
+    secret: str,
+    examples: list[Example],
+    nats_address: str,
 ) -> str:
     """Wait for every service, load the examples, and return the banner to print."""
     await wait_all_ready({s.name: s.readiness_url for s in specs}, settings.ready_timeout_s)
@@ -183,7 +188,8 @@ async def _become_ready(
         trust_env=False,
     ) as client:
         ids = await load_examples(client, examples)
-    return render_banner(settings.gateway_url, token, ids.get("greet"), egress_note(settings))
+    nats = nats_line(nats_address, f"{subjects.EVENTS_PREFIX}.{subjects.owner_token(DEV_USER)}")
+    return render_banner(settings.gateway_url, token, ids.get("greet"), egress_note(settings), nats)
 
 
 async def _first_exit(supervisor: Supervisor, nats: NatsServer | None) -> tuple[str, int]:

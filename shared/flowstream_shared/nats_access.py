@@ -188,3 +188,23 @@ def subscriber_permissions(owner: str, workflow_id: str | None = None) -> Permis
         else subjects.owner_events(owner)
     )
     return Permissions(publish=(), subscribe=(allowed,), deny_publish=(">",))
+
+
+def permissions_table() -> str:
+    """The permissions of every identity as a Markdown table (docs/nats.md holds it)."""
+    rows = ["| identity | may publish | may subscribe | answers requests |", "|---|---|---|---|"]
+    for identity in Identity:
+        permissions = service_permissions(identity)
+        publish = permissions.publish or tuple(
+            f"nothing (denied: {d})" for d in permissions.deny_publish
+        )
+        rows.append(
+            f"| `{identity.value}` | {'<br>'.join(f'`{p}`' for p in publish)} | "
+            f"{'<br>'.join(f'`{s}`' for s in permissions.subscribe)} | "
+            f"{'yes' if permissions.allow_responses else 'no'} |"
+        )
+    subscriber = subscriber_permissions("<owner>")
+    app = subscriber_permissions("<owner>", "<workflow_id>")
+    rows.append(f"| a user token (callout) | nothing | `{subscriber.subscribe[0]}` | no |")
+    rows.append(f"| an app key (callout) | nothing | `{app.subscribe[0]}` | no |")
+    return "\n".join(rows) + "\n"
