@@ -14,6 +14,7 @@ from flowstream_shared.topology import ensure_topology
 from flowstream_gateway.api_keys import ApiKeyRecord, ApiKeyStore
 from flowstream_gateway.apis import ApiRecord, ApiStore
 from flowstream_gateway.auth import principal_for
+from flowstream_gateway.consistent_reads import ConsistentReads
 from flowstream_gateway.cors import add_cors
 from flowstream_gateway.credentials import CredentialStore
 from flowstream_gateway.errors import install_error_handlers
@@ -96,6 +97,7 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
             IdempotencyKeys(await js.key_value(subjects.IDEMPOTENCY_BUCKET)),
             resolved,
         )
+        history = HistoryClient(nc)
         app.state.services = Services(
             settings=resolved,
             nc=nc,
@@ -105,7 +107,8 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
             workflows=WorkflowStore(workflow_cache, credential_store, apis),
             api_keys=ApiKeyStore(key_cache),
             metrics=GatewayMetrics(),
-            history=HistoryClient(nc),
+            history=history,
+            reads=ConsistentReads(history, nc, runs),
             credentials=credential_store,
             apis=apis,
         )

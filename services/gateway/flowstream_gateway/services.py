@@ -9,6 +9,7 @@ from fastapi import Depends, Request
 
 from flowstream_gateway.api_keys import ApiKeyStore
 from flowstream_gateway.apis import ApiStore
+from flowstream_gateway.consistent_reads import ConsistentReads
 from flowstream_gateway.credentials import CredentialStore
 from flowstream_gateway.history_client import HistoryClient
 from flowstream_gateway.hub import EventHub
@@ -29,6 +30,8 @@ class Services:
     api_keys: ApiKeyStore
     metrics: GatewayMetrics
     history: HistoryClient
+    # History reads that reflect what a client may have seen (ADR 0016).
+    reads: ConsistentReads
     apis: ApiStore
     credentials: CredentialStore
 

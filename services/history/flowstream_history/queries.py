@@ -1,7 +1,12 @@
-"""Answers the gateway's `flowstream.history.<op>` requests, always scoped to the caller."""
+"""Answers the gateway's `flowstream.history.<op>` requests, always scoped to the caller.
+
+A query that names what its caller has seen waits (bounded) until that is recorded
+(`consistency.py`), so a client that has seen a run finish never reads it running.
+"""
 
 from __future__ import annotations
 
+import logging
 import time
 from typing import Any
 
@@ -16,15 +21,20 @@ from flowstream_shared.history import (
     MetricsQuery,
     RunDetail,
     RunQuery,
+    SeenPositions,
     StatsQuery,
     Summary,
     SummaryQuery,
 )
 from pydantic import ValidationError
 
+from flowstream_history.consistency import ReadBarrier
 from flowstream_history.custom_metrics import aggregate_custom_metrics
+from flowstream_history.metrics import HistoryMetrics
 from flowstream_history.stats import workflow_stats
 from flowstream_history.store import ExecutionStore, StoreUnavailable
+
+log = logging.getLogger(__name__)
 
 
 def _error(code: str, message: str, status: int) -> bytes:
@@ -40,9 +50,17 @@ def _ok(result: Any) -> bytes:
 
 
 class Queries:
-    def __init__(self, store: ExecutionStore, stats_window: int) -> None:
+    def __init__(
+        self,
+        store: ExecutionStore,
+        stats_window: int,
+        barrier: ReadBarrier | None = None,
+        metrics: HistoryMetrics | None = None,
+    ) -> None:
         self._store = store
         self._stats_window = stats_window
+        self._barrier = barrier
+        self._metrics = metrics
 
     async def answer(self, op: HistoryOp, body: bytes) -> bytes:
         try:
@@ -51,11 +69,35 @@ class Queries:
             return _error("invalid_param", str(exc.errors()[0].get("msg", exc)), 400)
         except StoreUnavailable as exc:
             return _error("service_unavailable", f"execution store unavailable: {exc}", 503)
+        except Exception as exc:  # never leave the gateway waiting for an answer that won't come
+            log.exception("answering a %s query failed", op.value)
+            return _error("service_unavailable", f"history could not answer: {exc}", 503)
+
+    async def _caught_up(self, query: RunQuery | SeenPositions) -> None:
+        """Wait (bounded) until what the caller has seen is recorded; past the bound, or when
+        that cannot be told, answer with what is recorded."""
+        if self._barrier is None:
+            return
+        try:
+            if isinstance(query, RunQuery):
+                if query.applied_seq is None:
+                    return
+                done = await self._barrier.run(query.user_id, query.run_id, query.applied_seq)
+            elif query.events_seq is None and query.runs_seq is None:
+                return
+            else:
+                done = await self._barrier.positions(query.events_seq, query.runs_seq)
+        except Exception as exc:  # the store or the consumer's state not answering
+            log.warning("could not tell whether a read is up to date: %s", exc)
+            done = False
+        if not done and self._metrics is not None:
+            self._metrics.read_waits.inc()
 
     async def _answer(self, op: HistoryOp, body: bytes) -> bytes:
         store = self._store
         if op in (HistoryOp.GET, HistoryOp.NODES, HistoryOp.TIMELINE):
             query = RunQuery.model_validate_json(body)
+            await self._caught_up(query)
             run = await store.get_run(query.user_id, query.run_id)
             if run is None:
                 return _error("not_found", f"execution {query.run_id} not found", 404)
@@ -65,9 +107,12 @@ class Queries:
                 return _ok(await store.nodes(run.id))
             return _ok(await store.timeline(run.id))
         if op == HistoryOp.LIST:
-            return _ok(await store.list_runs(ListQuery.model_validate_json(body)))
+            list_query = ListQuery.model_validate_json(body)
+            await self._caught_up(list_query)
+            return _ok(await store.list_runs(list_query))
         if op == HistoryOp.STATS:
             stats_query = StatsQuery.model_validate_json(body)
+            await self._caught_up(stats_query)
             runs = await store.runs_for_stats(
                 stats_query.user_id, stats_query.workflow_id, self._stats_window
             )
@@ -75,6 +120,7 @@ class Queries:
             return _ok(workflow_stats(stats_query.workflow_id, runs, nodes))
         if op == HistoryOp.METRICS:
             metrics_query = MetricsQuery.model_validate_json(body)
+            await self._caught_up(metrics_query)
             runs = await store.runs_for_stats(
                 metrics_query.user_id, metrics_query.workflow_id, self._stats_window
             )
@@ -82,6 +128,7 @@ class Queries:
             return _ok(aggregate_custom_metrics(nodes))
         if op == HistoryOp.ACTIVE:
             active_query = ActiveQuery.model_validate_json(body)
+            await self._caught_up(active_query)
             active = await store.active_runs(active_query.user_id, active_query.limit)
             return _ok(
                 [
@@ -96,11 +143,13 @@ class Queries:
                 ]
             )
         summary_query = SummaryQuery.model_validate_json(body)
+        await self._caught_up(summary_query)
         return _ok(
             Summary(
                 active_runs=await store.count_runs(summary_query.user_id, "running", None),
                 runs_last_minute=await store.count_runs(
                     summary_query.user_id, None, time.time() - 60
                 ),
+                pending_runs=await store.count_runs(summary_query.user_id, "pending", None),
             )
         )

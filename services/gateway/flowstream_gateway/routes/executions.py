@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
 from typing import Annotated, Any
 
@@ -9,14 +10,15 @@ from fastapi import APIRouter, Header, Query, Response
 from fastapi.responses import JSONResponse
 from flowstream_shared.commands import ResponseMode, RunOwner
 from flowstream_shared.events import RunStatus
-from flowstream_shared.history import HistoryOp, ListQuery, RunQuery, StatsQuery, SummaryQuery
+from flowstream_shared.history import HistoryOp, ListQuery, StatsQuery, SummaryQuery
 from pydantic import BaseModel, ConfigDict, Field
 
 from flowstream_gateway.attach import AttachedRun
 from flowstream_gateway.auth import CurrentPrincipal, Principal
+from flowstream_gateway.consistent_reads import unrecorded_run
 from flowstream_gateway.errors import ApiError, invalid_param, not_found
 from flowstream_gateway.execution_status import elapsed_time, progress, running_nodes, status_fields
-from flowstream_gateway.live_state import LiveState, live_state
+from flowstream_gateway.live_state import LiveState, live_state, state_of
 from flowstream_gateway.runs import IdempotencyKey, Submit
 from flowstream_gateway.seed_views import history_entries, run_status_filter, seed_status
 from flowstream_gateway.services import Services, ServicesDep
@@ -153,7 +155,7 @@ async def list_executions(
         page=page,
         size=size,
     )
-    found = await services.history.ask(HistoryOp.LIST, query)
+    found = await services.reads.ask(HistoryOp.LIST, query)
     now = time.time()
     for item in found["items"]:
         item["progress"] = progress(item)
@@ -161,10 +163,13 @@ async def list_executions(
     return found
 
 
-@router.get("/summary", summary="Active runs, runs in the last minute, queue depth")
+@router.get("/summary", summary="Active runs, pending runs, runs in the last minute, queue depth")
 async def summary(principal: CurrentPrincipal, services: ServicesDep) -> dict[str, Any]:
-    counts = await services.history.ask(HistoryOp.SUMMARY, SummaryQuery(user_id=principal.user_id))
-    return {**counts, "queue_depth": await services.runs.queue_depth(), "at": time.time()}
+    counts, depth = await asyncio.gather(
+        services.reads.ask(HistoryOp.SUMMARY, SummaryQuery(user_id=principal.user_id)),
+        services.runs.queue_depth(),
+    )
+    return {**counts, "queue_depth": depth, "at": time.time()}
 
 
 @router.get(
@@ -173,20 +178,24 @@ async def summary(principal: CurrentPrincipal, services: ServicesDep) -> dict[st
     description=(
         "Also `progress` (percent), `current_nodes` / `current_node` / `current_step` (the "
         "titles of the nodes running now), `elapsed_time` (seconds, still counting while it "
-        "runs) and, while paused, `paused_before` (the node ids it holds) and `pause_reason`."
+        "runs) and, while paused, `paused_before` (the node ids it holds) and `pause_reason`; "
+        "while it waits for an engine (`pending`), `queue_position` (1: next). Once any client "
+        "has seen the run finish, this reflects it."
     ),
 )
 async def get_execution(run_id: str, principal: CurrentPrincipal, services: ServicesDep) -> Any:
     owner = await owned_run(run_id, principal, services)
-    detail = await services.history.ask(
-        HistoryOp.GET, RunQuery(user_id=principal.user_id, run_id=run_id)
-    )
+    detail, last = await services.reads.run(HistoryOp.GET, owner)
+    if detail is None:  # not recorded yet: what the run index and the event log say
+        detail = {"run": unrecorded_run(owner, last), "nodes": []}
     run = detail["run"]
     view = {**run, **status_fields(run, running_nodes(detail["nodes"]), time.time())}
     if run.get("status") == RunStatus.PAUSED.value:
-        state = await live_state(services.nc, owner)
+        state = state_of(last) if last is not None else await live_state(services.nc, owner)
         view["paused_before"] = state.paused_before
         view["pause_reason"] = state.pause_reason
+    if run.get("status") == RunStatus.PENDING.value:
+        view["queue_position"] = await services.runs.queue_position(run_id)
     return {**view, "nodes": detail["nodes"]}
 
 
@@ -196,10 +205,10 @@ async def get_execution(run_id: str, principal: CurrentPrincipal, services: Serv
     description="Each entry: `seq`, `event`, `payload`, and `timestamp`, `status`, `message`.",
 )
 async def execution_history(run_id: str, principal: CurrentPrincipal, services: ServicesDep) -> Any:
-    await owned_run(run_id, principal, services)
-    timeline = await services.history.ask(
-        HistoryOp.TIMELINE, RunQuery(user_id=principal.user_id, run_id=run_id)
-    )
+    owner = await owned_run(run_id, principal, services)
+    timeline, _ = await services.reads.run(HistoryOp.TIMELINE, owner)
+    if timeline is None:  # not recorded yet: straight from the event log
+        timeline = await services.reads.log_timeline(owner)
     return history_entries(timeline)
 
 
@@ -353,6 +362,6 @@ async def workflow_stats(
 ) -> Any:
     principal.require_workflow(workflow_id)
     await services.workflows.get(principal.user_id, workflow_id)
-    return await services.history.ask(
+    return await services.reads.ask(
         HistoryOp.STATS, StatsQuery(user_id=principal.user_id, workflow_id=workflow_id)
     )

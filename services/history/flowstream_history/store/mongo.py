@@ -12,9 +12,9 @@ from __future__ import annotations
 import json
 import math
 import re
+from collections.abc import Sequence
 from typing import Any
 
-from flowstream_shared.commands import RunOwner
 from flowstream_shared.history import (
     ListQuery,
     NodeExecutionRecord,
@@ -22,7 +22,7 @@ from flowstream_shared.history import (
     RunRecord,
     TimelineEntry,
 )
-from pymongo import ASCENDING, DESCENDING, AsyncMongoClient, UpdateOne
+from pymongo import ASCENDING, DESCENDING, AsyncMongoClient, UpdateMany, UpdateOne
 from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import BulkWriteError, PyMongoError
 
@@ -37,6 +37,124 @@ DUPLICATE_KEY = 11000
 RUNS = "workflow_executions"
 NODES = "node_executions"
 EVENTS = "execution_events"
+POSITIONS = "history_positions"
+RUNS_INDEX_POSITION = "runs_index"
+
+
+def _registrations(batch: ProjectionBatch) -> list[UpdateOne]:
+    """Runs the run index announced: pending unless recorded; the index's owner fields win."""
+    return [
+        UpdateOne(
+            {"_id": entry.run_id},
+            {
+                "$setOnInsert": {
+                    "workflow_id": entry.workflow_id,
+                    "task_id": entry.task_id,
+                    "status": "pending",
+                    "last_seq": 0,
+                },
+                "$set": {
+                    "user_id": entry.user_id,
+                    "execution_name": entry.execution_name,
+                    "created_at": entry.created_at,
+                    "end_user": entry.end_user or entry.user_id,
+                },
+            },
+            upsert=True,
+        )
+        for entry in batch.registrations
+    ]
+
+
+def _run_ops(batch: ProjectionBatch) -> list[UpdateOne]:
+    ops: list[UpdateOne] = []
+    for run in batch.runs.values():
+        upsert: dict[str, Any] = {
+            "$setOnInsert": {
+                "workflow_id": run.workflow_id,
+                "task_id": run.task_id,
+                "status": "running",
+            },
+            "$max": {"last_seq": run.max_seq},
+        }
+        if run.owner is not None:
+            known = {
+                "user_id": run.owner.user_id,
+                "execution_name": run.owner.execution_name,
+                # The gateway's acceptance time, to the microsecond; events carry seconds.
+                "created_at": run.owner.created_at,
+            }
+            upsert["$set"] = {k: v for k, v in known.items() if v is not None}
+        ops.append(UpdateOne({"_id": run.run_id}, upsert, upsert=True))
+        if run.owner is not None and run.owner.end_user is not None:
+            # Until `workflow_started` says (its `sys.user_id`, the same value).
+            ops.append(
+                UpdateOne(
+                    {"_id": run.run_id, "end_user": None},
+                    {"$set": {"end_user": run.owner.end_user}},
+                )
+            )
+        # Its first recorded event: a pending run is running from now on.
+        ops.append(
+            UpdateOne({"_id": run.run_id, "status": "pending"}, {"$set": {"status": "running"}})
+        )
+        if run.started is not None:
+            started = dict(run.started)
+            created_at = started.pop("created_at")
+            ops.append(UpdateOne({"_id": run.run_id}, {"$set": started}))
+            # Only when nothing better is known (the index's time, to the microsecond).
+            ops.append(
+                UpdateOne(
+                    {"_id": run.run_id, "created_at": None}, {"$set": {"created_at": created_at}}
+                )
+            )
+        if run.progress is not None:
+            ops.append(UpdateOne({"_id": run.run_id}, {"$max": {"progress": run.progress}}))
+        if run.finished is not None:
+            ops.append(UpdateOne({"_id": run.run_id}, {"$set": run.finished}))
+        elif run.pause_state is not None:
+            ops.append(
+                UpdateOne(
+                    {"_id": run.run_id, "status": {"$nin": list(TERMINAL)}},
+                    {"$set": {"status": run.pause_state[1].value}},
+                )
+            )
+    return ops
+
+
+def _node_ops(batch: ProjectionBatch) -> list[UpdateOne]:
+    ops: list[UpdateOne] = []
+    for n in batch.nodes:
+        identity = {
+            "run_id": n.run_id,
+            "workflow_id": n.workflow_id,
+            "node_id": n.node_id,
+            "node_type": n.node_type,
+            "title": n.title,
+            "index": n.index,
+            "attempt": n.attempt,
+            "created_at": n.created_at,
+        }
+        if n.final:
+            results = {
+                "status": n.status,
+                "final": True,
+                "outputs": n.outputs,
+                "error": n.error,
+                "elapsed_ms": n.elapsed_ms,
+                "finished_at": n.finished_at,
+            }
+            if n.inputs is not None:
+                results["inputs"] = n.inputs
+            if n.metrics is not None:
+                results["metrics"] = n.metrics
+            update = {"$set": results, "$setOnInsert": identity}
+        else:
+            update = {
+                "$setOnInsert": {**identity, "status": n.status, "final": False, "inputs": n.inputs}
+            }
+        ops.append(UpdateOne({"_id": n.id}, update, upsert=True))
+    return ops
 
 
 def _run(doc: dict[str, Any]) -> RunRecord:
@@ -95,86 +213,16 @@ class MongoStore:
             await self._client.close()
             self._client = None
 
-    async def apply(self, batch: ProjectionBatch, owners: dict[str, RunOwner | None]) -> None:
+    async def apply(self, batch: ProjectionBatch) -> None:
         try:
-            await self._apply(batch, owners)
+            await self._apply(batch)
         except PyMongoError as exc:
             raise StoreUnavailable(str(exc)) from exc
 
-    async def _apply(self, batch: ProjectionBatch, owners: dict[str, RunOwner | None]) -> None:
-        run_ops: list[UpdateOne] = []
-        for run in batch.runs.values():
-            owner = owners.get(run.run_id)
-            upsert: dict[str, Any] = {
-                "$setOnInsert": {
-                    "workflow_id": run.workflow_id,
-                    "task_id": run.task_id,
-                    "status": "running",
-                },
-                "$max": {"last_seq": run.max_seq},
-            }
-            if owner is not None:
-                # The gateway's acceptance time, to the microsecond; events carry seconds.
-                upsert["$set"] = {
-                    "user_id": owner.user_id,
-                    "execution_name": owner.execution_name,
-                    "created_at": owner.created_at,
-                }
-            run_ops.append(UpdateOne({"_id": run.run_id}, upsert, upsert=True))
-            if run.started is not None:
-                started = dict(run.started)
-                if owner is not None:
-                    del started["created_at"]
-                run_ops.append(UpdateOne({"_id": run.run_id}, {"$set": started}))
-            if run.progress is not None:
-                run_ops.append(UpdateOne({"_id": run.run_id}, {"$max": {"progress": run.progress}}))
-            if run.finished is not None:
-                run_ops.append(UpdateOne({"_id": run.run_id}, {"$set": run.finished}))
-            elif run.pause_state is not None:
-                run_ops.append(
-                    UpdateOne(
-                        {"_id": run.run_id, "status": {"$nin": list(TERMINAL)}},
-                        {"$set": {"status": run.pause_state[1].value}},
-                    )
-                )
-        await self._bulk(RUNS, run_ops)
-        node_ops = []
-        for n in batch.nodes:
-            identity = {
-                "run_id": n.run_id,
-                "workflow_id": n.workflow_id,
-                "node_id": n.node_id,
-                "node_type": n.node_type,
-                "title": n.title,
-                "index": n.index,
-                "attempt": n.attempt,
-                "created_at": n.created_at,
-            }
-            if n.final:
-                results = {
-                    "status": n.status,
-                    "final": True,
-                    "outputs": n.outputs,
-                    "error": n.error,
-                    "elapsed_ms": n.elapsed_ms,
-                    "finished_at": n.finished_at,
-                }
-                if n.inputs is not None:
-                    results["inputs"] = n.inputs
-                if n.metrics is not None:
-                    results["metrics"] = n.metrics
-                update = {"$set": results, "$setOnInsert": identity}
-            else:
-                update = {
-                    "$setOnInsert": {
-                        **identity,
-                        "status": n.status,
-                        "final": False,
-                        "inputs": n.inputs,
-                    }
-                }
-            node_ops.append(UpdateOne({"_id": n.id}, update, upsert=True))
-        await self._bulk(NODES, node_ops)
+    async def _apply(self, batch: ProjectionBatch) -> None:
+        await self._bulk(RUNS, [*_registrations(batch), *_run_ops(batch)])
+        await self._bulk(NODES, _node_ops(batch))
+        await self._stop_open_attempts(batch)
         # Timeline entries never change once written: inserts, and a duplicate key (a redelivered
         # event) means "already recorded". FerretDB's upserts scan; its inserts do not.
         documents = [
@@ -199,10 +247,64 @@ class MongoStore:
                     "writeConcernErrors"
                 ):
                     raise
+        if batch.runs_seq is not None:
+            await self.db[POSITIONS].update_one(
+                {"_id": RUNS_INDEX_POSITION}, {"$max": {"seq": batch.runs_seq}}, upsert=True
+            )
 
-    async def _bulk(self, collection: str, ops: list[UpdateOne]) -> None:
+    async def _stop_open_attempts(self, batch: ProjectionBatch) -> None:
+        """Attempts still open in a run that has ended end `stopped` with it: the runs ending in
+        this batch, and runs that had ended before and get node facts now (late deliveries)."""
+        ended = {
+            run.run_id: run.finished["finished_at"]
+            for run in batch.runs.values()
+            if run.finished is not None
+        }
+        earlier = [r for r in batch.ending_run_ids if r not in ended]
+        if earlier:
+            cursor = self.db[RUNS].find(
+                {"_id": {"$in": earlier}, "status": {"$in": list(TERMINAL)}},
+                {"finished_at": 1},
+            )
+            ended.update({doc["_id"]: doc.get("finished_at") async for doc in cursor})
+        await self._bulk(
+            NODES,
+            [
+                UpdateMany(
+                    {"run_id": run_id, "status": "running"},
+                    {"$set": {"status": "stopped", "finished_at": finished_at}},
+                )
+                for run_id, finished_at in ended.items()
+            ],
+        )
+
+    async def _bulk(self, collection: str, ops: Sequence[UpdateOne | UpdateMany]) -> None:
         for start in range(0, len(ops), BULK_CHUNK):
             await self.db[collection].bulk_write(ops[start : start + BULK_CHUNK], ordered=True)
+
+    async def owners(self, run_ids: list[str]) -> dict[str, str]:
+        if not run_ids:
+            return {}
+        cursor = self.db[RUNS].find(
+            {"_id": {"$in": run_ids}, "user_id": {"$ne": None}}, {"user_id": 1}
+        )
+        return {doc["_id"]: doc["user_id"] async for doc in cursor}
+
+    async def runs_seq(self) -> int:
+        try:
+            doc = await self.db[POSITIONS].find_one({"_id": RUNS_INDEX_POSITION})
+        except PyMongoError as exc:
+            raise StoreUnavailable(str(exc)) from exc
+        return int(doc["seq"]) if doc else 0
+
+    async def applied(self, user_id: str, run_id: str, seq: int) -> bool:
+        # Seqs are gap-free from 1 and the timeline is keyed by (run, seq): counting is enough.
+        if await self.db[RUNS].find_one({"_id": run_id, "user_id": user_id}, {"_id": 1}) is None:
+            return False
+        if seq == 0:
+            return True
+        found = await self.db[EVENTS].count_documents({"run_id": run_id, "seq": {"$lte": seq}})
+        return found >= seq
 
     async def get_run(self, user_id: str, run_id: str) -> RunRecord | None:
         doc = await self.db[RUNS].find_one({"_id": run_id, "user_id": user_id})

@@ -1,0 +1,133 @@
+"""History reads that reflect everything a client may already have seen (ADR 0016).
+
+Once any client has seen a run's `workflow_finished` (over SSE, WebSocket or NATS), every read
+says so. Each read tells history what may have been seen, read from the event log itself (one
+direct get, served by any replica):
+- a read of one run: the run's latest stored event and its `seq` (from its `Nats-Msg-Id`,
+  `<run>:<seq>`); history answers once the run is recorded with its events up to there;
+- any other read: the event stream's latest sequence and the run index's latest revision;
+  history answers once it has recorded both.
+History's wait is bounded. A run the run index knows but history has not recorded within it is
+answered from the event log (its state, its timeline), never `404`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+from collections.abc import Mapping
+from typing import Any, TypeVar
+
+from flowstream_shared import subjects
+from flowstream_shared.commands import RunOwner
+from flowstream_shared.event_log import StoredMessage, last_message, read_messages
+from flowstream_shared.history import HistoryOp, RunQuery, SeenPositions
+from flowstream_shared.subjects import RunAddress
+from nats.aio.client import Client
+
+from flowstream_gateway.errors import ApiError
+from flowstream_gateway.history_client import HistoryClient
+from flowstream_gateway.live_state import state_of
+from flowstream_gateway.runs import RunService
+
+log = logging.getLogger(__name__)
+
+Q = TypeVar("Q", bound=SeenPositions)
+_RUNS_INDEX_STREAM = f"KV_{subjects.RUNS_BUCKET}"
+_RUNS_INDEX_SUBJECTS = f"$KV.{subjects.RUNS_BUCKET}.>"
+
+
+def seq_of(last: StoredMessage | None) -> int:
+    """A stored event's per-run `seq` (0: the run has none yet)."""
+    if last is None:
+        return 0
+    if last.msg_id and ":" in last.msg_id:
+        return int(last.msg_id.rsplit(":", 1)[1])
+    return int(json.loads(last.data)["seq"])
+
+
+class ConsistentReads:
+    def __init__(self, history: HistoryClient, nc: Client, runs: RunService) -> None:
+        self._history = history
+        self._nc = nc
+        self._runs = runs
+
+    async def latest(self, owner: RunOwner) -> tuple[StoredMessage | None, int | None]:
+        """The run's newest stored event and its `seq`; (None, None) when the log does not
+        answer (the read then waits for nothing)."""
+        try:
+            last = await self._runs.last_event(owner)
+        except Exception as exc:
+            log.warning("event log unavailable for run %s: %s", owner.run_id, exc)
+            return None, None
+        return last, seq_of(last)
+
+    async def run(self, op: HistoryOp, owner: RunOwner) -> tuple[Any | None, StoredMessage | None]:
+        """History's answer to a read of one run, once it reflects the run's latest stored
+        event; None when history has not recorded the run within its wait. Also the event."""
+        last, seq = await self.latest(owner)
+        query = RunQuery(user_id=owner.user_id, run_id=owner.run_id, applied_seq=seq)
+        try:
+            return await self._history.ask(op, query), last
+        except ApiError as exc:
+            if exc.status != 404:
+                raise
+            return None, last
+
+    async def ask(self, op: HistoryOp, query: Q) -> Any:
+        """Any other read, once history has recorded what the event stream and the run index
+        hold now."""
+        return await self._history.ask(op, query.model_copy(update=await self.positions()))
+
+    async def positions(self) -> dict[str, int | None]:
+        events, runs = await asyncio.gather(
+            self._last_seq(subjects.EVENTS_STREAM, subjects.ALL_EVENTS),
+            self._last_seq(_RUNS_INDEX_STREAM, _RUNS_INDEX_SUBJECTS),
+        )
+        return {"events_seq": events, "runs_seq": runs}
+
+    async def _last_seq(self, stream: str, subject_filter: str) -> int | None:
+        try:
+            last = await last_message(self._nc, stream, subject_filter)
+        except Exception as exc:
+            log.warning("%s unavailable: %s", stream, exc)
+            return None
+        return last.seq if last is not None else 0
+
+    async def log_timeline(self, owner: RunOwner) -> list[Mapping[str, Any]]:
+        """The run's timeline straight from its event log (when history has not recorded it)."""
+        run = RunAddress.of(owner.user_id, owner.workflow_id, owner.run_id)
+        entries: list[Mapping[str, Any]] = []
+        async for message in read_messages(
+            self._nc, subjects.EVENTS_STREAM, run.events_filter, since=owner.created_at - 1
+        ):
+            payload = json.loads(message.data)
+            entries.append({"seq": payload["seq"], "event": payload["event"], "payload": payload})
+        return entries
+
+
+def unrecorded_run(owner: RunOwner, last: StoredMessage | None) -> dict[str, Any]:
+    """A run as its index entry and its newest stored event describe it, for a run history has
+    not recorded yet: pending (nothing stored), running, paused or ended."""
+    return {
+        "id": owner.run_id,
+        "task_id": owner.task_id,
+        "workflow_id": owner.workflow_id,
+        "workflow_version": None,
+        "user_id": owner.user_id,
+        "end_user": owner.end_user or owner.user_id,
+        "execution_name": owner.execution_name,
+        "inputs": None,
+        "outputs": None,
+        "status": state_of(last).status.value,
+        "error": None,
+        "elapsed_ms": None,
+        "total_steps": None,
+        "total_tokens": None,
+        "created_at": owner.created_at,
+        "started_at": None,
+        "finished_at": None,
+        "last_seq": seq_of(last),
+        "progress": None,
+    }
