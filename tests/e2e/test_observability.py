@@ -17,7 +17,6 @@ import uuid
 from collections.abc import AsyncIterator
 from typing import Any
 
-import httpx
 import pytest
 from flowstream_launcher.child_stack import ChildStack, child_stack
 
