@@ -13,7 +13,7 @@ from flowstream_gateway.settings import GatewaySettings
 from flowstream_history.settings import HistorySettings
 from flowstream_launcher.settings import LauncherSettings
 from flowstream_shared import subjects
-from flowstream_shared.settings import DataSettings
+from flowstream_shared.settings import DataSettings, TelemetrySettings
 
 DEPLOY = Path(__file__).resolve().parents[2] / "deploy"
 KUBERNETES = DEPLOY / "kubernetes"
@@ -27,6 +27,7 @@ KNOWN = {
         HistorySettings,
         LauncherSettings,
         DataSettings,
+        TelemetrySettings,
     )
     for name in settings.model_fields
 } | {"FLOWSTREAM_MONGODB_URI"}
