@@ -23,6 +23,7 @@ from flowstream_gateway.idempotency import IdempotencyKeys
 from flowstream_gateway.kv_cache import KvCache
 from flowstream_gateway.limits import BodySizeLimit
 from flowstream_gateway.metrics import GatewayMetrics, HttpMetrics
+from flowstream_gateway.openapi import install_openapi
 from flowstream_gateway.routes import (
     credentials,
     dify,
@@ -124,6 +125,7 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
         lifespan=lifespan,
     )
     install_error_handlers(app)
+    install_openapi(app)
     routers = (
         ops.router,
         workflows.router,

@@ -9,7 +9,19 @@ from fastapi import APIRouter, Header, Query
 from fastapi.responses import JSONResponse
 from flowstream_shared.commands import ResponseMode, RunOwner
 from flowstream_shared.events import RunStatus
-from flowstream_shared.history import HistoryOp, ListQuery, RunQuery, StatsQuery, SummaryQuery
+from flowstream_shared.history import (
+    HistoryOp,
+    ListQuery,
+    NodeExecutionRecord,
+    RunPage,
+    RunQuery,
+    RunRecord,
+    StatsQuery,
+    Summary,
+    SummaryQuery,
+    TimelineEntry,
+    WorkflowStats,
+)
 from flowstream_shared.inputs import InputError, input_declarations, validate_inputs
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -36,6 +48,39 @@ class ExecutionRequest(BaseModel):
     execution_name: str | None = Field(default=None, max_length=200)
 
 
+class ExecutionAccepted(BaseModel):
+    """A queued run; follow it at `events_url`."""
+
+    id: str
+    task_id: str
+    workflow_id: str
+    workflow_version: int
+    execution_name: str | None
+    status: RunStatus
+    inputs: dict[str, Any]
+    created_at: float
+    events_url: str
+
+
+class ExecutionDetail(RunRecord):
+    nodes: list[NodeExecutionRecord]
+
+
+class ExecutionSummary(Summary):
+    queue_depth: int = Field(description="runs waiting for an engine")
+    at: float
+
+
+class ControlAccepted(BaseModel):
+    id: str
+    result: str = Field(examples=["cancelling", "pausing", "resuming"])
+
+
+def documented(model: type[BaseModel], status: int = 200) -> dict[int | str, dict[str, Any]]:
+    """The answer's schema in the OpenAPI document; the route returns history's JSON as is."""
+    return {status: {"model": model}}
+
+
 async def owned_run(run_id: str, principal: Principal, services: Services) -> RunOwner:
     """The caller's run from the run index (any replica, recorded or not yet); else 404."""
     owner = await services.runs.owner(run_id)
@@ -53,7 +98,13 @@ async def unfinished_run(run_id: str, principal: Principal, services: Services) 
     return owner
 
 
-@router.post("", status_code=202, summary="Start a run and return at once")
+@router.post(
+    "",
+    status_code=202,
+    summary="Start a run and return at once",
+    response_model=None,
+    responses=documented(ExecutionAccepted, 202),
+)
 async def start_execution(
     body: ExecutionRequest,
     principal: CurrentPrincipal,
@@ -93,7 +144,12 @@ async def start_execution(
     }
 
 
-@router.get("", summary="List the caller's runs, newest first")
+@router.get(
+    "",
+    summary="List the caller's runs, newest first",
+    response_model=None,
+    responses=documented(RunPage),
+)
 async def list_executions(
     principal: CurrentPrincipal,
     services: ServicesDep,
@@ -120,13 +176,23 @@ async def list_executions(
     return await services.history.ask(HistoryOp.LIST, query)
 
 
-@router.get("/summary", summary="Active runs, runs in the last minute, queue depth")
+@router.get(
+    "/summary",
+    summary="Active runs, runs in the last minute, queue depth",
+    response_model=None,
+    responses=documented(ExecutionSummary),
+)
 async def summary(principal: CurrentPrincipal, services: ServicesDep) -> dict[str, Any]:
     counts = await services.history.ask(HistoryOp.SUMMARY, SummaryQuery(user_id=principal.user_id))
     return {**counts, "queue_depth": await services.runs.queue_depth(), "at": time.time()}
 
 
-@router.get("/{run_id}", summary="A run with its node executions")
+@router.get(
+    "/{run_id}",
+    summary="A run with its node executions",
+    response_model=None,
+    responses=documented(ExecutionDetail),
+)
 async def get_execution(run_id: str, principal: CurrentPrincipal, services: ServicesDep) -> Any:
     await owned_run(run_id, principal, services)
     detail = await services.history.ask(
@@ -135,7 +201,12 @@ async def get_execution(run_id: str, principal: CurrentPrincipal, services: Serv
     return {**detail["run"], "nodes": detail["nodes"]}
 
 
-@router.get("/{run_id}/history", summary="The run's events in order (its timeline)")
+@router.get(
+    "/{run_id}/history",
+    summary="The run's events in order (its timeline)",
+    response_model=None,
+    responses=documented(list[TimelineEntry]),  # type: ignore[arg-type]
+)
 async def execution_history(run_id: str, principal: CurrentPrincipal, services: ServicesDep) -> Any:
     await owned_run(run_id, principal, services)
     return await services.history.ask(
@@ -143,7 +214,18 @@ async def execution_history(run_id: str, principal: CurrentPrincipal, services: 
     )
 
 
-@router.post("/{run_id}/cancel", status_code=202, summary="Cancel a run (409 when it has ended)")
+CONTROL_RESPONSES: dict[int | str, dict[str, Any]] = {
+    202: {"model": ControlAccepted},
+    409: {"description": "The run has already finished"},
+}
+
+
+@router.post(
+    "/{run_id}/cancel",
+    status_code=202,
+    summary="Cancel a run (409 when it has ended)",
+    responses=CONTROL_RESPONSES,
+)
 async def cancel_execution(
     run_id: str, principal: CurrentPrincipal, services: ServicesDep
 ) -> JSONResponse:
@@ -156,6 +238,7 @@ async def cancel_execution(
     "/{run_id}/pause",
     status_code=202,
     summary="Pause a run at its next node boundary (409 when it has ended)",
+    responses=CONTROL_RESPONSES,
     description=(
         "Nothing new starts; running nodes are not interrupted (a DELAY keeps counting). Once "
         "nothing runs the run emits `workflow_paused`. Pausing a paused run changes nothing; "
@@ -174,6 +257,7 @@ async def pause_execution(
     "/{run_id}/resume",
     status_code=202,
     summary="Resume a paused run (409 when it has ended)",
+    responses=CONTROL_RESPONSES,
     description=(
         "The run emits `workflow_resumed` and starts what was ready. Resuming a run that is "
         "not paused changes nothing; a resume before the pause took effect cancels it."
@@ -207,7 +291,12 @@ async def execution_events(
     )
 
 
-@stats_router.get("/{workflow_id}/stats", summary="Totals, success rate, durations, errors")
+@stats_router.get(
+    "/{workflow_id}/stats",
+    summary="Totals, success rate, durations, errors",
+    response_model=None,
+    responses=documented(WorkflowStats),
+)
 async def workflow_stats(
     workflow_id: str, principal: CurrentPrincipal, services: ServicesDep
 ) -> Any:
