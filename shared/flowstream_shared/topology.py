@@ -94,6 +94,7 @@ def buckets(settings: NatsSettings) -> list[KeyValueConfig]:
         KeyValueConfig(
             bucket=subjects.API_KEYS_BUCKET, history=1, replicas=settings.stream_replicas
         ),
+        KeyValueConfig(bucket=subjects.APIS_BUCKET, history=1, replicas=settings.stream_replicas),
         KeyValueConfig(
             bucket=subjects.CREDENTIALS_BUCKET, history=1, replicas=settings.stream_replicas
         ),

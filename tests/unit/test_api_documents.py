@@ -71,4 +71,4 @@ def test_the_openapi_document_has_the_bearer_scheme_and_real_errors() -> None:
     assert "403" in document["paths"]["/api/keys"]["post"]["responses"]
     assert "403" not in document["paths"]["/api/executions/{run_id}"]["get"]["responses"]
     listed = document["paths"]["/api/executions"]["get"]["responses"]["200"]
-    assert listed["content"]["application/json"]["schema"]["$ref"].endswith("/RunPage")
+    assert listed["content"]["application/json"]["schema"]["$ref"].endswith("/ExecutionPage")

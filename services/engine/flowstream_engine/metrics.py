@@ -5,6 +5,8 @@ from __future__ import annotations
 from flowstream_shared.telemetry.metrics import duration_buckets, standard_registry
 from prometheus_client import Counter, Gauge, Histogram
 
+from flowstream_engine.hooks import HOOK_CALLS, HOOK_FAILURES
+
 # A command waits for an engine from milliseconds (idle) to minutes (a backlog).
 QUEUE_WAIT_BUCKETS = duration_buckets(600.0)
 
@@ -55,3 +57,6 @@ class EngineMetrics:
             "Event windows sent again because the event log did not acknowledge them in time",
             registry=self.registry,
         )
+        # Process-wide counters kept by the hook runner (`flowstream_engine.hooks`).
+        self.registry.register(HOOK_CALLS)
+        self.registry.register(HOOK_FAILURES)

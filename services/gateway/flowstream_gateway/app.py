@@ -14,6 +14,7 @@ from flowstream_shared.telemetry.tracing import tracing_enabled
 from flowstream_shared.topology import ensure_topology
 
 from flowstream_gateway.api_keys import ApiKeyRecord, ApiKeyStore
+from flowstream_gateway.apis import ApiRecord, ApiStore
 from flowstream_gateway.cors import add_cors
 from flowstream_gateway.credentials import CredentialStore
 from flowstream_gateway.errors import install_error_handlers
@@ -25,11 +26,15 @@ from flowstream_gateway.limits import BodySizeLimit
 from flowstream_gateway.metrics import GatewayMetrics, HttpMetrics
 from flowstream_gateway.openapi import install_openapi
 from flowstream_gateway.routes import (
+    apis as apis_routes,
+)
+from flowstream_gateway.routes import (
     credentials,
     dify,
     execute,
     executions,
     keys,
+    monitor,
     openai_compat,
     ops,
     websockets,
@@ -77,15 +82,18 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
         key_cache = KvCache(
             await js.key_value(subjects.API_KEYS_BUCKET), ApiKeyRecord.model_validate_json
         )
+        api_cache = KvCache(await js.key_value(subjects.APIS_BUCKET), ApiRecord.model_validate_json)
         credential_cache = KvCache(
             await js.key_value(subjects.CREDENTIALS_BUCKET), CredentialRecord.model_validate_json
         )
         await workflow_cache.start()
         await key_cache.start()
         await credential_cache.start()
+        await api_cache.start()
         credential_store = CredentialStore(
             credential_cache, Sealer(resolved.credentials_public_key)
         )
+        apis = ApiStore(api_cache, credential_store)
         hub.append(EventHub(nc))
         runs = RunService(
             nc,
@@ -102,11 +110,12 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
             js=js,
             hub=hub[0],
             runs=runs,
-            workflows=WorkflowStore(workflow_cache, credential_store),
+            workflows=WorkflowStore(workflow_cache, credential_store, apis),
             api_keys=ApiKeyStore(key_cache),
             metrics=metrics,
             history=HistoryClient(nc),
             credentials=credential_store,
+            apis=apis,
         )
         log.info("gateway ready on port %d", resolved.gateway_port)
         try:
@@ -116,6 +125,7 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
             await workflow_cache.stop()
             await key_cache.stop()
             await credential_cache.stop()
+            await api_cache.stop()
             await nc.drain()
 
     app = FastAPI(
@@ -138,6 +148,9 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
         openai_compat.router,
         credentials.router,
         console_router,
+        apis_routes.router,
+        monitor.router,
+        monitor.metrics_router,
     )
     for router in routers:
         app.include_router(router)

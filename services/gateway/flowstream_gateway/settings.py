@@ -35,6 +35,13 @@ class GatewaySettings(NatsSettings):
             return [origin.strip() for origin in value.split(",") if origin.strip()]
         return value
 
+    # WebSocket streams send `{"type": "heartbeat"}` after this long without a message.
+    ws_heartbeat_s: float = Field(default=30.0, gt=0)
+    # Runs all engines together execute at once, for `/api/monitor/realtime` (engine load):
+    # unset means one engine of FLOWSTREAM_ENGINE_CONCURRENCY.
+    engine_capacity: int | None = Field(default=None, ge=1)
+    engine_concurrency: int = Field(default=256, ge=1)
+
     @field_validator("jwt_secret")
     @classmethod
     def _not_a_placeholder(cls, value: SecretStr) -> SecretStr:

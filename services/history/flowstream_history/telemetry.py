@@ -151,6 +151,11 @@ class MeasuredStore:
     ) -> list[NodeExecutionRecord]:
         return await self._store.nodes_for_stats(workflow_id, run_ids)
 
+    async def active_runs(
+        self, user_id: str, limit: int
+    ) -> list[tuple[RunRecord, list[NodeExecutionRecord]]]:
+        return await self._store.active_runs(user_id, limit)
+
     async def count_runs(
         self, user_id: str, status: str | None, created_after: float | None
     ) -> int:

@@ -32,6 +32,7 @@ from flowstream_engine.emitter import EventTooLarge
 from flowstream_engine.nodes.base import NodeContext, NodeError, NodeResult
 from flowstream_engine.plan import PlannedNode
 from flowstream_engine.run.common import Interrupted, Outcome, StopReason
+from flowstream_engine.run.custom_metrics import custom_metrics
 
 if TYPE_CHECKING:
     from flowstream_engine.run.loop import LoopRunner
@@ -130,6 +131,16 @@ class NodeRun:
                 status = NodeStatus.FAILED if node.on_error == "fail" else NodeStatus.EXCEPTION
                 if status == NodeStatus.EXCEPTION:
                     result = NodeResult(outputs={"error": error})
+        extra: dict[str, Any] = {}
+        if (
+            result is not None
+            and status == NodeStatus.SUCCEEDED
+            and (node.metrics or result.metadata)
+        ):
+            values, errors = custom_metrics(node, result, self._scheduler.variables)
+            extra = {"metrics": values} if values else {}
+            if errors:
+                extra["metrics_errors"] = errors
         try:
             self._emit_end(
                 EventName.NODE_FINISHED,
@@ -138,6 +149,7 @@ class NodeRun:
                 status,
                 error,
                 tokens=result.tokens if result else 0,
+                metadata=extra,
             )
         except EventTooLarge as exc:
             status, error, result = NodeStatus.FAILED, f"node result too large: {exc}", None
@@ -196,6 +208,7 @@ class NodeRun:
             execution_id=self.execution_id,
             credentials=self._run.credentials,
             secrets=self._run.secrets,
+            apis=self._run.apis,
         )
         return await self._planned.kind.run(ctx)
 
@@ -217,9 +230,10 @@ class NodeRun:
         error: str | None,
         tokens: int = 0,
         retry_index: int | None = None,
+        metadata: dict[str, Any] | None = None,
     ) -> None:
         node = self._planned.node
-        metadata = self._scheduler.metadata_for(self._planned)
+        metadata = {**self._scheduler.metadata_for(self._planned), **(metadata or {})}
         if tokens:
             metadata["total_tokens"] = tokens
         fields: dict[str, Any] = {
