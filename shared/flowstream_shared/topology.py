@@ -159,6 +159,28 @@ async def ensure_topology(js: JetStreamContext, settings: NatsSettings) -> None:
             await js.key_value(bucket.bucket)
         except (BucketNotFoundError, NotFoundError):
             await js.create_key_value(config=bucket)
+            continue
+        await _converge_bucket(js, bucket)
+
+
+async def _converge_bucket(js: JetStreamContext, bucket: KeyValueConfig) -> None:
+    """`create_key_value` leaves an existing bucket as it was created: bring its stream to the
+    configured replicas, TTL and history (an install moving from 1 to 3 replicas, say)."""
+    stream = f"KV_{bucket.bucket}"
+    config = (await js.stream_info(stream)).config
+    wanted = (bucket.replicas, bucket.ttl or 0.0, bucket.history)
+    if (config.num_replicas, config.max_age or 0.0, config.max_msgs_per_subject) == wanted:
+        return
+    log.info(
+        "bucket %s: replicas %s, ttl %ss, history %s (was %s, %ss, %s)",
+        bucket.bucket,
+        *wanted,
+        config.num_replicas,
+        config.max_age,
+        config.max_msgs_per_subject,
+    )
+    config.num_replicas, config.max_age, config.max_msgs_per_subject = wanted
+    await js.update_stream(config=config)
 
 
 async def converge_consumer(

@@ -14,6 +14,8 @@ from flowstream_shared import nats_connection, subjects
 from flowstream_shared.commands import ControlCommand, RunCommand
 from flowstream_shared.credentials import Opener
 from flowstream_shared.events import RunEvent
+from flowstream_shared.telemetry.logs import log_context
+from flowstream_shared.telemetry.tracing import continued_from
 from flowstream_shared.topology import await_topology, converge_consumer
 from prometheus_client import make_asgi_app
 from pydantic import ValidationError
@@ -39,12 +41,13 @@ def create_app(settings: EngineSettings | None = None) -> AsgiFastStream:
         settings,
         "engine",
         log_level=logging.DEBUG,
+        logger=logging.getLogger("faststream.nats"),  # into the process's one log format
         # Stopping hands every run back at once (its handler naks when cancelled) so another
         # engine resumes it now, instead of finishing runs that may last minutes.
         graceful_timeout=None,
     )
     control = ControlRegistry()
-    metrics = EngineMetrics()
+    metrics = EngineMetrics(settings.run_timeout)
     publisher: list[AckedPublisher] = []
     worker: list[RunWorker] = []
 
@@ -65,7 +68,12 @@ def create_app(settings: EngineSettings | None = None) -> AsgiFastStream:
         description="Runs to execute; engine replicas share one durable pull consumer.",
     )
     async def on_run(command: RunCommand, message: NatsMessage) -> None:
-        await worker[0].handle(command, message.raw_message)
+        # The gateway's trace continues here; every line about the run names it.
+        with (
+            log_context(run_id=command.run_id, workflow_id=command.workflow.workflow_id),
+            continued_from(message.headers),
+        ):
+            await worker[0].handle(command, message.raw_message)
 
     @broker.subscriber(subjects.ALL_CONTROL, title="run control (fast path)")
     async def on_control(command: ControlCommand, message: NatsMessage) -> None:

@@ -9,6 +9,7 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 from flowstream_shared import nats_connection, subjects
 from flowstream_shared.credentials import CredentialRecord, Sealer
+from flowstream_shared.telemetry.tracing import tracing_enabled
 from flowstream_shared.topology import ensure_topology
 
 from flowstream_gateway.api_keys import ApiKeyRecord, ApiKeyStore
@@ -22,8 +23,9 @@ from flowstream_gateway.hub import EventHub
 from flowstream_gateway.idempotency import IdempotencyKeys
 from flowstream_gateway.kv_cache import KvCache
 from flowstream_gateway.limits import BodySizeLimit
-from flowstream_gateway.metrics import GatewayMetrics
+from flowstream_gateway.metrics import GatewayMetrics, HttpMetrics
 from flowstream_gateway.nats_callout import CalloutResponder
+from flowstream_gateway.openapi import install_openapi
 from flowstream_gateway.routes import (
     apis as apis_routes,
 )
@@ -56,6 +58,8 @@ Errors are `{"code", "message", "status"}`.
 
 
 def create_app(settings: GatewaySettings | None = None) -> FastAPI:
+    metrics = GatewayMetrics()  # the lifespan's services and the HTTP middleware share it
+
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         resolved = settings or GatewaySettings()
@@ -104,7 +108,7 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
             runs=runs,
             workflows=WorkflowStore(workflow_cache, credential_store, apis),
             api_keys=ApiKeyStore(key_cache),
-            metrics=GatewayMetrics(),
+            metrics=metrics,
             history=HistoryClient(nc),
             credentials=credential_store,
             apis=apis,
@@ -134,6 +138,7 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
         lifespan=lifespan,
     )
     install_error_handlers(app)
+    install_openapi(app)
     routers = (
         ops.router,
         workflows.router,
@@ -160,4 +165,9 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
     )
     app.add_middleware(BodySizeLimit, max_bytes=max_body)
     add_cors(app, settings.cors_origins if settings else [])
+    app.add_middleware(HttpMetrics, metrics=metrics)  # added last: outermost
+    if tracing_enabled():
+        from opentelemetry.instrumentation.fastapi import FastAPIInstrumentor
+
+        FastAPIInstrumentor.instrument_app(app, excluded_urls="/healthz,/readyz,/metrics")
     return app

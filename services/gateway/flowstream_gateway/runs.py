@@ -27,6 +27,7 @@ from flowstream_shared.commands import (
 )
 from flowstream_shared.event_log import StoredMessage, last_message
 from flowstream_shared.subjects import RunAddress
+from flowstream_shared.telemetry.tracing import inject
 from nats.aio.client import Client
 from nats.errors import TimeoutError as NatsTimeout
 from nats.js import JetStreamContext
@@ -188,7 +189,7 @@ class RunService:
                 subjects.submit_subject(command.run_id),
                 command.model_dump_json(by_alias=True).encode(),
                 timeout=SUBMIT_TIMEOUT_S,
-                headers={"Nats-Msg-Id": command.run_id},
+                headers=inject({"Nats-Msg-Id": command.run_id}),  # + the request's trace
                 stream=subjects.RUNS_STREAM,
             )
         ]

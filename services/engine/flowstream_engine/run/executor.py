@@ -45,13 +45,17 @@ from flowstream_shared.events import (
     WorkflowStartedData,
     WorkflowStatusData,
 )
+from flowstream_shared.telemetry.logs import log_context
+from flowstream_shared.telemetry.tracing import span
 from flowstream_shared.workflow import NodeType
+from opentelemetry.trace import SpanKind, Status, StatusCode
 from pydantic import BaseModel
 
 from flowstream_engine.credentials import CredentialResolver, RunCredentials, default_resolver
 from flowstream_engine.emitter import EventTooLarge, RunEmitter
 from flowstream_engine.hooks import RunHooks, installed_hooks
 from flowstream_engine.http import shared_client
+from flowstream_engine.metrics import EngineMetrics
 from flowstream_engine.nodes.base import NodeResult
 from flowstream_engine.plan import Plan, PlannedNode
 from flowstream_engine.redaction import RunSecrets
@@ -73,8 +77,10 @@ class RunExecutor:
         http: httpx.AsyncClient | None = None,
         credentials: CredentialResolver | None = None,
         hooks: RunHooks | None = None,
+        metrics: EngineMetrics | None = None,
     ) -> None:
         self._command = command
+        self.metrics = metrics
         self.plan = plan
         self._emitter = emitter
         self.state = state or RunState()
@@ -282,10 +288,27 @@ class RunExecutor:
     # The run.
 
     async def execute(self) -> WorkflowFinishedData:
+        """The run, in a span (tracing on) and with its ids on every log line it writes."""
+        workflow_id = self._command.workflow.workflow_id
+        attributes = {"flowstream.run_id": self.run_id, "flowstream.workflow_id": workflow_id}
+        with (
+            log_context(run_id=self.run_id, workflow_id=workflow_id),
+            span("run", __name__, SpanKind.CONSUMER, attributes) as run_span,
+        ):
+            finished = await self._execute()
+            if run_span is not None:
+                run_span.set_attribute("flowstream.status", finished.status.value)
+                if finished.status == RunStatus.FAILED:
+                    run_span.set_status(Status(StatusCode.ERROR, finished.error or "failed"))
+            return finished
+
+    async def _execute(self) -> WorkflowFinishedData:
         if self.state.finished is not None:
             return self.state.finished.data  # already ended: a redelivered command
         started_at = self.state.started_at or self._command.created_at
         if self.state.started_at is None:
+            if self.metrics is not None:  # the first attempt to start it: accepted → picked up
+                self.metrics.queue_wait.observe(max(0.0, time.time() - self._command.created_at))
             self._emit_started(started_at)
         self._report_interrupted()
         # The deadline halts the run like a stop does, so every interrupted node still reports.
@@ -403,4 +426,18 @@ class RunExecutor:
             )
             self.emit(EventName.WORKFLOW_FINISHED, data)
         await self._emitter.flush()
+        self._report_finished(data, finished_at - started_at)
         return data
+
+    def _report_finished(self, data: WorkflowFinishedData, seconds: float) -> None:
+        """One line per finished run, and its duration by status."""
+        status = data.status.value
+        if self.metrics is not None:
+            self.metrics.run_duration.labels(status).observe(max(0.0, seconds))
+        extra = {"status": status, "duration_s": round(seconds, 6), "steps": data.total_steps}
+        if data.status == RunStatus.FAILED:
+            log.warning("run failed: %s", data.error, extra=extra)
+        elif data.status == RunStatus.STOPPED:
+            log.info("run stopped: %s", data.error, extra=extra)
+        else:
+            log.info("run %s", status, extra=extra)

@@ -9,7 +9,14 @@ from fastapi import APIRouter, Header, Query, Response
 from fastapi.responses import JSONResponse
 from flowstream_shared.commands import ResponseMode, RunOwner
 from flowstream_shared.events import RunStatus
-from flowstream_shared.history import HistoryOp, ListQuery, RunQuery, StatsQuery, SummaryQuery
+from flowstream_shared.history import (
+    HistoryOp,
+    ListQuery,
+    RunQuery,
+    StatsQuery,
+    SummaryQuery,
+    WorkflowStats,
+)
 from pydantic import BaseModel, ConfigDict, Field
 
 from flowstream_gateway.attach import AttachedRun
@@ -17,6 +24,14 @@ from flowstream_gateway.auth import CurrentPrincipal, Principal
 from flowstream_gateway.errors import ApiError, invalid_param, not_found
 from flowstream_gateway.execution_status import elapsed_time, progress, running_nodes, status_fields
 from flowstream_gateway.live_state import LiveState, live_state
+from flowstream_gateway.routes.execution_models import (
+    CONTROL_RESPONSES,
+    ExecutionAccepted,
+    ExecutionDetail,
+    ExecutionPage,
+    ExecutionSummary,
+    documented,
+)
 from flowstream_gateway.runs import IdempotencyKey, Submit
 from flowstream_gateway.seed_views import history_entries, run_status_filter, seed_status
 from flowstream_gateway.services import Services, ServicesDep
@@ -97,7 +112,12 @@ async def start_run(
     return JSONResponse(accepted(handle, workflow, inputs, body.execution_name), status_code=202)
 
 
-@router.post("", status_code=202, summary="Start a run and return at once")
+@router.post(
+    "",
+    status_code=202,
+    summary="Start a run and return at once",
+    responses=documented(ExecutionAccepted, 202),
+)
 async def start_execution(
     body: ExecutionRequest,
     principal: CurrentPrincipal,
@@ -113,6 +133,7 @@ async def start_execution(
     "/{workflow_id}/execute",
     status_code=202,
     summary="Start a run of this workflow and return at once",
+    responses=documented(ExecutionAccepted, 202),
     description="The same as `POST /api/executions` with the workflow in the path.",
 )
 async def execute_workflow(
@@ -125,7 +146,12 @@ async def execute_workflow(
     return await start_run(workflow_id, body, principal, services, "workflows", idempotency_key)
 
 
-@router.get("", summary="List the caller's runs, newest first")
+@router.get(
+    "",
+    summary="List the caller's runs, newest first",
+    response_model=None,
+    responses=documented(ExecutionPage),
+)
 async def list_executions(
     principal: CurrentPrincipal,
     services: ServicesDep,
@@ -161,7 +187,12 @@ async def list_executions(
     return found
 
 
-@router.get("/summary", summary="Active runs, runs in the last minute, queue depth")
+@router.get(
+    "/summary",
+    summary="Active runs, runs in the last minute, queue depth",
+    response_model=None,
+    responses=documented(ExecutionSummary),
+)
 async def summary(principal: CurrentPrincipal, services: ServicesDep) -> dict[str, Any]:
     counts = await services.history.ask(HistoryOp.SUMMARY, SummaryQuery(user_id=principal.user_id))
     return {**counts, "queue_depth": await services.runs.queue_depth(), "at": time.time()}
@@ -170,6 +201,8 @@ async def summary(principal: CurrentPrincipal, services: ServicesDep) -> dict[st
 @router.get(
     "/{run_id}",
     summary="A run with its node executions, progress and running nodes",
+    response_model=None,
+    responses=documented(ExecutionDetail),
     description=(
         "Also `progress` (percent), `current_nodes` / `current_node` / `current_step` (the "
         "titles of the nodes running now), `elapsed_time` (seconds, still counting while it "
@@ -283,7 +316,12 @@ async def step_execution(
     )
 
 
-@router.post("/{run_id}/cancel", status_code=202, summary="Cancel a run (409 when it has ended)")
+@router.post(
+    "/{run_id}/cancel",
+    status_code=202,
+    summary="Cancel a run (409 when it has ended)",
+    responses=CONTROL_RESPONSES,
+)
 async def cancel_execution(
     run_id: str, principal: CurrentPrincipal, services: ServicesDep
 ) -> JSONResponse:
@@ -296,6 +334,7 @@ async def cancel_execution(
     "/{run_id}/pause",
     status_code=202,
     summary="Pause a run at its next node boundary (409 when it has ended)",
+    responses=CONTROL_RESPONSES,
     description=(
         "Nothing new starts; running nodes are not interrupted (a DELAY keeps counting). Once "
         "nothing runs the run emits `workflow_paused`. Pausing a paused run changes nothing; "
@@ -314,6 +353,7 @@ async def pause_execution(
     "/{run_id}/resume",
     status_code=202,
     summary="Resume a paused run (409 when it has ended)",
+    responses=CONTROL_RESPONSES,
     description=(
         "The run emits `workflow_resumed` and starts what was ready. Resuming a run that is "
         "not paused changes nothing; a resume before the pause took effect cancels it."
@@ -347,7 +387,12 @@ async def execution_events(
     )
 
 
-@stats_router.get("/{workflow_id}/stats", summary="Totals, success rate, durations, errors")
+@stats_router.get(
+    "/{workflow_id}/stats",
+    summary="Totals, success rate, durations, errors",
+    response_model=None,
+    responses=documented(WorkflowStats),
+)
 async def workflow_stats(
     workflow_id: str, principal: CurrentPrincipal, services: ServicesDep
 ) -> Any:
