@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 ENV_PREFIX = "FLOWSTREAM_"
@@ -30,3 +31,12 @@ class DataSettings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix=ENV_PREFIX, extra="ignore")
 
     data_dir: Path = Path(".flowstream")
+
+
+class ConcurrencySettings(BaseSettings):
+    """Concurrency limits every engine enforces and every gateway reports (0: no limit)."""
+
+    model_config = SettingsConfigDict(env_prefix=ENV_PREFIX, extra="ignore")
+
+    user_max_concurrent_runs: int = Field(default=0, ge=0)
+    app_key_max_concurrent_runs: int = Field(default=0, ge=0)

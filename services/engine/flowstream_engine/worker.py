@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -26,6 +27,7 @@ from flowstream_shared.subjects import RunAddress
 from nats.aio.client import Client
 from nats.aio.msg import Msg
 
+from flowstream_engine.cached import replay_cached
 from flowstream_engine.control import ControlRegistry
 from flowstream_engine.emitter import RunEmitter
 from flowstream_engine.lease import Leases
@@ -55,6 +57,10 @@ class _Attempt:
     holding: bool = False  # claimed: the lease is this attempt's to renew and release
 
 
+# Told of every run that ends here (a result to cache, say); failures are its own business.
+FinishedHook = Callable[[RunCommand, WorkflowFinishedData], Awaitable[None]]
+
+
 @dataclass(frozen=True)
 class WorkerSettings:
     ack_wait_s: float
@@ -72,7 +78,9 @@ class RunWorker:
         control: ControlRegistry,
         metrics: EngineMetrics,
         settings: WorkerSettings,
+        on_finished: FinishedHook | None = None,
     ) -> None:
+        self._on_finished = on_finished
         self._nc = nc
         self._publisher = publisher
         self._leases = leases
@@ -80,8 +88,9 @@ class RunWorker:
         self._metrics = metrics
         self._settings = settings
 
-    async def handle(self, command: RunCommand, msg: Msg) -> None:
-        """`msg` is the raw nats-py message the command came in."""
+    async def handle(self, command: RunCommand, msg: Msg) -> str:
+        """`msg` is the raw nats-py message the command came in. Returns the outcome: `done`
+        (the run has ended), `retry` (handed back) or `held elsewhere`."""
         attempt = _Attempt(command.run_id, msg.metadata.num_delivered)
         heartbeat = asyncio.create_task(self._heartbeat(msg, attempt))
         try:
@@ -96,6 +105,7 @@ class RunWorker:
         elif outcome == "retry":
             await self._hand_back(msg, attempt, delay=self._settings.ack_wait_s)
         # "held elsewhere": the attempt holding the run acknowledges it
+        return outcome
 
     async def _hand_back(self, msg: Msg, attempt: _Attempt, delay: float | None) -> None:
         with contextlib.suppress(Exception):
@@ -154,6 +164,10 @@ class RunWorker:
             last_seq=state.last_seq,
             max_event_bytes=self._settings.max_event_bytes,
         )
+        if command.cached_from is not None and state.finished is None:
+            replayed = await self._replay(command, state, emitter, run_log)
+            if replayed is not None:
+                return replayed
         executor = RunExecutor(command, plan_for(command.workflow), emitter, state)
         if delivered >= self._settings.max_deliver and state.finished is None:
             log.error("run %s reached its last delivery; ending it", command.run_id)
@@ -174,6 +188,8 @@ class RunWorker:
                     raise  # cancelled from outside: the engine is stopping
                 return self._after_failure(command, run_log.failure.result())
             self._metrics.runs_finished.labels(finished.status.value).inc()
+            if self._on_finished is not None:
+                await self._on_finished(command, finished)
             return "done"
         finally:
             if not execution.done():
@@ -181,6 +197,21 @@ class RunWorker:
                 await asyncio.gather(execution, return_exceptions=True)
             self._control.unregister(command.run_id)
             self._metrics.active_runs.dec()
+
+    async def _replay(
+        self, command: RunCommand, state: RunState, emitter: RunEmitter, run_log: RunLog
+    ) -> str | None:
+        """A cache hit: the earlier run's events, copied; None when they are gone (aged out),
+        and the run executes after all."""
+        try:
+            finished = await replay_cached(self._nc, command, emitter, skip=state.last_seq)
+        except RunLogFailed:
+            return self._after_failure(command, run_log.failure.result())
+        if finished is None:
+            return None
+        self._metrics.cached_runs.inc()
+        self._metrics.runs_finished.labels(finished.status.value).inc()
+        return "done"
 
     async def _timed(self, executor: RunExecutor) -> WorkflowFinishedData:
         with self._metrics.run_seconds.time():

@@ -12,6 +12,7 @@ from flowstream_shared import subjects
 from flowstream_shared.credentials import CredentialRecord, Sealer
 from flowstream_shared.topology import ensure_topology
 
+from flowstream_gateway.admission import Admission
 from flowstream_gateway.api_keys import ApiKeyRecord, ApiKeyStore
 from flowstream_gateway.cors import add_cors
 from flowstream_gateway.credentials import CredentialStore
@@ -22,6 +23,7 @@ from flowstream_gateway.idempotency import IdempotencyKeys
 from flowstream_gateway.kv_cache import KvCache
 from flowstream_gateway.limits import BodySizeLimit
 from flowstream_gateway.metrics import GatewayMetrics
+from flowstream_gateway.queue import QueueView
 from flowstream_gateway.routes import (
     credentials,
     dify,
@@ -30,6 +32,7 @@ from flowstream_gateway.routes import (
     keys,
     openai_compat,
     ops,
+    queue,
     websockets,
     workflows,
 )
@@ -83,6 +86,7 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
             credential_cache, Sealer(resolved.credentials_public_key)
         )
         hub.append(EventHub(nc))
+        admission = Admission(await js.key_value(subjects.RATES_BUCKET), resolved)
         runs = RunService(
             nc,
             js,
@@ -91,6 +95,8 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
             await js.key_value(subjects.CONTROL_BUCKET),
             IdempotencyKeys(await js.key_value(subjects.IDEMPOTENCY_BUCKET)),
             resolved,
+            admission,
+            await js.key_value(subjects.RESULTS_BUCKET),
         )
         app.state.services = Services(
             settings=resolved,
@@ -103,6 +109,8 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
             metrics=GatewayMetrics(),
             history=HistoryClient(nc),
             credentials=credential_store,
+            admission=admission,
+            queue=QueueView(nc, js, await js.key_value(subjects.SLOTS_BUCKET), resolved),
         )
         log.info("gateway ready on port %d", resolved.gateway_port)
         try:
@@ -132,6 +140,7 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
         keys.router,
         openai_compat.router,
         credentials.router,
+        queue.router,
         console_router,
     )
     for router in routers:

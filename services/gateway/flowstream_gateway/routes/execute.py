@@ -11,7 +11,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from flowstream_gateway.auth import CurrentPrincipal, Principal
 from flowstream_gateway.errors import invalid_param
-from flowstream_gateway.runs import IdempotencyKey, Submit
+from flowstream_gateway.runs import CACHE_FIELD, PRIORITY_FIELD, IdempotencyKey, Submit
 from flowstream_gateway.services import Services, ServicesDep
 from flowstream_gateway.streaming import OnDisconnect, api_framing, block_on_run, stream_run
 
@@ -34,6 +34,8 @@ class ExecuteRequest(BaseModel):
     on_disconnect: OnDisconnect = Field(
         default="cancel", description="`cancel` stops the run when the client goes away"
     )
+    priority: int | None = PRIORITY_FIELD
+    cache: bool = CACHE_FIELD
 
 
 async def _execute(
@@ -51,14 +53,34 @@ async def _execute(
         inputs = validate_inputs(input_declarations(workflow.definition), body.inputs)
     except InputError as exc:
         raise invalid_param(str(exc)) from exc
-    handle = await services.runs.start(
-        principal.user_id, workflow, inputs, Submit(mode, idempotency_key=idempotency_key)
-    )
+    streaming = mode == ResponseMode.STREAMING
+    ticket = services.open_stream(principal.user_id, principal.key_id) if streaming else None
+    try:
+        handle = await services.runs.start(
+            principal.user_id,
+            workflow,
+            inputs,
+            Submit(
+                mode,
+                idempotency_key=idempotency_key,
+                priority=body.priority,
+                app_key=principal.key_id,
+                use_cache=body.cache,
+            ),
+        )
+    except BaseException:
+        if ticket is not None:
+            ticket.release()
+        raise
     services.metrics.runs_submitted.labels("api", mode.value).inc()
-    if mode == ResponseMode.BLOCKING:
+    if not streaming:
         return await block_on_run(handle, services.runs)
     return stream_run(
-        handle, services.runs, api_framing(services.settings.sse_keepalive_s), body.on_disconnect
+        handle,
+        services.runs,
+        api_framing(services.settings.sse_keepalive_s),
+        body.on_disconnect,
+        ticket,
     )
 
 

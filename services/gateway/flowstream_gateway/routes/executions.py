@@ -7,6 +7,7 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Header, Query
 from fastapi.responses import JSONResponse
+from flowstream_shared import subjects
 from flowstream_shared.commands import ResponseMode, RunOwner
 from flowstream_shared.events import RunStatus
 from flowstream_shared.history import HistoryOp, ListQuery, RunQuery, StatsQuery, SummaryQuery
@@ -16,7 +17,8 @@ from pydantic import BaseModel, ConfigDict, Field
 from flowstream_gateway.attach import AttachedRun
 from flowstream_gateway.auth import CurrentPrincipal, Principal
 from flowstream_gateway.errors import ApiError, invalid_param, not_found
-from flowstream_gateway.runs import IdempotencyKey, Submit
+from flowstream_gateway.queue import find_queued, is_picked_up, move_to_band
+from flowstream_gateway.runs import CACHE_FIELD, PRIORITY_FIELD, IdempotencyKey, Submit
 from flowstream_gateway.services import Services, ServicesDep
 from flowstream_gateway.sse import RunEventStream
 from flowstream_gateway.streaming import api_framing, stream_run
@@ -34,6 +36,8 @@ class ExecutionRequest(BaseModel):
         default=None, ge=1, description="a stored version; latest if absent"
     )
     execution_name: str | None = Field(default=None, max_length=200)
+    priority: int | None = PRIORITY_FIELD
+    cache: bool = CACHE_FIELD
 
 
 async def owned_run(run_id: str, principal: Principal, services: Services) -> RunOwner:
@@ -76,6 +80,9 @@ async def start_execution(
             follow=False,
             execution_name=body.execution_name,
             idempotency_key=idempotency_key,
+            priority=body.priority,
+            app_key=principal.key_id,
+            use_cache=body.cache,
         ),
     )
     services.metrics.runs_submitted.labels("executions", "async").inc()
@@ -87,6 +94,8 @@ async def start_execution(
         "workflow_version": workflow.version,
         "execution_name": body.execution_name,
         "status": RunStatus.PENDING.value,
+        "priority": command.priority,
+        "cached": command.cached_from is not None,
         "inputs": inputs,
         "created_at": command.created_at,
         "events_url": f"/api/executions/{command.run_id}/events",
@@ -149,6 +158,12 @@ async def cancel_execution(
 ) -> JSONResponse:
     await unfinished_run(run_id, principal, services)
     await services.runs.cancel(run_id, "Stopped by user.")
+    # Still queued: moved to the top band, so an engine ends it `stopped` now rather than
+    # when its turn would have come (every run ends with its `workflow_finished`).
+    queued = await find_queued(services.nc, run_id)
+    top = subjects.PRIORITY_BANDS - 1
+    if queued is not None and queued.band != top and not await is_picked_up(services.js, queued):
+        await move_to_band(services.nc, services.js, queued, top)
     return JSONResponse({"id": run_id, "result": "cancelling"}, status_code=202)
 
 
@@ -199,11 +214,16 @@ async def execution_events(
     last_event_id: Annotated[int | None, Header(alias="Last-Event-ID", ge=0)] = None,
 ) -> RunEventStream:
     owner = await owned_run(run_id, principal, services)
-    source = AttachedRun(services.hub, owner, services.settings.deadline_grace_s)
-    await source.open(services.js, last_event_id)
+    ticket = services.open_stream(principal.user_id, principal.key_id)
+    try:
+        source = AttachedRun(services.hub, owner, services.settings.deadline_grace_s)
+        await source.open(services.js, last_event_id)
+    except BaseException:
+        ticket.release()
+        raise
     # Watching, not owning: a client leaving an attached stream never cancels the run.
     return stream_run(
-        source, services.runs, api_framing(services.settings.sse_keepalive_s), "continue"
+        source, services.runs, api_framing(services.settings.sse_keepalive_s), "continue", ticket
     )
 
 
