@@ -169,6 +169,7 @@ def create_app(settings: EngineSettings | None = None) -> AsgiFastStream:
             )
         )
         await dispatcher[0].start()
+        log.info("engine ready: %d runs at once, priority bands 0-9", settings.engine_concurrency)
 
     async def stop_dispatching() -> None:
         # Every run handed back at once, before the connection closes, so another engine
