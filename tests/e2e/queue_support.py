@@ -120,7 +120,9 @@ class OwnerFeed:
     def started_order(self, run_ids: list[str]) -> list[str]:
         wanted = set(run_ids)
         return [
-            e["workflow_run_id"] for e in self.of("workflow_started") if e["workflow_run_id"] in wanted
+            e["workflow_run_id"]
+            for e in self.of("workflow_started")
+            if e["workflow_run_id"] in wanted
         ]
 
     def finished(self, run_ids: list[str]) -> bool:
@@ -169,9 +171,7 @@ def delay_workflow(seconds: float, config: dict[str, Any] | None = None) -> dict
     }
 
 
-async def start_run(
-    client: httpx.AsyncClient, workflow_id: str, **body: Any
-) -> dict[str, Any]:
+async def start_run(client: httpx.AsyncClient, workflow_id: str, **body: Any) -> dict[str, Any]:
     response = await client.post("/api/executions", json={"workflow_id": workflow_id, **body})
     assert response.status_code == 202, response.text
     answer: dict[str, Any] = response.json()

@@ -27,9 +27,7 @@ async def test_a_workflow_limit_of_two_keeps_two_running_and_the_rest_pending_in
     stack: Stack,
 ) -> None:
     user = f"limit-{uuid.uuid4().hex[:6]}"
-    workflow_id = await stack.create_workflow(
-        user, delay_workflow(0.6, {"max_concurrent_runs": 2})
-    )
+    workflow_id = await stack.create_workflow(user, delay_workflow(0.6, {"max_concurrent_runs": 2}))
     async with owner_feed(stack, user) as feed, stack.client(user) as client:
         runs = [(await start_run(client, workflow_id, inputs={"n": i}))["id"] for i in range(6)]
         await feed.until(lambda _: len(feed.started_order(runs)) == 2)

@@ -137,7 +137,9 @@ async def test_a_second_delivery_of_a_running_command_does_not_execute_it_again(
 
     assert finished["status"] == "succeeded"
     assert (calls(peer, key, "before"), calls(peer, key, "after")) == (1, 1)
-    info = await nc.jetstream().consumer_info(subjects.RUNS_STREAM, subjects.band_consumer(cmd.priority))
+    info = await nc.jetstream().consumer_info(
+        subjects.RUNS_STREAM, subjects.band_consumer(cmd.priority)
+    )
     async with asyncio.timeout(20):  # the duplicate is acknowledged once the run has ended
         while info.num_ack_pending or info.num_pending:
             await asyncio.sleep(0.2)

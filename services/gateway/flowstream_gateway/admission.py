@@ -13,13 +13,15 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import math
 import time
 from collections import Counter
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
-from flowstream_shared.kv_sets import Contended, change_slots
+from flowstream_shared.kv_sets import Contended, change_slots, read_slots
 from flowstream_shared.slots import SlotSet, key_token
 from nats.js.errors import KeyDeletedError, KeyNotFoundError, KeyWrongLastSequenceError
 from nats.js.kv import KeyValue
@@ -92,13 +94,24 @@ class RateLimiter:
         raise too_many(f"rate limit busy: {rate.name}", 1)
 
 
+# Whether a run has ended, from the event log (RunService.run_has_ended).
+EndedCheck = Callable[[str], Awaitable[bool]]
+# A full quota looks at most this many of its runs in the event log.
+_ENDED_CHECKS = 20
+
+
 class ActiveRunQuota:
-    """Running + pending runs per caller, across every replica."""
+    """Running + pending runs per caller, across every replica.
+
+    The engine that ends a run removes it; a full quota also looks in the event log for runs
+    that have ended but are still counted (removed an instant later, or never: their engine
+    died in between), so a caller is never refused for a run that is over."""
 
     def __init__(self, kv: KeyValue, user_limit: int, app_key_limit: int) -> None:
         self._kv = kv
         self._user_limit = user_limit
         self._app_key_limit = app_key_limit
+        self.has_ended: EndedCheck | None = None
 
     def keys(self, caller: Caller) -> list[tuple[str, int, str]]:
         scopes: list[tuple[str, int, str]] = []
@@ -115,18 +128,11 @@ class ActiveRunQuota:
         keys the engine removes the run from when it ends."""
         entered: list[str] = []
         for key, limit, name in self.keys(caller):
-
-            def add(slots: SlotSet, limit: int = limit) -> tuple[SlotSet, float | None]:
-                if run_id in slots.holders:
-                    return slots, None
-                if len(slots.holders) >= limit:
-                    return slots, min(slots.holders.values())
-                return SlotSet(holders={**slots.holders, run_id: until}, waiting={}), None
-
-            try:
-                refused_until = await change_slots(self._kv, key, add)
-            except Contended:
-                refused_until = time.time() + 1
+            refused_until = await self._add(key, limit, run_id, until, set())
+            if refused_until is not None:
+                ended = await self._ended_runs(key)
+                if ended:
+                    refused_until = await self._add(key, limit, run_id, until, ended)
             if refused_until is not None:
                 await self.leave(run_id, entered)
                 raise too_many(
@@ -136,6 +142,32 @@ class ActiveRunQuota:
                 )
             entered.append(key)
         return entered
+
+    async def _add(
+        self, key: str, limit: int, run_id: str, until: float, ended: set[str]
+    ) -> float | None:
+        """None when the run is counted; else when the quota's oldest run expires."""
+
+        def add(slots: SlotSet) -> tuple[SlotSet, float | None]:
+            holders = {run: u for run, u in slots.holders.items() if run not in ended}
+            if run_id in holders:
+                return SlotSet(holders=holders), None
+            if len(holders) >= limit:
+                return SlotSet(holders=holders), min(holders.values())
+            return SlotSet(holders={**holders, run_id: until}), None
+
+        try:
+            return await change_slots(self._kv, key, add)
+        except Contended:
+            return time.time() + 1
+
+    async def _ended_runs(self, key: str) -> set[str]:
+        if self.has_ended is None:
+            return set()
+        _, slots = await read_slots(self._kv, key)
+        oldest = sorted(slots.holders, key=slots.holders.__getitem__)[:_ENDED_CHECKS]
+        answers = await asyncio.gather(*(self.has_ended(run) for run in oldest))
+        return {run for run, ended in zip(oldest, answers, strict=True) if ended}
 
     async def leave(self, run_id: str, keys: list[str]) -> None:
         def remove(slots: SlotSet) -> tuple[SlotSet, None]:

@@ -150,6 +150,7 @@ class RunService:
         results_kv: KeyValue,
     ) -> None:
         self._admission = admission
+        admission.active.has_ended = self.run_has_ended
         self._results_kv = results_kv
         self._nc = nc
         self._js = js
@@ -309,6 +310,15 @@ class RunService:
         """The run's newest stored event, straight from the event log."""
         run = RunAddress.of(owner.user_id, owner.workflow_id, owner.run_id)
         return await last_message(self._nc, subjects.EVENTS_STREAM, run.events_filter)
+
+    async def run_has_ended(self, run_id: str) -> bool:
+        owner = await self.owner(run_id)
+        if owner is None:
+            return True  # aged out of the run index: long over
+        try:
+            return await self.has_finished(owner)
+        except Exception:
+            return False
 
     async def has_finished(self, owner: RunOwner) -> bool:
         """Straight from the event log: no lag behind the history projection."""
