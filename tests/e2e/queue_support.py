@@ -7,7 +7,7 @@ import json
 import os
 import sys
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from typing import Any
 
@@ -16,6 +16,8 @@ from flowstream_launcher.nats_server import free_port
 from websockets.asyncio.client import ClientConnection, connect
 
 from tests.e2e.conftest import Stack
+
+WAIT_S = 60.0
 
 
 async def _wait_for_line(process: asyncio.subprocess.Process, marker: bytes, what: str) -> None:
@@ -105,14 +107,10 @@ class OwnerFeed:
                 self.events.append(json.loads(message))
                 self._arrived.notify_all()
 
-    async def until(self, done: Any, timeout: float = 60) -> None:
-        """Wait until `done(events)` holds."""
-
-        async def check() -> None:
-            async with self._arrived:
-                await self._arrived.wait_for(lambda: done(self.events))
-
-        await asyncio.wait_for(check(), timeout)
+    async def until(self, done: Callable[[list[dict[str, Any]]], bool]) -> None:
+        """Wait until `done(events)` holds (a minute at most)."""
+        async with asyncio.timeout(WAIT_S), self._arrived:
+            await self._arrived.wait_for(lambda: done(self.events))
 
     def of(self, event: str) -> list[dict[str, Any]]:
         return [e for e in self.events if e["event"] == event]
