@@ -83,7 +83,7 @@ def create_app(settings: EngineSettings | None = None) -> AsgiFastStream:
     # Run commands are taken by the dispatcher (one pull consumer per priority band, highest
     # band first); this declaration documents them.
     broker.publisher(
-        subjects.submit_subject("{run_id}", 0, "{owner}").replace(".0.", ".{band}.", 1),
+        f"{subjects.SUBMIT_PREFIX}.{{band}}.{{owner}}.{{run_id}}",
         stream=JStream(subjects.RUNS_STREAM, declare=False),
         title="run commands (consumed, by priority band)",
         description=(

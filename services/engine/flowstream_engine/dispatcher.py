@@ -135,6 +135,8 @@ class Dispatcher:
         for task in list(self._tasks):
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
+        with contextlib.suppress(Exception):
+            await self._nc.flush(timeout=2)  # the hand-backs (naks) reach the server first
         for inbox in self._inboxes.values():
             with contextlib.suppress(Exception):
                 await inbox.unsubscribe()
