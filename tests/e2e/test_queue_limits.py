@@ -40,6 +40,8 @@ async def test_a_workflow_limit_of_two_keeps_two_running_and_the_rest_pending_in
             f"max_concurrent_runs of workflow {workflow_id}"
         }
         assert all(item["status"] == "pending" for item in waiting)
+        detail = (await client.get(f"/api/executions/{runs[3]}")).json()
+        assert (detail["status"], detail["position"], detail["nodes"]) == ("pending", 2, [])
         await feed.until(lambda _: feed.finished(runs))
     # Two slots free together, so runs start in pairs, in the order they were submitted (two
     # runs given their slots in the same instant may report their start either way round).

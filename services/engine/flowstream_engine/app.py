@@ -143,7 +143,7 @@ def create_app(settings: EngineSettings | None = None) -> AsgiFastStream:
                     retry_budget_s=settings.engine_publish_retry_s,
                 ),
             ),
-            on_finished=results.finished,
+            before_success=results.store,
         )
         gate.append(
             ConcurrencyGate(

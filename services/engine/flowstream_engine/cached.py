@@ -17,6 +17,7 @@ from flowstream_shared.event_log import read_messages
 from flowstream_shared.events import (
     EventName,
     RunEventBase,
+    RunStatus,
     WorkflowFinishedData,
     WorkflowStartedData,
     parse_event,
@@ -38,7 +39,10 @@ async def read_original(nc: Client, command: RunCommand) -> list[RunEventBase] |
     ]
     events.sort(key=lambda event: event.seq)
     if not events or events[-1].event != EventName.WORKFLOW_FINISHED or events[0].seq != 1:
-        return None
+        return None  # gone, or it never ended (its engine died after writing the entry)
+    finished = events[-1].data
+    if not isinstance(finished, WorkflowFinishedData) or finished.status != RunStatus.SUCCEEDED:
+        return None  # it failed after all (its end did not fit in an event)
     if [event.seq for event in events] != list(range(1, len(events) + 1)):
         return None
     return events

@@ -34,7 +34,15 @@ class Pickup:
 
     async def handle(self, command: RunCommand, msg: Msg, slot: RunSlot) -> None:
         limits = self._gate.limits(command)
-        held = await self._gate.acquire(command, msg, limits, slot) if limits else []
+        try:
+            held = await self._gate.acquire(command, msg, limits, slot) if limits else []
+        except asyncio.CancelledError:
+            # Stopping while the run waits for a slot: hand it back now (another engine takes
+            # its place in line) and leave the lines, so nobody waits on a run that left.
+            with contextlib.suppress(Exception):
+                await msg.nak()
+            await self._gate.release(command.run_id, limits)
+            raise
         keeping = asyncio.create_task(self._gate.keep(command.run_id, held)) if held else None
         try:
             outcome = await self._worker.handle(command, msg)
@@ -61,8 +69,9 @@ class ResultCache:
     def __init__(self, results: KeyValue) -> None:
         self._results = results
 
-    async def finished(self, command: RunCommand, data: WorkflowFinishedData) -> None:
-        """The worker's hook: cache a succeeded run's result when the command asks."""
+    async def store(self, command: RunCommand, data: WorkflowFinishedData) -> None:
+        """The worker's hook: cache a run's result when the command asks, before the run's end
+        is published (a client that sees it end and asks again gets the cached answer)."""
         if command.cache is None or command.cached_from is not None:
             return
         if data.status != RunStatus.SUCCEEDED:

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -57,8 +58,9 @@ class _Attempt:
     holding: bool = False  # claimed: the lease is this attempt's to renew and release
 
 
-# Told of every run that ends here (a result to cache, say); failures are its own business.
-FinishedHook = Callable[[RunCommand, WorkflowFinishedData], Awaitable[None]]
+# Told of a run that succeeds here just before its `workflow_finished` is emitted (a result to
+# cache, say); failures are its own business.
+SuccessHook = Callable[[RunCommand, WorkflowFinishedData], Awaitable[None]]
 
 
 @dataclass(frozen=True)
@@ -78,9 +80,9 @@ class RunWorker:
         control: ControlRegistry,
         metrics: EngineMetrics,
         settings: WorkerSettings,
-        on_finished: FinishedHook | None = None,
+        before_success: SuccessHook | None = None,
     ) -> None:
-        self._on_finished = on_finished
+        self._before_success = before_success
         self._nc = nc
         self._publisher = publisher
         self._leases = leases
@@ -169,6 +171,8 @@ class RunWorker:
             if replayed is not None:
                 return replayed
         executor = RunExecutor(command, plan_for(command.workflow), emitter, state)
+        if self._before_success is not None and command.cache is not None:
+            executor.before_success = functools.partial(self._before_success, command)
         if delivered >= self._settings.max_deliver and state.finished is None:
             log.error("run %s reached its last delivery; ending it", command.run_id)
             executor.fail("the engine could not complete the run after repeated attempts")
@@ -188,8 +192,6 @@ class RunWorker:
                     raise  # cancelled from outside: the engine is stopping
                 return self._after_failure(command, run_log.failure.result())
             self._metrics.runs_finished.labels(finished.status.value).inc()
-            if self._on_finished is not None:
-                await self._on_finished(command, finished)
             return "done"
         finally:
             if not execution.done():

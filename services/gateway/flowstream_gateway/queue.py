@@ -130,6 +130,21 @@ class QueueView:
                 entries.append(self._entry(queued, now, position, name))
         return entries
 
+    async def describe(self, run_id: str) -> dict[str, Any] | None:
+        """A run that has not started, as the queue view shows it; None otherwise."""
+        queued = await find_queued(self._nc, run_id)
+        if queued is None:
+            return None
+        bands = await queue_bands(self._js)
+        now = time.time()
+        if queued.message.seq > bands.delivered[queued.band]:
+            position = await position_in_band(self._nc, bands, queued)
+            return self._entry(queued, now, position, "engine")
+        held = await self.limit_wait(queued.command)
+        if held is None:
+            return None  # an engine has it: it is starting, or running
+        return self._entry(queued, now, held[1], held[0])
+
     async def limit_wait(self, command: RunCommand) -> tuple[str, int] | None:
         """The limit a picked-up run waits for and its place in that limit's line."""
         config = command.workflow.definition.config

@@ -19,6 +19,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import httpx
@@ -74,6 +75,9 @@ class RunExecutor:
         self.default_attempts = command.workflow.definition.config.retry_count + 1
         self._halt: Halt | None = None
         self._root: Scheduler | None = None
+        # Told of a succeeded run's end before its `workflow_finished` is emitted, so what it
+        # records (a cached result) exists before any client learns the run has ended.
+        self.before_success: Callable[[WorkflowFinishedData], Awaitable[None]] | None = None
         self._index = self.state.node_index
         self.steps = 0
         self.tokens = self.state.total_tokens
@@ -314,6 +318,8 @@ class RunExecutor:
             exceptions_count=self.handled_errors,
             created_by=self._created_by(),
         )
+        if status == RunStatus.SUCCEEDED and self.before_success is not None:
+            await self.before_success(data)
         try:
             self.emit(EventName.WORKFLOW_FINISHED, data)
         except EventTooLarge as exc:

@@ -138,9 +138,16 @@ async def summary(principal: CurrentPrincipal, services: ServicesDep) -> dict[st
 @router.get("/{run_id}", summary="A run with its node executions")
 async def get_execution(run_id: str, principal: CurrentPrincipal, services: ServicesDep) -> Any:
     await owned_run(run_id, principal, services)
-    detail = await services.history.ask(
-        HistoryOp.GET, RunQuery(user_id=principal.user_id, run_id=run_id)
-    )
+    try:
+        detail = await services.history.ask(
+            HistoryOp.GET, RunQuery(user_id=principal.user_id, run_id=run_id)
+        )
+    except ApiError as exc:
+        # Not recorded yet: a run still waiting in the queue is described from there.
+        waiting = await services.queue.describe(run_id) if exc.status == 404 else None
+        if waiting is None:
+            raise
+        return {**waiting, "nodes": []}
     return {**detail["run"], "nodes": detail["nodes"]}
 
 
