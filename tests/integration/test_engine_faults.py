@@ -128,7 +128,7 @@ async def test_a_second_delivery_of_a_running_command_does_not_execute_it_again(
     await node_started(nc, cmd.run_id, "wait")
     # The same command again, as a resubmission or a redelivery after a crash would bring it.
     await nc.jetstream().publish(
-        subjects.submit_subject(cmd.run_id),
+        cmd.subject,
         cmd.model_dump_json().encode(),
         headers={"Nats-Msg-Id": f"{cmd.run_id}:again"},
     )
@@ -137,12 +137,14 @@ async def test_a_second_delivery_of_a_running_command_does_not_execute_it_again(
 
     assert finished["status"] == "succeeded"
     assert (calls(peer, key, "before"), calls(peer, key, "after")) == (1, 1)
-    info = await nc.jetstream().consumer_info(subjects.RUNS_STREAM, subjects.ENGINE_CONSUMER)
+    info = await nc.jetstream().consumer_info(
+        subjects.RUNS_STREAM, subjects.band_consumer(cmd.priority)
+    )
     async with asyncio.timeout(20):  # the duplicate is acknowledged once the run has ended
         while info.num_ack_pending or info.num_pending:
             await asyncio.sleep(0.2)
             info = await nc.jetstream().consumer_info(
-                subjects.RUNS_STREAM, subjects.ENGINE_CONSUMER
+                subjects.RUNS_STREAM, subjects.band_consumer(cmd.priority)
             )
 
 
