@@ -117,7 +117,7 @@ def create_app(settings: EngineSettings | None = None) -> AsgiFastStream:
         nc = broker.connection
         js = nc.jetstream()
         await await_topology(js, settings)
-        configure_egress(policy_for(settings))
+        await configure_egress(policy_for(settings))
         await _configure_credentials(js, settings)
         await ensure_band_consumers(
             js, ack_wait=settings.engine_ack_wait_s, max_deliver=settings.engine_max_deliver
