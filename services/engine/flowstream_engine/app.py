@@ -34,7 +34,11 @@ from flowstream_engine.worker import RunWorker, WorkerSettings
 log = logging.getLogger("flowstream.engine")
 
 
-def create_app(settings: EngineSettings | None = None) -> AsgiFastStream:
+def create_app(
+    settings: EngineSettings | None = None, control: ControlRegistry | None = None
+) -> AsgiFastStream:
+    """`control` is the process's run registry: `__main__` drains it the moment it is told to
+    stop, before the broker's shutdown cancels the runs."""
     settings = settings or EngineSettings()
     # Per-message logs at DEBUG: at thousands of runs per second INFO lines would dominate.
     broker = nats_connection.broker(
@@ -46,7 +50,7 @@ def create_app(settings: EngineSettings | None = None) -> AsgiFastStream:
         # engine resumes it now, instead of finishing runs that may last minutes.
         graceful_timeout=None,
     )
-    control = ControlRegistry()
+    control = control or ControlRegistry()
     metrics = EngineMetrics(settings.run_timeout)
     publisher: list[AckedPublisher] = []
     dispatcher: list[Dispatcher] = []
