@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any, Literal
 
-from pydantic import SecretStr, model_validator
+from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 ENV_PREFIX = "FLOWSTREAM_"
@@ -76,3 +77,26 @@ class DataSettings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix=ENV_PREFIX, extra="ignore")
 
     data_dir: Path = Path(".flowstream")
+
+
+class TelemetrySettings(BaseSettings):
+    """How a process reports on itself. Tracing is configured by the standard `OTEL_*`
+    variables instead (flowstream_shared.telemetry.tracing)."""
+
+    model_config = SettingsConfigDict(env_prefix=ENV_PREFIX, extra="ignore", env_ignore_empty=True)
+
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+
+    @field_validator("log_level", mode="before")
+    @classmethod
+    def _upper(cls, value: Any) -> Any:
+        return value.strip().upper() if isinstance(value, str) else value
+
+
+class ConcurrencySettings(BaseSettings):
+    """Concurrency limits every engine enforces and every gateway reports (0: no limit)."""
+
+    model_config = SettingsConfigDict(env_prefix=ENV_PREFIX, extra="ignore")
+
+    user_max_concurrent_runs: int = Field(default=0, ge=0)
+    app_key_max_concurrent_runs: int = Field(default=0, ge=0)

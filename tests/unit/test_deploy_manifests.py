@@ -24,7 +24,7 @@ from flowstream_launcher.nats_server import nats_server_binary
 from flowstream_launcher.settings import LauncherSettings
 from flowstream_shared import subjects
 from flowstream_shared.nats_access import Identity
-from flowstream_shared.settings import DataSettings
+from flowstream_shared.settings import DataSettings, TelemetrySettings
 
 DEPLOY = Path(__file__).resolve().parents[2] / "deploy"
 KUBERNETES = DEPLOY / "kubernetes"
@@ -38,6 +38,7 @@ KNOWN = {
         HistorySettings,
         LauncherSettings,
         DataSettings,
+        TelemetrySettings,
     )
     for name in settings.model_fields
 } | {"FLOWSTREAM_MONGODB_URI"}

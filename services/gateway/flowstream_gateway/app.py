@@ -9,8 +9,10 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 from flowstream_shared import nats_connection, subjects
 from flowstream_shared.credentials import CredentialRecord, Sealer
+from flowstream_shared.telemetry.tracing import tracing_enabled
 from flowstream_shared.topology import ensure_topology
 
+from flowstream_gateway.admission import Admission
 from flowstream_gateway.api_keys import ApiKeyRecord, ApiKeyStore
 from flowstream_gateway.apis import ApiRecord, ApiStore
 from flowstream_gateway.auth import principal_for
@@ -23,8 +25,10 @@ from flowstream_gateway.hub import EventHub
 from flowstream_gateway.idempotency import IdempotencyKeys
 from flowstream_gateway.kv_cache import KvCache
 from flowstream_gateway.limits import BodySizeLimit
-from flowstream_gateway.metrics import GatewayMetrics
+from flowstream_gateway.metrics import GatewayMetrics, HttpMetrics
 from flowstream_gateway.nats_callout import CalloutResponder
+from flowstream_gateway.openapi import install_openapi
+from flowstream_gateway.queue import QueueView
 from flowstream_gateway.routes import (
     apis as apis_routes,
 )
@@ -38,6 +42,7 @@ from flowstream_gateway.routes import (
     monitor,
     openai_compat,
     ops,
+    queue,
     websockets,
     workflows,
 )
@@ -57,6 +62,8 @@ Errors are `{"code", "message", "status"}`.
 
 
 def create_app(settings: GatewaySettings | None = None) -> FastAPI:
+    metrics = GatewayMetrics()  # the lifespan's services and the HTTP middleware share it
+
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         resolved = settings or GatewaySettings()
@@ -88,6 +95,7 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
         )
         apis = ApiStore(api_cache, credential_store)
         hub.append(EventHub(nc))
+        admission = Admission(await js.key_value(subjects.RATES_BUCKET), resolved)
         runs = RunService(
             nc,
             js,
@@ -96,6 +104,8 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
             await js.key_value(subjects.CONTROL_BUCKET),
             IdempotencyKeys(await js.key_value(subjects.IDEMPOTENCY_BUCKET)),
             resolved,
+            admission,
+            await js.key_value(subjects.RESULTS_BUCKET),
         )
         history = HistoryClient(nc)
         app.state.services = Services(
@@ -106,11 +116,13 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
             runs=runs,
             workflows=WorkflowStore(workflow_cache, credential_store, apis),
             api_keys=ApiKeyStore(key_cache),
-            metrics=GatewayMetrics(),
+            metrics=metrics,
             history=history,
             reads=ConsistentReads(history, nc, runs),
             credentials=credential_store,
             apis=apis,
+            admission=admission,
+            queue=QueueView(nc, js, await js.key_value(subjects.SLOTS_BUCKET), resolved),
         )
         callout: CalloutResponder | None = None
         if resolved.nats_callout_issuer_seed is not None:
@@ -137,6 +149,7 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
         lifespan=lifespan,
     )
     install_error_handlers(app)
+    install_openapi(app)
     routers = (
         ops.router,
         workflows.router,
@@ -149,6 +162,7 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
         me.router,
         openai_compat.router,
         credentials.router,
+        queue.router,
         console_router,
         apis_routes.router,
         monitor.router,
@@ -163,4 +177,9 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
     )
     app.add_middleware(BodySizeLimit, max_bytes=max_body)
     add_cors(app, settings.cors_origins if settings else [])
+    app.add_middleware(HttpMetrics, metrics=metrics)  # added last: outermost
+    if tracing_enabled():
+        from opentelemetry.instrumentation.fastapi import FastAPIInstrumentor
+
+        FastAPIInstrumentor.instrument_app(app, excluded_urls="/healthz,/readyz,/metrics")
     return app

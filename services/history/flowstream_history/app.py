@@ -24,12 +24,11 @@ from flowstream_shared.topology import await_topology
 from nats.aio.msg import Msg
 from nats.js import JetStreamContext
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
-from prometheus_client import make_asgi_app
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from flowstream_history.consistency import AckFloor, ReadBarrier, Recorded
 from flowstream_history.dead_letters import DeadLetters
 from flowstream_history.documented import described_broker
-from flowstream_history.metrics import HistoryMetrics
 from flowstream_history.owners import OwnerLookup
 from flowstream_history.queries import Queries
 from flowstream_history.recorder import Recorder
@@ -38,6 +37,7 @@ from flowstream_history.settings import HistorySettings
 from flowstream_history.store import ExecutionStore
 from flowstream_history.store.mongo import MongoStore
 from flowstream_history.store.sqlite import SqliteStore
+from flowstream_history.telemetry import HistoryMetrics, MeasuredStore, RunTraces
 
 log = logging.getLogger("flowstream.history")
 
@@ -80,8 +80,14 @@ def intake_config(settings: HistorySettings) -> ConsumerConfig:
 
 def create_app(settings: HistorySettings | None = None) -> AsgiFastStream:
     settings = settings or HistorySettings()
-    broker = nats_connection.broker(settings, "history", log_level=logging.DEBUG)
+    broker = nats_connection.broker(
+        settings,
+        "history",
+        log_level=logging.DEBUG,
+        logger=logging.getLogger("faststream.nats"),  # into the process's one log format
+    )
     metrics = HistoryMetrics()
+    traces = RunTraces()
     store = make_store(settings)
     parts: dict[str, Running] = {}
 
@@ -96,12 +102,13 @@ def create_app(settings: HistorySettings | None = None) -> AsgiFastStream:
         await store.open()
         recorded = Recorded()
         recorder = Recorder(
-            store,
+            MeasuredStore(store, metrics, traces),
             OwnerLookup(store, await js.key_value(subjects.RUNS_BUCKET)),
             DeadLetters(js, nc.max_payload),
             settings,
             metrics,
             recorded,
+            traces,
         )
         recorder.start()
         recorded.runs_seq = await store.runs_seq()
@@ -150,6 +157,12 @@ def create_app(settings: HistorySettings | None = None) -> AsgiFastStream:
         return _json({"status": "ok"}, 200)
 
     @get(include_in_schema=False)
+    async def metrics_route(scope: Scope) -> AsgiResponse:
+        await metrics.refresh_lag(broker.connection.jetstream())
+        body = generate_latest(metrics.registry)
+        return AsgiResponse(body, 200, headers={"content-type": CONTENT_TYPE_LATEST})
+
+    @get(include_in_schema=False)
     async def readyz(scope: Scope) -> AsgiResponse:
         problems = await _readiness(broker, parts.get("running"), settings)
         if problems:
@@ -161,7 +174,7 @@ def create_app(settings: HistorySettings | None = None) -> AsgiFastStream:
         asgi_routes=[
             ("/healthz", healthz),
             ("/readyz", readyz),
-            ("/metrics", make_asgi_app(metrics.registry)),
+            ("/metrics", metrics_route),
         ],
         on_startup=[start_up],
         after_startup=[ready],

@@ -30,9 +30,9 @@ from pydantic import ValidationError
 
 from flowstream_history.consistency import ReadBarrier
 from flowstream_history.custom_metrics import aggregate_custom_metrics
-from flowstream_history.metrics import HistoryMetrics
 from flowstream_history.stats import workflow_stats
 from flowstream_history.store import ExecutionStore, StoreUnavailable
+from flowstream_history.telemetry import HistoryMetrics
 
 log = logging.getLogger(__name__)
 
@@ -91,7 +91,7 @@ class Queries:
             log.warning("could not tell whether a read is up to date: %s", exc)
             done = False
         if not done and self._metrics is not None:
-            self._metrics.read_waits.inc()
+            self._metrics.read_waits_expired.inc()
 
     async def _answer(self, op: HistoryOp, body: bytes) -> bytes:
         store = self._store

@@ -37,11 +37,11 @@ from flowstream_history.intake import (
     inspect,
     owner_mismatch,
 )
-from flowstream_history.metrics import HistoryMetrics
 from flowstream_history.owners import OwnerLookup
 from flowstream_history.projection import Owner, plan
 from flowstream_history.settings import HistorySettings
 from flowstream_history.store import ExecutionStore, StoreUnavailable
+from flowstream_history.telemetry import HistoryMetrics, RunTraces
 
 log = logging.getLogger(__name__)
 
@@ -60,6 +60,7 @@ class Recorder:
         settings: HistorySettings,
         metrics: HistoryMetrics,
         recorded: Recorded,
+        traces: RunTraces | None = None,
     ) -> None:
         self._store = store
         self._owners = owners
@@ -67,6 +68,7 @@ class Recorder:
         self._settings = settings
         self._metrics = metrics
         self._recorded = recorded
+        self._traces = traces or RunTraces()
         self._messages: list[Msg] = []
         self._registrations: list[tuple[RunOwner | None, int]] = []
         self._room = asyncio.Event()
@@ -192,6 +194,7 @@ class Recorder:
                 rejected.append(mismatch)
             else:
                 accepted.append(candidate)
+                self._traces.saw(candidate.run_id, candidate.message.headers)
         rejected.extend(await self._wait_for_owners(ownerless))
         if rejected:
             await self._dead_letter(rejected)
@@ -206,9 +209,8 @@ class Recorder:
             await self._until_done(lambda: self._store.apply(batch))
             for message in held:
                 await message.ack()
-            self._metrics.recorded.inc(len(held))
             if held:
-                self._metrics.batch_events.observe(len(held))
+                self._metrics.recorded(len(held))
         self._recorded.wrote(batch.touched_run_ids, batch.runs_seq)
 
     async def _wait_for_owners(self, ownerless: Sequence[Candidate]) -> list[Rejected]:

@@ -30,6 +30,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import httpx
@@ -38,20 +39,23 @@ from flowstream_shared.events import (
     EventName,
     NodeFinishedData,
     NodeStatus,
-    RunEventBase,
     RunStatus,
     WorkflowFinishedData,
     WorkflowProgressData,
     WorkflowStartedData,
     WorkflowStatusData,
 )
+from flowstream_shared.telemetry.logs import log_context
+from flowstream_shared.telemetry.tracing import span
 from flowstream_shared.workflow import NodeType
+from opentelemetry.trace import SpanKind, Status, StatusCode
 from pydantic import BaseModel
 
 from flowstream_engine.credentials import CredentialResolver, RunCredentials, default_resolver
 from flowstream_engine.emitter import EventTooLarge, RunEmitter
 from flowstream_engine.hooks import RunHooks, installed_hooks
 from flowstream_engine.http import shared_client
+from flowstream_engine.metrics import EngineMetrics
 from flowstream_engine.nodes.base import NodeResult
 from flowstream_engine.plan import Plan, PlannedNode
 from flowstream_engine.redaction import RunSecrets
@@ -73,8 +77,10 @@ class RunExecutor:
         http: httpx.AsyncClient | None = None,
         credentials: CredentialResolver | None = None,
         hooks: RunHooks | None = None,
+        metrics: EngineMetrics | None = None,
     ) -> None:
         self._command = command
+        self.metrics = metrics
         self.plan = plan
         self._emitter = emitter
         self.state = state or RunState()
@@ -90,6 +96,9 @@ class RunExecutor:
         self.default_attempts = command.workflow.definition.config.retry_count + 1
         self._halt: Halt | None = None
         self._root: Scheduler | None = None
+        # Told of a succeeded run's end before its `workflow_finished` is emitted, so what it
+        # records (a cached result) exists before any client learns the run has ended.
+        self.before_success: Callable[[WorkflowFinishedData], Awaitable[None]] | None = None
         self._index = self.state.node_index
         self.steps = 0
         self.tokens = self.state.total_tokens
@@ -185,10 +194,9 @@ class RunExecutor:
                 if not self._pause_announced:
                     self._pause_announced = True
                     reason = "pause" if self.pause_requested else self._debug_reason(held)
-                    paused = self._emit_status(
+                    self._pause_seq = self._emit_status(
                         EventName.WORKFLOW_PAUSED, RunStatus.PAUSED, reason, held
                     )
-                    self._pause_seq = paused.seq
                 self._wake.clear()
                 await self._wake.wait()
         finally:
@@ -220,7 +228,7 @@ class RunExecutor:
         status: RunStatus,
         reason: str | None = None,
         node_ids: list[str] | None = None,
-    ) -> RunEventBase:
+    ) -> int:
         return self.emit(
             event,
             WorkflowStatusData(
@@ -234,10 +242,13 @@ class RunExecutor:
 
     # What nodes share.
 
-    def emit(self, event: EventName, data: BaseModel) -> RunEventBase:
-        emitted = self._emitter.emit(event, self.secrets.model(data))
-        self.hooks.notify(emitted)
-        return emitted
+    def emit(self, event: EventName, data: BaseModel) -> int:
+        """Emit an event of the run; answer its `seq`."""
+        data = self.secrets.model(data)
+        seq = self._emitter.emit(event, data)
+        if self.hooks.listening:
+            self.hooks.notify(self._emitter.model(event, data, seq))
+        return seq
 
     def next_index(self) -> int:
         self._index += 1
@@ -282,6 +293,21 @@ class RunExecutor:
     # The run.
 
     async def execute(self) -> WorkflowFinishedData:
+        """The run, in a span (tracing on) and with its ids on every log line it writes."""
+        workflow_id = self._command.workflow.workflow_id
+        attributes = {"flowstream.run_id": self.run_id, "flowstream.workflow_id": workflow_id}
+        with (
+            log_context(run_id=self.run_id, workflow_id=workflow_id),
+            span("run", __name__, SpanKind.CONSUMER, attributes) as run_span,
+        ):
+            finished = await self._execute()
+            if run_span is not None:
+                run_span.set_attribute("flowstream.status", finished.status.value)
+                if finished.status == RunStatus.FAILED:
+                    run_span.set_status(Status(StatusCode.ERROR, finished.error or "failed"))
+            return finished
+
+    async def _execute(self) -> WorkflowFinishedData:
         if self.state.finished is not None:
             return self.state.finished.data  # already ended: a redelivered command
         started_at = self.state.started_at or self._command.created_at
@@ -346,6 +372,8 @@ class RunExecutor:
             await self._emitter.flush()
         except RunLogFailed:
             await asyncio.Event().wait()
+        if self.shutting_down:  # the engine stops: wait for the cancellation that hands it over
+            await asyncio.Event().wait()
 
     def _emit_started(self, started_at: float) -> None:
         inputs = dict(self._command.inputs)
@@ -395,6 +423,8 @@ class RunExecutor:
             exceptions_count=self.handled_errors,
             created_by=self._created_by(),
         )
+        if status == RunStatus.SUCCEEDED and self.before_success is not None:
+            await self.before_success(data)
         try:
             self.emit(EventName.WORKFLOW_FINISHED, data)
         except EventTooLarge as exc:
@@ -403,4 +433,18 @@ class RunExecutor:
             )
             self.emit(EventName.WORKFLOW_FINISHED, data)
         await self._emitter.flush()
+        self._report_finished(data, finished_at - started_at)
         return data
+
+    def _report_finished(self, data: WorkflowFinishedData, seconds: float) -> None:
+        """One line per finished run, and its duration by status."""
+        status = data.status.value
+        if self.metrics is not None:
+            self.metrics.run_duration.labels(status).observe(max(0.0, seconds))
+        extra = {"status": status, "duration_s": round(seconds, 6), "steps": data.total_steps}
+        if data.status == RunStatus.FAILED:
+            log.warning("run failed: %s", data.error, extra=extra)
+        elif data.status == RunStatus.STOPPED:
+            log.info("run stopped: %s", data.error, extra=extra)
+        else:
+            log.info("run %s", status, extra=extra)

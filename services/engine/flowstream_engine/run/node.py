@@ -23,7 +23,10 @@ from flowstream_shared.events import (
     NodeStatus,
     TextChunkData,
 )
+from flowstream_shared.telemetry.logs import log_context
+from flowstream_shared.telemetry.tracing import span
 from flowstream_shared.workflow import NodeType
+from opentelemetry.trace import Status, StatusCode
 
 from flowstream_engine.emitter import EventTooLarge
 from flowstream_engine.nodes.base import NodeContext, NodeError, NodeResult
@@ -70,6 +73,29 @@ class NodeRun:
         self._started = time.perf_counter()
 
     async def __call__(self) -> Outcome:
+        """The node, in a span of its own (tracing on), its id on every line it logs."""
+        node = self._planned.node
+        attributes = {
+            "flowstream.node_id": node.id,
+            "flowstream.node_type": node.type,
+            "flowstream.node_execution_id": self.execution_id,
+        }
+        with (
+            log_context(node_id=node.id),
+            span(f"node {node.type}", __name__, attributes=attributes) as node_span,
+        ):
+            outcome = await self._execute()
+            metrics = self._run.metrics
+            if metrics is not None:
+                elapsed = time.perf_counter() - self._started
+                metrics.node_duration.labels(node.type, outcome.status.value).observe(elapsed)
+            if node_span is not None:
+                node_span.set_attribute("flowstream.status", outcome.status.value)
+                if outcome.status == NodeStatus.FAILED:
+                    node_span.set_status(Status(StatusCode.ERROR, outcome.error or "failed"))
+            return outcome
+
+    async def _execute(self) -> Outcome:
         node = self._planned.node
         inputs = self._run.variables["input"] if node.type == NodeType.START else None
         self._created, self._started = time.time(), time.perf_counter()

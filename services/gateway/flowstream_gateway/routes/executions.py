@@ -8,9 +8,16 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Header, Query, Response
 from fastapi.responses import JSONResponse
+from flowstream_shared import subjects
 from flowstream_shared.commands import ResponseMode, RunOwner
 from flowstream_shared.events import RunStatus
-from flowstream_shared.history import HistoryOp, ListQuery, StatsQuery, SummaryQuery
+from flowstream_shared.history import (
+    HistoryOp,
+    ListQuery,
+    StatsQuery,
+    SummaryQuery,
+    WorkflowStats,
+)
 from pydantic import BaseModel, ConfigDict, Field
 
 from flowstream_gateway.attach import AttachedRun
@@ -19,6 +26,15 @@ from flowstream_gateway.consistent_reads import unrecorded_run
 from flowstream_gateway.errors import ApiError, invalid_param, not_found
 from flowstream_gateway.execution_status import elapsed_time, progress, running_nodes, status_fields
 from flowstream_gateway.live_state import LiveState, live_state, state_of
+from flowstream_gateway.queue import find_queued, is_picked_up, move_to_band
+from flowstream_gateway.routes.execution_models import (
+    CONTROL_RESPONSES,
+    ExecutionAccepted,
+    ExecutionDetail,
+    ExecutionPage,
+    ExecutionSummary,
+    documented,
+)
 from flowstream_gateway.runs import IdempotencyKey, Submit
 from flowstream_gateway.seed_views import history_entries, run_status_filter, seed_status
 from flowstream_gateway.services import Services, ServicesDep
@@ -66,6 +82,16 @@ async def unfinished_run(run_id: str, principal: Principal, services: Services) 
     return owner
 
 
+async def cancel(services: Services, run_id: str, reason: str) -> None:
+    """Stop a run. One still queued moves to the top band, so an engine ends it `stopped` now
+    rather than when its turn would have come (every run ends with its `workflow_finished`)."""
+    await services.runs.cancel(run_id, reason)
+    queued = await find_queued(services.nc, run_id)
+    top = subjects.PRIORITY_BANDS - 1
+    if queued is not None and queued.band != top and not await is_picked_up(services.js, queued):
+        await move_to_band(services.nc, services.js, queued, top)
+
+
 async def start_run(
     workflow_id: str,
     body: RunOptions,
@@ -91,6 +117,9 @@ async def start_run(
             idempotency_key=idempotency_key,
             run_timeout=body.timeout,
             debug=body.debug,
+            priority=body.priority,
+            app_key=principal.key_id,
+            use_cache=body.cache,
         ),
     )
     services.metrics.runs_submitted.labels(channel, "blocking" if wait else "async").inc()
@@ -99,7 +128,12 @@ async def start_run(
     return JSONResponse(accepted(handle, workflow, inputs, body.execution_name), status_code=202)
 
 
-@router.post("", status_code=202, summary="Start a run and return at once")
+@router.post(
+    "",
+    status_code=202,
+    summary="Start a run and return at once",
+    responses=documented(ExecutionAccepted, 202),
+)
 async def start_execution(
     body: ExecutionRequest,
     principal: CurrentPrincipal,
@@ -115,6 +149,7 @@ async def start_execution(
     "/{workflow_id}/execute",
     status_code=202,
     summary="Start a run of this workflow and return at once",
+    responses=documented(ExecutionAccepted, 202),
     description="The same as `POST /api/executions` with the workflow in the path.",
 )
 async def execute_workflow(
@@ -127,7 +162,12 @@ async def execute_workflow(
     return await start_run(workflow_id, body, principal, services, "workflows", idempotency_key)
 
 
-@router.get("", summary="List the caller's runs, newest first")
+@router.get(
+    "",
+    summary="List the caller's runs, newest first",
+    response_model=None,
+    responses=documented(ExecutionPage),
+)
 async def list_executions(
     principal: CurrentPrincipal,
     services: ServicesDep,
@@ -163,7 +203,12 @@ async def list_executions(
     return found
 
 
-@router.get("/summary", summary="Active runs, pending runs, runs in the last minute, queue depth")
+@router.get(
+    "/summary",
+    summary="Active runs, pending runs, runs in the last minute, queue depth",
+    response_model=None,
+    responses=documented(ExecutionSummary),
+)
 async def summary(principal: CurrentPrincipal, services: ServicesDep) -> dict[str, Any]:
     counts, depth = await asyncio.gather(
         services.reads.ask(HistoryOp.SUMMARY, SummaryQuery(user_id=principal.user_id)),
@@ -175,12 +220,15 @@ async def summary(principal: CurrentPrincipal, services: ServicesDep) -> dict[st
 @router.get(
     "/{run_id}",
     summary="A run with its node executions, progress and running nodes",
+    response_model=None,
+    responses=documented(ExecutionDetail),
     description=(
         "Also `progress` (percent), `current_nodes` / `current_node` / `current_step` (the "
         "titles of the nodes running now), `elapsed_time` (seconds, still counting while it "
         "runs) and, while paused, `paused_before` (the node ids it holds) and `pause_reason`; "
-        "while it waits for an engine (`pending`), `queue_position` (1: next). Once any client "
-        "has seen the run finish, this reflects it."
+        "while it waits (`pending`), `queue_position` (1: next), `waiting_for` (`engine`, or "
+        "the concurrency limit it waits for) and `priority`. Once any client has seen the run "
+        "finish, this reflects it."
     ),
 )
 async def get_execution(run_id: str, principal: CurrentPrincipal, services: ServicesDep) -> Any:
@@ -195,8 +243,22 @@ async def get_execution(run_id: str, principal: CurrentPrincipal, services: Serv
         view["paused_before"] = state.paused_before
         view["pause_reason"] = state.pause_reason
     if run.get("status") == RunStatus.PENDING.value:
-        view["queue_position"] = await services.runs.queue_position(run_id)
+        view.update(await _place_in_queue(services, run_id))
     return {**view, "nodes": detail["nodes"]}
+
+
+async def _place_in_queue(services: Services, run_id: str) -> dict[str, Any]:
+    """Where a pending run waits: `queue_position` (1: the next run an engine takes, or its
+    place in the line of the concurrency limit it waits for), `waiting_for`, `priority`;
+    position 0 once an engine has taken it (it starts next)."""
+    waiting = await services.queue.describe(run_id)
+    if waiting is None:
+        return {"queue_position": 0, "waiting_for": None}
+    return {
+        "queue_position": waiting["position"],
+        "waiting_for": waiting["waiting_for"],
+        "priority": waiting["priority"],
+    }
 
 
 @router.get(
@@ -245,7 +307,7 @@ async def change_status(
         await services.runs.resume(run_id)
         result = "resuming"
     elif wanted in ("cancelled", "stopped"):
-        await services.runs.cancel(run_id, body.reason or "Stopped by user.")
+        await cancel(services, run_id, body.reason or "Stopped by user.")
         result = "cancelling"
     return JSONResponse(
         {
@@ -292,12 +354,17 @@ async def step_execution(
     )
 
 
-@router.post("/{run_id}/cancel", status_code=202, summary="Cancel a run (409 when it has ended)")
+@router.post(
+    "/{run_id}/cancel",
+    status_code=202,
+    summary="Cancel a run (409 when it has ended)",
+    responses=CONTROL_RESPONSES,
+)
 async def cancel_execution(
     run_id: str, principal: CurrentPrincipal, services: ServicesDep
 ) -> JSONResponse:
     await unfinished_run(run_id, principal, services)
-    await services.runs.cancel(run_id, "Stopped by user.")
+    await cancel(services, run_id, "Stopped by user.")
     return JSONResponse({"id": run_id, "result": "cancelling"}, status_code=202)
 
 
@@ -305,6 +372,7 @@ async def cancel_execution(
     "/{run_id}/pause",
     status_code=202,
     summary="Pause a run at its next node boundary (409 when it has ended)",
+    responses=CONTROL_RESPONSES,
     description=(
         "Nothing new starts; running nodes are not interrupted (a DELAY keeps counting). Once "
         "nothing runs the run emits `workflow_paused`. Pausing a paused run changes nothing; "
@@ -323,6 +391,7 @@ async def pause_execution(
     "/{run_id}/resume",
     status_code=202,
     summary="Resume a paused run (409 when it has ended)",
+    responses=CONTROL_RESPONSES,
     description=(
         "The run emits `workflow_resumed` and starts what was ready. Resuming a run that is "
         "not paused changes nothing; a resume before the pause took effect cancels it."
@@ -348,15 +417,25 @@ async def execution_events(
     last_event_id: Annotated[int | None, Header(alias="Last-Event-ID", ge=0)] = None,
 ) -> RunEventStream:
     owner = await owned_run(run_id, principal, services)
-    source = AttachedRun(services.hub, owner, services.settings.deadline_grace_s)
-    await source.open(services.js, last_event_id)
+    ticket = services.open_stream(principal.user_id, principal.key_id)
+    try:
+        source = AttachedRun(services.hub, owner, services.settings.deadline_grace_s)
+        await source.open(services.js, last_event_id)
+    except BaseException:
+        ticket.release()
+        raise
     # Watching, not owning: a client leaving an attached stream never cancels the run.
     return stream_run(
-        source, services.runs, api_framing(services.settings.sse_keepalive_s), "continue"
+        source, services.runs, api_framing(services.settings.sse_keepalive_s), "continue", ticket
     )
 
 
-@stats_router.get("/{workflow_id}/stats", summary="Totals, success rate, durations, errors")
+@stats_router.get(
+    "/{workflow_id}/stats",
+    summary="Totals, success rate, durations, errors",
+    response_model=None,
+    responses=documented(WorkflowStats),
+)
 async def workflow_stats(
     workflow_id: str, principal: CurrentPrincipal, services: ServicesDep
 ) -> Any:
