@@ -9,11 +9,12 @@ SQLite's single writer). The projection's rules: `flowstream_history.projection`
 
 from __future__ import annotations
 
+import functools
 import json
 import math
 import re
-from collections.abc import Sequence
-from typing import Any
+from collections.abc import Callable, Coroutine, Sequence
+from typing import Any, ParamSpec, TypeVar
 
 from flowstream_shared.history import (
     ListQuery,
@@ -39,6 +40,25 @@ NODES = "node_executions"
 EVENTS = "execution_events"
 POSITIONS = "history_positions"
 RUNS_INDEX_POSITION = "runs_index"
+
+
+P = ParamSpec("P")
+T = TypeVar("T")
+
+
+def _unavailable_on_error(
+    read: Callable[P, Coroutine[Any, Any, T]],
+) -> Callable[P, Coroutine[Any, Any, T]]:
+    """A read the database cannot answer now is StoreUnavailable (503), like a failed write."""
+
+    @functools.wraps(read)
+    async def reading(*args: P.args, **kwargs: P.kwargs) -> T:
+        try:
+            return await read(*args, **kwargs)
+        except PyMongoError as exc:
+            raise StoreUnavailable(str(exc)) from exc
+
+    return reading
 
 
 def _registrations(batch: ProjectionBatch) -> list[UpdateOne]:
@@ -282,6 +302,7 @@ class MongoStore:
         for start in range(0, len(ops), BULK_CHUNK):
             await self.db[collection].bulk_write(ops[start : start + BULK_CHUNK], ordered=True)
 
+    @_unavailable_on_error
     async def owners(self, run_ids: list[str]) -> dict[str, str]:
         if not run_ids:
             return {}
@@ -297,6 +318,7 @@ class MongoStore:
             raise StoreUnavailable(str(exc)) from exc
         return int(doc["seq"]) if doc else 0
 
+    @_unavailable_on_error
     async def applied(self, user_id: str, run_id: str, seq: int) -> bool:
         # Seqs are gap-free from 1 and the timeline is keyed by (run, seq): counting is enough.
         if await self.db[RUNS].find_one({"_id": run_id, "user_id": user_id}, {"_id": 1}) is None:
@@ -306,10 +328,12 @@ class MongoStore:
         found = await self.db[EVENTS].count_documents({"run_id": run_id, "seq": {"$lte": seq}})
         return found >= seq
 
+    @_unavailable_on_error
     async def get_run(self, user_id: str, run_id: str) -> RunRecord | None:
         doc = await self.db[RUNS].find_one({"_id": run_id, "user_id": user_id})
         return _run(doc) if doc else None
 
+    @_unavailable_on_error
     async def list_runs(self, query: ListQuery) -> RunPage:
         where: dict[str, Any] = {"user_id": query.user_id}
         if query.workflow_id:
@@ -347,6 +371,7 @@ class MongoStore:
             pages=math.ceil(total / query.size),
         )
 
+    @_unavailable_on_error
     async def nodes(self, run_id: str) -> list[NodeExecutionRecord]:
         cursor = (
             self.db[NODES]
@@ -355,6 +380,7 @@ class MongoStore:
         )
         return [_node(doc) async for doc in cursor]
 
+    @_unavailable_on_error
     async def timeline(self, run_id: str) -> list[TimelineEntry]:
         cursor = self.db[EVENTS].find({"run_id": run_id}).sort("seq", ASCENDING)
         return [
@@ -362,6 +388,7 @@ class MongoStore:
             async for doc in cursor
         ]
 
+    @_unavailable_on_error
     async def runs_for_stats(self, user_id: str, workflow_id: str, limit: int) -> list[RunRecord]:
         cursor = (
             self.db[RUNS]
@@ -371,6 +398,7 @@ class MongoStore:
         )
         return [_run(doc) async for doc in cursor]
 
+    @_unavailable_on_error
     async def nodes_for_stats(
         self, workflow_id: str, run_ids: list[str]
     ) -> list[NodeExecutionRecord]:
@@ -379,6 +407,7 @@ class MongoStore:
         cursor = self.db[NODES].find({"workflow_id": workflow_id, "run_id": {"$in": run_ids}})
         return [_node(doc) async for doc in cursor]
 
+    @_unavailable_on_error
     async def count_runs(
         self, user_id: str, status: str | None, created_after: float | None
     ) -> int:
@@ -389,6 +418,7 @@ class MongoStore:
             where["created_at"] = {"$gte": created_after}
         return await self.db[RUNS].count_documents(where)
 
+    @_unavailable_on_error
     async def active_runs(
         self, user_id: str, limit: int
     ) -> list[tuple[RunRecord, list[NodeExecutionRecord]]]:
