@@ -106,16 +106,16 @@ class Recorder:
         self._keep_alive = asyncio.create_task(self._keep_held_alive(), name="history-keep-alive")
 
     async def stop(self) -> None:
-        """Stop after the batch in hand; what is still buffered goes back to the server at
-        once, for another replica (or the next start) to record."""
+        """Stop now. Every message not acknowledged yet (buffered, or in a batch cut short: its
+        writes are idempotent) goes back to the server at once, for another replica or the
+        next start to record."""
+        hand = self._hand
         for task in (self._task, self._keep_alive):
             if task is not None:
                 task.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
                     await task
-        for message in self._messages:
-            with contextlib.suppress(Exception):
-                await message.nak()
+        await self._put_back([*hand, *self._messages], 0)
         self._messages.clear()
 
     @property
@@ -270,7 +270,7 @@ class Recorder:
         for message in messages:
             # One already acknowledged refuses (nats-py) or is ignored (the server).
             with contextlib.suppress(Exception):
-                await message.nak(delay=delay)
+                await message.nak(delay=delay or None)
 
     async def _until_done(self, attempt: Callable[[], Awaitable[T]]) -> T:
         """`attempt` until it succeeds (the messages held meanwhile are kept alive)."""
