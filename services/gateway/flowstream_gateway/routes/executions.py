@@ -248,17 +248,15 @@ async def get_execution(run_id: str, principal: CurrentPrincipal, services: Serv
 
 
 async def _place_in_queue(services: Services, run_id: str) -> dict[str, Any]:
-    """Where a pending run waits: `queue_position` (1: the next run an engine takes, or its
-    place in the line of the concurrency limit it waits for), `waiting_for`, `priority`;
-    position 0 once an engine has taken it (it starts next)."""
+    """Where a pending run waits, as the queue view shows it: `queue_position` (also `position`:
+    1 is the next run an engine takes, or its place in the line of the concurrency limit it
+    waits for), `waiting_for`, `priority`, `age_s`; position 0 once an engine has taken it (it
+    starts next)."""
     waiting = await services.queue.describe(run_id)
     if waiting is None:
-        return {"queue_position": 0, "waiting_for": None}
-    return {
-        "queue_position": waiting["position"],
-        "waiting_for": waiting["waiting_for"],
-        "priority": waiting["priority"],
-    }
+        return {"queue_position": 0, "position": 0, "waiting_for": None}
+    place = {k: waiting[k] for k in ("position", "waiting_for", "priority", "age_s")}
+    return {"queue_position": waiting["position"], **place}
 
 
 @router.get(
