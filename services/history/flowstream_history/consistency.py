@@ -26,6 +26,8 @@ from flowstream_history.store import ExecutionStore
 
 # Another replica may have recorded the events: look again this often while waiting.
 RECHECK_S = 0.1
+# The consumer's state must come back well within a read's wait.
+ASK_TIMEOUT_S = 1.0
 
 
 class Recorded:
@@ -100,7 +102,9 @@ class AckFloor:
         return self._floor >= seq
 
     async def _ask(self) -> None:
-        info = await self._js.consumer_info(subjects.EVENTS_STREAM, subjects.HISTORY_CONSUMER)
+        info = await self._js.consumer_info(
+            subjects.EVENTS_STREAM, subjects.HISTORY_CONSUMER, timeout=ASK_TIMEOUT_S
+        )
         floor = int(info.ack_floor.stream_seq)
         if info.num_pending == 0 and info.num_ack_pending == 0:
             # Everything delivered is acknowledged, and nothing is left to deliver.
