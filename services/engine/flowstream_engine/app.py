@@ -23,7 +23,7 @@ from flowstream_engine.credentials import CredentialResolver, configure_credenti
 from flowstream_engine.dispatcher import Dispatcher, DispatchSettings
 from flowstream_engine.egress import policy_for
 from flowstream_engine.http import close_shared_client, configure_egress
-from flowstream_engine.lease import Leases
+from flowstream_engine.lease import Leases, lease_ttl
 from flowstream_engine.metrics import EngineMetrics
 from flowstream_engine.pickup import Pickup, ResultCache
 from flowstream_engine.publisher import AckedPublisher
@@ -129,7 +129,7 @@ def create_app(
         publisher.append(AckedPublisher(nc))
         await publisher[0].start()
         leases = Leases(
-            publisher[0], await js.key_value(subjects.LEASES_BUCKET), settings.engine_ack_wait_s
+            publisher[0], await js.key_value(subjects.LEASES_BUCKET), lease_ttl(settings)
         )
         results = ResultCache(await js.key_value(subjects.RESULTS_BUCKET))
         worker = RunWorker(
