@@ -17,7 +17,7 @@ export UV_PYTHON_DOWNLOADS := never
 export UV_PYTHON := $(PYTHON)
 export UV_PROJECT_ENVIRONMENT := $(VENV)
 
-.PHONY: run test lint typecheck unit integration e2e bench docs install sdk clean \
+.PHONY: run test lint typecheck unit integration e2e bench chaos docs install sdk clean \
 	console clients clients-test chromium screenshots
 
 run: $(STAMP)
@@ -33,7 +33,7 @@ lint: $(STAMP)
 
 typecheck: $(STAMP)
 	$(BIN)/mypy -p flowstream_shared -p flowstream_engine -p flowstream_gateway \
-		-p flowstream_history -p flowstream_launcher -p flowstream_client -p tests -p bench
+		-p flowstream_history -p flowstream_launcher -p flowstream_client -p tests -p bench -p chaos
 
 unit: $(STAMP)
 	$(BIN)/pytest -q tests/unit
@@ -46,6 +46,11 @@ e2e: $(STAMP) sdk
 
 bench: $(STAMP)
 	$(BIN)/python -m bench
+
+# Fault injection under load (docs/chaos.md): about ten minutes; not part of `make test`.
+# `make chaos SCENARIOS="engine nats"` runs some; CHAOS_RUNS=200 makes a quick run.
+chaos: $(STAMP)
+	$(BIN)/python -m chaos $(SCENARIOS)
 
 # The API documents are generated from the code; `make test` fails when they are stale.
 docs: $(STAMP)

@@ -1,0 +1,117 @@
+"""The NATS topology of a scenario: one `nats-server -js`, or a JetStream cluster of three on
+loopback routes, described by ports and rendered as server config files.
+
+Which node leads is asked of the servers themselves: the meta leader from a node's monitoring
+port (`/jsz`), a stream's leader from JetStream's stream info.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+from flowstream_launcher.nats_server import free_port
+
+CLUSTER_NAME = "chaos"
+
+
+@dataclass(frozen=True)
+class NodeAddress:
+    name: str
+    port: int
+    monitor_port: int
+    route_port: int | None  # None: a single server, no cluster
+    store_dir: Path
+
+    @property
+    def url(self) -> str:
+        return f"nats://127.0.0.1:{self.port}"
+
+    @property
+    def monitor_url(self) -> str:
+        return f"http://127.0.0.1:{self.monitor_port}"
+
+
+@dataclass(frozen=True)
+class Topology:
+    nodes: list[NodeAddress]
+
+    @classmethod
+    def single(cls, work_dir: Path) -> Topology:
+        return cls([_node("n1", work_dir, clustered=False)])
+
+    @classmethod
+    def cluster(cls, work_dir: Path, size: int = 3) -> Topology:
+        return cls([_node(f"n{i}", work_dir, clustered=True) for i in range(1, size + 1)])
+
+    @property
+    def clustered(self) -> bool:
+        return len(self.nodes) > 1
+
+    @property
+    def replicas(self) -> int:
+        return len(self.nodes)
+
+    @property
+    def seed_url(self) -> str:
+        """The URL services are given: the client learns the other nodes from the server (one
+        URL only: `FLOWSTREAM_NATS_URL` holds one, nats-py reads no comma-separated list)."""
+        return self.nodes[0].url
+
+    @property
+    def urls(self) -> list[str]:
+        return [node.url for node in self.nodes]
+
+    def node(self, name: str) -> NodeAddress:
+        return next(node for node in self.nodes if node.name == name)
+
+    def config(self, node: NodeAddress, extra: str = "") -> str:
+        """The server's config file; `extra` is appended (an authorization block, say)."""
+        lines = [
+            f"server_name: {node.name}",
+            f"listen: 127.0.0.1:{node.port}",
+            f"http: 127.0.0.1:{node.monitor_port}",
+            f'jetstream {{ store_dir: "{node.store_dir}" }}',
+        ]
+        if node.route_port is not None:
+            routes = ", ".join(
+                f"nats-route://127.0.0.1:{other.route_port}"
+                for other in self.nodes
+                if other is not node
+            )
+            lines += [
+                "cluster {",
+                f"  name: {CLUSTER_NAME}",
+                f"  listen: 127.0.0.1:{node.route_port}",
+                f"  routes: [{routes}]",
+                "}",
+            ]
+        return "\n".join([*lines, extra, ""])
+
+
+def _node(name: str, work_dir: Path, clustered: bool) -> NodeAddress:
+    return NodeAddress(
+        name=name,
+        port=free_port(),
+        monitor_port=free_port(),
+        route_port=free_port() if clustered else None,
+        store_dir=work_dir / "nats" / name,
+    )
+
+
+async def meta_leader(topology: Topology, up: set[str]) -> str | None:
+    """The name of the JetStream meta leader, as the first node that answers says."""
+    async with httpx.AsyncClient(trust_env=False, timeout=2.0) as client:
+        for node in topology.nodes:
+            if node.name not in up:
+                continue
+            try:
+                body: dict[str, Any] = (await client.get(f"{node.monitor_url}/jsz")).json()
+            except (httpx.HTTPError, ValueError):
+                continue
+            leader = (body.get("meta_cluster") or {}).get("leader")
+            if leader:
+                return str(leader)
+    return None
