@@ -2,9 +2,10 @@
 node executions and the faults. Each check gives a count (0 is the promise) and examples.
 
 Attribution of repeated node executions: a node may run again only if it was in flight when a
-fault that can interrupt a run struck (an engine or a NATS node going away): its first call
-reached the peer before the fault and its `node_finished` was not stored before it. Each such
-fault allows one more call; any call beyond is a finished node executed twice.
+fault that can interrupt a run struck (an engine or a NATS node going away): it had begun before
+the fault (its first call reached the peer, or its `node_started` was stored) and its
+`node_finished` was not stored before it. Each such fault allows one more call; any call beyond
+is a finished node executed twice.
 """
 
 from __future__ import annotations
@@ -121,7 +122,10 @@ def repeated_executions(
         if len(arrivals) == 1:
             continue
         in_flight_at = [
-            t for t in strikes if arrivals[0] <= t and not run.node_finished_before(node_id, t)
+            t
+            for t in strikes
+            if (arrivals[0] <= t or run.node_started_before(node_id, t))
+            and not run.node_finished_before(node_id, t)
         ]
         allowed = 1 + len(in_flight_at)
         allowed_repeats += min(len(arrivals), allowed) - 1
@@ -149,14 +153,8 @@ def repeated_executions(
 
 
 def _first_node_finished(run: RunLog, node_id: str) -> float | None:
-    return next(
-        (
-            e.stored_at
-            for e in run.events
-            if e.event == "node_finished" and e.body.get("data", {}).get("node_id") == node_id
-        ),
-        None,
-    )
+    finishes = run.node_finishes(node_id)
+    return finishes[0].stored_at if finishes else None
 
 
 def ghosts(records: list[ClientRecord], log: EventLog) -> dict[str, Check]:
@@ -225,21 +223,50 @@ def read_after_finish(records: list[ClientRecord]) -> tuple[dict[str, Check], di
     return {f"stale_{name}": check for name, check in per_endpoint.items()}, figures
 
 
+def _gone_engines(log: EventLog, fault: FaultRecord) -> set[str]:
+    """Engine attempts' ids that claimed runs before the fault and never once it was over:
+    the engine that went away (a restarted engine has a new id; a stopping one may still
+    claim a run in its last moments)."""
+    over = fault.restored_at or fault.at
+    before: set[str] = set()
+    after: set[str] = set()
+    for run in log.runs.values():
+        for claim in run.claims:
+            if claim.stored_at <= fault.at:
+                before.add(claim.engine)
+            elif claim.stored_at > over:
+                after.add(claim.engine)
+    return before - after
+
+
 def recovery(log: EventLog, faults: list[FaultRecord]) -> dict[str, Any]:
     """After each fault: how long runs in progress waited for their next stored event. For an
-    engine fault, only the runs it held (taken over: a new claim marker after the fault)."""
+    engine fault, only the runs that engine held (its claim was their latest)."""
     by_kind: defaultdict[str, list[float]] = defaultdict(list)
+    in_progress: Counter[str] = Counter()
+    not_resumed: Counter[str] = Counter()
     for index, fault in enumerate(faults):
         next_fault = faults[index + 1].at if index + 1 < len(faults) else float("inf")
+        gone = _gone_engines(log, fault) if fault.kind.startswith("engine") else set()
         for run in log.runs.values():
             before = [e for e in run.events if e.stored_at <= fault.at]
             if not before or before[-1].event == "workflow_finished":
                 continue
             if fault.kind.startswith("engine"):
-                taken_over = any(fault.at < c.stored_at < next_fault for c in run.claims)
-                if not taken_over:
+                claims = [c for c in run.claims if c.stored_at <= fault.at]
+                if not claims or claims[-1].engine not in gone:
                     continue
+            in_progress[fault.kind] += 1
             following = run.first_event_after(fault.at)
             if following is not None and following.stored_at < next_fault:
                 by_kind[fault.kind].append(following.stored_at - fault.at)
-    return {kind: _percentiles(values) for kind, values in by_kind.items()}
+            else:
+                not_resumed[fault.kind] += 1
+    return {
+        kind: {
+            **_percentiles(by_kind[kind]),
+            "runs_in_progress": in_progress[kind],
+            "no_event_before_next_fault": not_resumed[kind],
+        }
+        for kind in in_progress
+    }

@@ -51,9 +51,23 @@ class RunLog:
     def first_event_after(self, at: float) -> StoredEvent | None:
         return next((e for e in self.events if e.stored_at > at), None)
 
+    def node_finishes(self, node_id: str) -> list[StoredEvent]:
+        """The node's `node_finished` events that say it ran to its end: a node interrupted
+        by a hand-over is reported `stopped`, and runs again."""
+        return [
+            e
+            for e in self.events
+            if e.event == "node_finished"
+            and e.body.get("data", {}).get("node_id") == node_id
+            and e.body.get("data", {}).get("status") != "stopped"
+        ]
+
     def node_finished_before(self, node_id: str, at: float) -> bool:
+        return any(e.stored_at <= at for e in self.node_finishes(node_id))
+
+    def node_started_before(self, node_id: str, at: float) -> bool:
         return any(
-            e.event == "node_finished"
+            e.event == "node_started"
             and e.stored_at <= at
             and e.body.get("data", {}).get("node_id") == node_id
             for e in self.events

@@ -163,7 +163,7 @@ async def inject(
     """Strike the faults in turn, one every `every_s`, until `until` is set."""
     records: list[FaultRecord] = []
     step = 0
-    while not until.is_set():
+    while faults and not until.is_set():
         try:
             await asyncio.wait_for(until.wait(), every_s)
             break

@@ -59,7 +59,7 @@ class LoadTarget:
 
 
 async def run_clients(
-    target: LoadTarget, runs: int, concurrency: int, patience_s: float
+    target: LoadTarget, runs: int, concurrency: int, patience_s: float, limit_s: float
 ) -> list[ClientRecord]:
     gate = asyncio.Semaphore(concurrency)
     records = [
@@ -73,7 +73,14 @@ async def run_clients(
             async with gate:
                 await _run_client(target, clients, record, patience_s)
 
-        await asyncio.gather(*(one(record) for record in records))
+        tasks = [asyncio.create_task(one(record)) for record in records]
+        _, late = await asyncio.wait(tasks, timeout=limit_s)
+        for task in late:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        for record in records:
+            if record.follower.finished is None and record.gave_up is None:
+                record.gave_up = f"still following when the load phase ended ({limit_s:g} s)"
     finally:
         await asyncio.gather(*(client.aclose() for client in clients.values()))
     return records

@@ -143,8 +143,10 @@ def print_summary(results: dict[str, Any]) -> None:
         print(f"{name:<9} {scenario.get('runs')} runs, {len(scenario.get('faults', []))} faults: ")
         print(f"          {verdict}")
         print(f"          recovery: {_recovery(scenario)}")
+        if scenario.get("error"):
+            print(f"          could not run: {scenario['error']}")
         for check in failed:
-            for example in scenario["checks"][check]["examples"][:3]:
+            for example in scenario.get("checks", {}).get(check, {}).get("examples", [])[:3]:
                 print(f"          {check}: {example}")
 
 

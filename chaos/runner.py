@@ -60,11 +60,13 @@ async def _load_and_check(
     )
     load_done = asyncio.Event()
     injector = asyncio.create_task(
-        inject(stack, list(scenario.faults), scenario.every_s, load_done)
+        inject(
+            stack, [] if settings.no_faults else list(scenario.faults), scenario.every_s, load_done
+        )
     )
     load_started = time.monotonic()
     records = await run_clients(
-        target, settings.runs, settings.concurrency, settings.run_patience_s
+        target, settings.runs, settings.concurrency, settings.run_patience_s, settings.load_limit_s
     )
     load_seconds = time.monotonic() - load_started
     load_done.set()
@@ -172,5 +174,9 @@ def _figures(
         "recovery": recovery,
         "checks": {name: check.as_json() for name, check in found.items()},
         "failed_checks": failed,
-        "settings": {"concurrency": settings.concurrency, "call_ms": settings.call_ms},
+        "settings": {
+            "concurrency": settings.concurrency,
+            "call_ms": settings.call_ms,
+            "faults": not settings.no_faults,
+        },
     }

@@ -35,15 +35,22 @@ class ChaosSettings:
     run_patience_s: float
     # After the load: how long the log and the history projection get to settle.
     settle_s: float
+    # The load phase ends after this long whatever happened: clients still following a run
+    # then count as without a terminal event (and their runs, if unfinished, as stuck).
+    load_limit_s: float
+    # No faults at all: a baseline of the same load (`CHAOS_NO_FAULTS=1`).
+    no_faults: bool
 
     @classmethod
     def from_env(cls) -> ChaosSettings:
         return cls(
             runs=int(_number("CHAOS_RUNS", FULL_RUNS)),
-            concurrency=int(_number("CHAOS_CONCURRENCY", 32)),
-            call_ms=int(_number("CHAOS_CALL_MS", 60)),
-            run_patience_s=_number("CHAOS_RUN_PATIENCE_S", 150.0),
-            settle_s=_number("CHAOS_SETTLE_S", 60.0),
+            concurrency=int(_number("CHAOS_CONCURRENCY", 40)),
+            call_ms=int(_number("CHAOS_CALL_MS", 200)),
+            run_patience_s=_number("CHAOS_RUN_PATIENCE_S", 90.0),
+            settle_s=_number("CHAOS_SETTLE_S", 30.0),
+            load_limit_s=_number("CHAOS_LOAD_LIMIT_S", 150.0),
+            no_faults=os.environ.get("CHAOS_NO_FAULTS", "") not in ("", "0"),
         )
 
     @property
