@@ -117,7 +117,8 @@ async def _run_client(
         if follower.finished is None:
             record.resumes += 1
             await asyncio.sleep(next(pauses))
-    record.read = await read_after_finish(client, record.follower)
+    others = [c for u, c in clients.items() if u != url]
+    record.read = await read_after_finish([client, *others], record.follower)
 
 
 async def _one_connection(

@@ -31,35 +31,43 @@ class ReadCheck:
         return not self.stale
 
 
-async def _get(client: httpx.AsyncClient, path: str, **params: Any) -> tuple[int, Any]:
-    try:
-        response = await client.get(path, params=params or None)
-    except httpx.HTTPError as exc:
-        return 0, f"{type(exc).__name__}: {exc}"
+async def _get(clients: list[httpx.AsyncClient], path: str, **params: Any) -> tuple[int, Any]:
+    """The first answer any gateway gives: a gateway that is down is no stale read, a client
+    asks the next one."""
+    failure = ""
+    for client in clients:
+        try:
+            response = await client.get(path, params=params or None)
+            break
+        except httpx.HTTPError as exc:
+            failure = f"{type(exc).__name__}: {exc}"
+    else:
+        return 0, failure
     try:
         return response.status_code, response.json()
     except ValueError:
         return response.status_code, response.text[:200]
 
 
-async def read_after_finish(client: httpx.AsyncClient, follower: RunFollower) -> ReadCheck:
+async def read_after_finish(clients: list[httpx.AsyncClient], follower: RunFollower) -> ReadCheck:
+    """`clients`: the gateway the client last used first, then the others."""
     assert follower.finished is not None and follower.run_id is not None
     run_id = follower.run_id
     status = str(follower.finished["data"]["status"])
     last_seq = int(follower.finished["seq"])
     created = follower.created_at or float(follower.finished["data"].get("created_at") or 0)
     record, timeline, listed, dify = await asyncio.gather(
-        _get(client, f"/api/executions/{run_id}"),
-        _get(client, f"/api/executions/{run_id}/history"),
+        _get(clients, f"/api/executions/{run_id}"),
+        _get(clients, f"/api/executions/{run_id}/history"),
         _get(
-            client,
+            clients,
             "/api/executions",
             status=status,
             created_after=created - 1,
             created_before=created + 1,
             size=100,
         ),
-        _get(client, f"/v1/workflows/run/{run_id}"),
+        _get(clients, f"/v1/workflows/run/{run_id}"),
     )
     check = ReadCheck()
     code, body = record
@@ -103,11 +111,12 @@ async def compare_with_log(
     client: httpx.AsyncClient, run_id: str, status: str, outputs: Any, last_seq: int
 ) -> HistoryComparison:
     """What the owner reads of the run against its log: status, outputs and last seq."""
-    code, body = await _get(client, f"/api/executions/{run_id}")
+    code, body = await _get([client], f"/api/executions/{run_id}")
     if code == 404:
         return HistoryComparison(run_id, "404 for its owner (no record, or no owner on it)")
     if code != 200 or not isinstance(body, dict):
-        return HistoryComparison(run_id, f"HTTP {code}")
+        message = body.get("message") if isinstance(body, dict) else body
+        return HistoryComparison(run_id, f"HTTP {code}: {str(message)[:160]}")
     problems = []
     if body.get("status") != status:
         problems.append(f"status {body.get('status')!r}, log {status!r}")

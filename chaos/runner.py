@@ -108,7 +108,7 @@ async def _history_against_log(
             data = run.finished[-1].body["data"]
             expected[run.run_id] = (data.get("status"), data.get("outputs"), run.events[-1].seq)
     give_up_at = time.monotonic() + patience_s
-    gate = asyncio.Semaphore(16)
+    gate = asyncio.Semaphore(4)  # history answers reads one store query at a time
     results: dict[str, HistoryComparison] = {}
     pending = list(expected)
     while pending:
