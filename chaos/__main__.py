@@ -7,6 +7,7 @@ import asyncio
 import json
 import os
 import platform
+import signal
 import subprocess
 import sys
 import time
@@ -43,6 +44,10 @@ def _chosen(names: list[str]) -> list[Scenario]:
 
 
 async def _run(scenarios: list[Scenario], settings: ChaosSettings) -> dict[str, Any]:
+    # SIGTERM (a `timeout`, a CI runner) cancels like Ctrl-C: every scenario stops its stack.
+    main_task = asyncio.current_task()
+    assert main_task is not None
+    asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, main_task.cancel)
     stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
     started = time.monotonic()
     results: dict[str, Any] = {

@@ -20,6 +20,7 @@ import httpx
 from chaos.streams import RunFollower
 
 ENDPOINTS = ("record", "timeline", "list_by_status", "dify_detail")
+READ_TIMEOUT_S = 10.0
 
 
 @dataclass
@@ -37,7 +38,7 @@ async def _get(clients: list[httpx.AsyncClient], path: str, **params: Any) -> tu
     failure = ""
     for client in clients:
         try:
-            response = await client.get(path, params=params or None)
+            response = await client.get(path, params=params or None, timeout=READ_TIMEOUT_S)
             break
         except httpx.HTTPError as exc:
             failure = f"{type(exc).__name__}: {exc}"

@@ -111,18 +111,25 @@ async def _history_against_log(
     gate = asyncio.Semaphore(4)  # history answers reads one store query at a time
     results: dict[str, HistoryComparison] = {}
     pending = list(expected)
-    while pending:
 
-        async def compare(run_id: str) -> None:
-            status, outputs, last_seq = expected[run_id]
-            async with gate:
-                results[run_id] = await compare_with_log(client, run_id, status, outputs, last_seq)
+    async def compare(run_id: str) -> None:
+        status, outputs, last_seq = expected[run_id]
+        async with gate:
+            results[run_id] = await compare_with_log(client, run_id, status, outputs, last_seq)
 
-        await asyncio.gather(*(compare(run_id) for run_id in pending))
-        pending = [run_id for run_id in pending if results[run_id].problem is not None]
-        if not pending or time.monotonic() > give_up_at:
-            break
-        await asyncio.sleep(SETTLE_POLL_S)
+    try:
+        async with asyncio.timeout(patience_s * 2):
+            while pending:
+                await asyncio.gather(*(compare(run_id) for run_id in pending))
+                pending = [run_id for run_id in pending if results[run_id].problem is not None]
+                if not pending or time.monotonic() > give_up_at:
+                    break
+                await asyncio.sleep(SETTLE_POLL_S)
+    except TimeoutError:
+        for run_id in expected:
+            results.setdefault(
+                run_id, HistoryComparison(run_id, "not read: history answered too slowly")
+            )
     return list(results.values())
 
 

@@ -48,8 +48,8 @@ class ChaosSettings:
             concurrency=int(_number("CHAOS_CONCURRENCY", 40)),
             call_ms=int(_number("CHAOS_CALL_MS", 200)),
             run_patience_s=_number("CHAOS_RUN_PATIENCE_S", 90.0),
-            settle_s=_number("CHAOS_SETTLE_S", 30.0),
-            load_limit_s=_number("CHAOS_LOAD_LIMIT_S", 120.0),
+            settle_s=_number("CHAOS_SETTLE_S", 20.0),
+            load_limit_s=_number("CHAOS_LOAD_LIMIT_S", 90.0),
             no_faults=os.environ.get("CHAOS_NO_FAULTS", "") not in ("", "0"),
         )
 
