@@ -55,10 +55,9 @@ class Topology:
         return len(self.nodes)
 
     @property
-    def seed_url(self) -> str:
-        """The URL services are given: the client learns the other nodes from the server (one
-        URL only: `FLOWSTREAM_NATS_URL` holds one, nats-py reads no comma-separated list)."""
-        return self.nodes[0].url
+    def seed_urls(self) -> str:
+        """`FLOWSTREAM_NATS_URL`: every node, comma-separated."""
+        return ",".join(node.url for node in self.nodes)
 
     @property
     def urls(self) -> list[str]:

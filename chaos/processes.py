@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import os
 import secrets
 import signal
@@ -23,6 +24,7 @@ from pathlib import Path
 import httpx
 import nats
 from flowstream_launcher.dev_auth import issue_token
+from flowstream_launcher.nats_auth import SERVICE_IDENTITIES, NatsAuth, render_authorization
 from flowstream_launcher.nats_server import free_port, nats_server_binary
 from flowstream_launcher.readiness import wait_all_ready
 from flowstream_launcher.security_env import security_env
@@ -30,6 +32,7 @@ from flowstream_launcher.service_process import ServiceSpec
 from flowstream_launcher.settings import LauncherSettings
 from flowstream_launcher.stack import service_env
 from flowstream_shared.credentials import generate_private_key
+from flowstream_shared.nats_access import Identity
 from nats.aio.client import Client
 from pydantic import SecretStr
 
@@ -144,6 +147,8 @@ class Stack:
     user: str
     secret: str = field(default_factory=lambda: secrets.token_urlsafe(48))
     private_key: str = field(default_factory=generate_private_key, repr=False)
+    # Every process is its own NATS identity, as under `make run`.
+    nats_auth: NatsAuth = field(default_factory=NatsAuth.generate, repr=False)
     nats_nodes: list[NatsNode] = field(default_factory=list)
     engines: list[Service] = field(default_factory=list)
     gateways: list[Service] = field(default_factory=list)
@@ -173,7 +178,7 @@ class Stack:
     async def start_nats(self) -> None:
         for address in self.topology.nodes:
             config = self.work_dir / f"{address.name}.conf"
-            config.write_text(self.topology.config(address))
+            config.write_text(self.topology.config(address, self._authorization()))
             argv = [nats_server_binary(), "-c", str(config)]
             process = ManagedProcess(
                 f"nats-{address.name}", argv, os.environ, self.work_dir / f"{address.name}.log"
@@ -181,6 +186,11 @@ class Stack:
             self.nats_nodes.append(NatsNode(address, process))
             await process.start()
         await self.wait_nats({node.name for node in self.nats_nodes})
+
+    def _authorization(self) -> str:
+        identities = [*SERVICE_IDENTITIES, Identity.ADMIN]
+        passwords = {i: json.dumps(self.nats_auth.passwords[i.value]) for i in identities}
+        return render_authorization(passwords, self.nats_auth.issuer_public_key)
 
     def nats_node(self, name: str) -> NatsNode:
         return next(node for node in self.nats_nodes if node.name == name)
@@ -194,6 +204,8 @@ class Stack:
         """The suite's own NATS connection (it reads the event log), to every node."""
         return await nats.connect(
             servers=self.topology.urls,
+            user=Identity.ADMIN.value,
+            password=self.nats_auth.passwords[Identity.ADMIN.value],
             name="chaos",
             max_reconnect_attempts=-1,
             reconnect_time_wait=0.5,
@@ -215,16 +227,19 @@ class Stack:
 
     # --- services -------------------------------------------------------------------------
 
-    def _env(self, **overrides: str) -> dict[str, str]:
+    def _env(self, kind: str, **overrides: str) -> dict[str, str]:
+        """A service's environment as the launcher builds it: its own NATS identity, only its
+        own secrets, every NATS node as a seed."""
         settings = LauncherSettings(
             data_dir=self.work_dir / "data",
             jwt_secret=SecretStr(self.secret),
             credentials_private_key=SecretStr(self.private_key),
         )
-        env = service_env(settings, self.topology.seed_url, self.secret)
-        env.update(security_env(settings, None, self.private_key))
+        computed = {"FLOWSTREAM_JWT_SECRET": self.secret}
+        computed |= security_env(settings, None, self.private_key)
+        env = service_env(kind, settings, self.topology.seed_urls, self.nats_auth, computed)
         env["FLOWSTREAM_STREAM_REPLICAS"] = str(self.topology.replicas)
-        if self.mongodb_uri is not None:
+        if self.mongodb_uri is not None and kind == "history":
             env["FLOWSTREAM_MONGODB_URI"] = self.mongodb_uri
         env.update(overrides)
         return env
@@ -235,7 +250,10 @@ class Stack:
         spec = ServiceSpec(name, f"flowstream_{kind}", port)
         argv = [sys.executable, "-m", spec.module]
         process = ManagedProcess(
-            name, argv, self._env(**{port_var: str(port)}, **env), self.work_dir / f"{name}.log"
+            name,
+            argv,
+            self._env(kind, **{port_var: str(port)}, **env),
+            self.work_dir / f"{name}.log",
         )
         return Service(spec, process)
 
