@@ -273,15 +273,12 @@ class Stack:
                 self.work_dir / "peer.log",
             ),
         )
-        # History first, alone: on a fresh JetStream cluster, five processes declaring the
-        # streams and buckets at once can time out (replicated stream creation is slow) and a
-        # service that times out at start-up exits.
-        await self.history[0].process.start()
-        await self.wait_ready(self.history)
-        others = [*self.engines, *self.gateways, self.peer]
-        for service in others:
+        # All at once, as the launcher starts them: the gateway declares the streams and
+        # buckets, the others wait for them.
+        everything = [*self.gateways, *self.history, *self.engines, self.peer]
+        for service in everything:
             await service.process.start()
-        await self.wait_ready(others)
+        await self.wait_ready(everything)
 
     async def wait_ready(self, services: Sequence[Service]) -> None:
         await wait_all_ready({s.name: s.spec.readiness_url for s in services}, READY_TIMEOUT_S)
