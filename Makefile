@@ -17,7 +17,7 @@ export UV_PYTHON_DOWNLOADS := never
 export UV_PYTHON := $(PYTHON)
 export UV_PROJECT_ENVIRONMENT := $(VENV)
 
-.PHONY: help run test lint typecheck unit integration e2e bench docs install sdk clean \
+.PHONY: help run test lint typecheck unit integration e2e bench chaos docs install sdk clean \
 	console clients clients-test chromium screenshots deploy-schemas
 
 help: ## list the targets
@@ -37,7 +37,7 @@ lint: $(STAMP) ## ruff format and lint, import contracts
 
 typecheck: $(STAMP) ## mypy --strict over every package
 	$(BIN)/mypy -p flowstream_shared -p flowstream_engine -p flowstream_gateway \
-		-p flowstream_history -p flowstream_launcher -p flowstream_client -p tests -p bench
+		-p flowstream_history -p flowstream_launcher -p flowstream_client -p tests -p bench -p chaos
 
 unit: $(STAMP) ## unit tests only (seconds)
 	$(BIN)/pytest -q tests/unit
@@ -50,6 +50,10 @@ e2e: $(STAMP) sdk ## the stack started as processes, driven over HTTP
 
 bench: $(STAMP) ## benchmarks (see docs/benchmarks.md)
 	$(BIN)/python -m bench
+
+# `make chaos SCENARIOS="engine nats"` runs some; CHAOS_RUNS=200 makes a quick run.
+chaos: $(STAMP) ## faults under load, about ten minutes; not part of `make test` (docs/chaos.md)
+	$(BIN)/python -m chaos $(SCENARIOS)
 
 # The API documents are generated from the code; `make test` fails when they are stale.
 docs: $(STAMP) ## regenerate the OpenAPI, AsyncAPI and settings documents

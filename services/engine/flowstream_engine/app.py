@@ -23,11 +23,11 @@ from flowstream_engine.credentials import CredentialResolver, configure_credenti
 from flowstream_engine.dispatcher import Dispatcher, DispatchSettings
 from flowstream_engine.egress import policy_for
 from flowstream_engine.http import close_shared_client, configure_egress
-from flowstream_engine.lease import Leases
+from flowstream_engine.lease import Leases, lease_ttl
 from flowstream_engine.metrics import EngineMetrics
 from flowstream_engine.pickup import Pickup, ResultCache
 from flowstream_engine.publisher import AckedPublisher
-from flowstream_engine.run_log import LogSettings
+from flowstream_engine.run_log import LogSettings, window_for
 from flowstream_engine.settings import EngineSettings
 from flowstream_engine.worker import RunWorker, WorkerSettings
 
@@ -121,6 +121,7 @@ def create_app(
         nc = broker.connection
         js = nc.jetstream()
         await await_topology(js, settings)
+        events = await js.stream_info(subjects.EVENTS_STREAM)
         await configure_egress(policy_for(settings))
         await _configure_credentials(js, settings)
         await ensure_band_consumers(
@@ -129,7 +130,7 @@ def create_app(
         publisher.append(AckedPublisher(nc))
         await publisher[0].start()
         leases = Leases(
-            publisher[0], await js.key_value(subjects.LEASES_BUCKET), settings.engine_ack_wait_s
+            publisher[0], await js.key_value(subjects.LEASES_BUCKET), lease_ttl(settings)
         )
         results = ResultCache(await js.key_value(subjects.RESULTS_BUCKET))
         worker = RunWorker(
@@ -145,6 +146,7 @@ def create_app(
                 log=LogSettings(
                     ack_timeout_s=settings.engine_publish_ack_timeout_s,
                     retry_budget_s=settings.engine_publish_retry_s,
+                    window=window_for(events.config.num_replicas or 1),
                 ),
             ),
             before_success=results.store,
