@@ -7,8 +7,8 @@ direct get, served by any replica):
   `<run>:<seq>`); history answers once the run is recorded with its events up to there;
 - any other read: the event stream's latest sequence and the run index's latest revision;
   history answers once it has recorded both.
-History's wait is bounded. A run the run index knows but history has not recorded within it is
-answered from the event log (its state, its timeline), never `404`.
+History's wait is bounded. A run the run index knows but history has not recorded within it, or
+while history is away, is answered from the event log (its state, its timeline), never `404`.
 """
 
 from __future__ import annotations
@@ -65,13 +65,16 @@ class ConsistentReads:
 
     async def run(self, op: HistoryOp, owner: RunOwner) -> tuple[Any | None, StoredMessage | None]:
         """History's answer to a read of one run, once it reflects the run's latest stored
-        event; None when history has not recorded the run within its wait. Also the event."""
+        event; None when history has not recorded the run within its wait, or is away. Also the
+        event."""
         last, seq = await self.latest(owner)
         query = RunQuery(user_id=owner.user_id, run_id=owner.run_id, applied_seq=seq)
         try:
             return await self._history.ask(op, query), last
         except ApiError as exc:
-            if exc.status != 404:
+            if exc.status == 503:  # history (or its store) away: the event log answers
+                log.warning("history unavailable for run %s: %s", owner.run_id, exc.message)
+            elif exc.status != 404:
                 raise
             return None, last
 
