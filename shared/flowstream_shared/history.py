@@ -95,6 +95,9 @@ class RunQuery(_Model):
     # Answer once the run is recorded (0: as pending at least) with all its events up to this
     # per-run `seq`; None: answer with whatever is recorded now.
     applied_seq: int | None = Field(default=None, ge=0)
+    # The stream sequence of that latest event: once the `history` consumer has acknowledged
+    # that far, every replica's writes of the run are done.
+    events_seq: int | None = Field(default=None, ge=0)
 
 
 class SeenPositions(_Model):
@@ -233,3 +236,6 @@ class HistoryReply(_Model):
 
     result: Any = None
     error: HistoryError | None = None
+    # The query named what its caller may have seen, and history could not confirm within its
+    # wait that it has recorded all of it: the result may be behind the event log.
+    behind: bool = False

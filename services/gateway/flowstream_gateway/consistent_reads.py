@@ -7,8 +7,10 @@ direct get, served by any replica):
   `<run>:<seq>`); history answers once the run is recorded with its events up to there;
 - any other read: the event stream's latest sequence and the run index's latest revision;
   history answers once it has recorded both.
-History's wait is bounded. A run the run index knows but history has not recorded within it, or
-while history is away, is answered from the event log (its state, its timeline), never `404`.
+History's wait is bounded. A read of a run history has not recorded within it (or while history
+is away, or when it says it could not catch up) is answered from the event log: its state and
+end overlaid on what history has, its timeline from the log; never `404`, never behind what a
+client saw.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ import asyncio
 import json
 import logging
 from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any, TypeVar
 
 from flowstream_shared import subjects
@@ -32,6 +35,17 @@ from flowstream_gateway.live_state import state_of
 from flowstream_gateway.runs import RunService
 
 log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class RunRead:
+    """What history answered about one run (None: nothing, history has not recorded it or is
+    away), the run's newest stored event, and whether history's answer may be behind it."""
+
+    result: Any | None
+    last: StoredMessage | None
+    behind: bool
+
 
 Q = TypeVar("Q", bound=SeenPositions)
 _RUNS_INDEX_STREAM = f"KV_{subjects.RUNS_BUCKET}"
@@ -63,20 +77,25 @@ class ConsistentReads:
             return None, None
         return last, seq_of(last)
 
-    async def run(self, op: HistoryOp, owner: RunOwner) -> tuple[Any | None, StoredMessage | None]:
+    async def run(self, op: HistoryOp, owner: RunOwner) -> RunRead:
         """History's answer to a read of one run, once it reflects the run's latest stored
-        event; None when history has not recorded the run within its wait, or is away. Also the
-        event."""
+        event, with that event."""
         last, seq = await self.latest(owner)
-        query = RunQuery(user_id=owner.user_id, run_id=owner.run_id, applied_seq=seq)
+        query = RunQuery(
+            user_id=owner.user_id,
+            run_id=owner.run_id,
+            applied_seq=seq,
+            events_seq=last.seq if last is not None else None,
+        )
         try:
-            return await self._history.ask(op, query), last
+            reply = await self._history.reply(op, query)
         except ApiError as exc:
             if exc.status == 503:  # history (or its store) away: the event log answers
                 log.warning("history unavailable for run %s: %s", owner.run_id, exc.message)
             elif exc.status != 404:
                 raise
-            return None, last
+            return RunRead(None, last, behind=True)
+        return RunRead(reply.result, last, behind=reply.behind)
 
     async def ask(self, op: HistoryOp, query: Q) -> Any:
         """Any other read, once history has recorded what the event stream and the run index
@@ -110,10 +129,29 @@ class ConsistentReads:
         return entries
 
 
+def caught_up_run(run: Mapping[str, Any], last: StoredMessage | None) -> dict[str, Any]:
+    """History's record with what the run's newest stored event says on top, for a record
+    history could not confirm is up to date: its status, its end, its `last_seq`."""
+    if last is None or seq_of(last) <= int(run.get("last_seq") or 0):
+        return dict(run)
+    view = {**run, "status": state_of(last).status.value, "last_seq": seq_of(last)}
+    if last.subject.endswith(".workflow_finished"):
+        end = json.loads(last.data)["data"]
+        view |= {
+            "outputs": end.get("outputs"),
+            "error": end.get("error"),
+            "elapsed_ms": round(float(end.get("elapsed_time") or 0) * 1000, 3),
+            "total_steps": end.get("total_steps"),
+            "total_tokens": end.get("total_tokens"),
+            "finished_at": end.get("finished_at"),
+        }
+    return view
+
+
 def unrecorded_run(owner: RunOwner, last: StoredMessage | None) -> dict[str, Any]:
     """A run as its index entry and its newest stored event describe it, for a run history has
     not recorded yet: pending (nothing stored), running, paused or ended."""
-    return {
+    run = {
         "id": owner.run_id,
         "task_id": owner.task_id,
         "workflow_id": owner.workflow_id,
@@ -131,6 +169,7 @@ def unrecorded_run(owner: RunOwner, last: StoredMessage | None) -> dict[str, Any
         "created_at": owner.created_at,
         "started_at": None,
         "finished_at": None,
-        "last_seq": seq_of(last),
+        "last_seq": 0,
         "progress": None,
     }
+    return caught_up_run(run, last)

@@ -36,6 +36,11 @@ class HistoryClient:
         self._away_for_s = away_for_s
 
     async def ask(self, op: HistoryOp, query: BaseModel) -> Any:
+        return (await self.reply(op, query)).result
+
+    async def reply(self, op: HistoryOp, query: BaseModel) -> HistoryReply:
+        """History's successful reply (its `behind` says whether it could confirm having
+        recorded what the query named); its errors are raised as API errors."""
         give_up_at = time.monotonic() + self._away_for_s
         pause = 0.1
         while True:
@@ -47,7 +52,7 @@ class HistoryClient:
             await asyncio.sleep(pause)
             pause = min(pause * 2, PAUSE_MAX_S)
 
-    async def _ask(self, op: HistoryOp, query: BaseModel) -> Any:
+    async def _ask(self, op: HistoryOp, query: BaseModel) -> HistoryReply:
         try:
             message = await self._nc.request(
                 subjects.history_subject(op.value),
@@ -65,4 +70,4 @@ class HistoryClient:
             if reply.error.status == 503:
                 raise _Away(reply.error.message)
             raise ApiError(reply.error.status, reply.error.code, reply.error.message)
-        return reply.result
+        return reply

@@ -1,21 +1,24 @@
 """Read-after-finish consistency: a read waits, briefly, until history has recorded what its
 caller may already have seen (ADR 0016).
 
-- A read of one run names the run's latest stored `seq`: it is answered once the run is recorded
-  with every event up to it (the run's own timeline says so). The writer wakes the reads of the
-  runs each batch wrote; since another history replica may have written the events, the store is
-  also read again every `RECHECK_S`.
+- A read of one run names the run's latest stored `seq` (and that event's stream sequence): it
+  is answered once the run is recorded with every event up to it (the run's own timeline says
+  so). The store is read when the read arrives and again each time this process's writer has
+  written the run; another history replica may have written it instead, which the consumer's
+  ack floor tells (events are acknowledged once written): it is asked every `RECHECK_S`, once
+  for every read waiting, so waiting reads never poll the store.
 - Other reads name the event stream's latest sequence and the run index's latest revision: they
   are answered once the `history` consumer has acknowledged that far (its ack floor, shared by
   every replica) and this process's run index watcher has recorded that far.
 
-Every wait is bounded: past it the read answers with what is recorded.
+Every wait is bounded: past it the read answers with what is recorded, and says so.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import math
 import time
 from collections.abc import Awaitable, Callable, Iterable, Iterator
 
@@ -28,6 +31,8 @@ from flowstream_history.store import ExecutionStore
 RECHECK_S = 0.1
 # The consumer's state must come back well within a read's wait.
 ASK_TIMEOUT_S = 1.0
+# An answer about the consumer's state this fresh serves every read that asks.
+FRESH_S = 0.05
 
 
 class Recorded:
@@ -92,10 +97,11 @@ class AckFloor:
     def __init__(self, js: JetStreamContext) -> None:
         self._js = js
         self._floor = 0
+        self._asked_at = -math.inf
         self._asking: asyncio.Task[None] | None = None
 
     async def reached(self, seq: int) -> bool:
-        if self._floor < seq:
+        if self._floor < seq and time.monotonic() - self._asked_at > FRESH_S:
             if self._asking is None or self._asking.done():
                 self._asking = asyncio.create_task(self._ask())
             await asyncio.shield(self._asking)
@@ -105,6 +111,7 @@ class AckFloor:
         info = await self._js.consumer_info(
             subjects.EVENTS_STREAM, subjects.HISTORY_CONSUMER, timeout=ASK_TIMEOUT_S
         )
+        self._asked_at = time.monotonic()
         floor = int(info.ack_floor.stream_seq)
         if info.num_pending == 0 and info.num_ack_pending == 0:
             # Everything delivered is acknowledged, and nothing is left to deliver.
@@ -121,12 +128,24 @@ class ReadBarrier:
         self._recorded = recorded
         self._within_s = within_s
 
-    async def run(self, user_id: str, run_id: str, seq: int) -> bool:
-        """Whether the user's run is recorded with its events up to `seq`, within the bound."""
-        with self._recorded.run_watch(run_id) as wake:
-            return await _until(
-                lambda: self._store.applied(user_id, run_id, seq), wake, self._within_s
-            )
+    async def run(self, user_id: str, run_id: str, seq: int, events_seq: int | None) -> bool:
+        """Whether the user's run is recorded with its events up to `seq` (the event at stream
+        sequence `events_seq`), within the bound."""
+        deadline = time.monotonic() + self._within_s
+        with self._recorded.run_watch(run_id) as wrote:
+            while True:
+                wrote.clear()  # before the check: a write after it wakes the wait below
+                if await self._store.applied(user_id, run_id, seq):
+                    return True
+                while not wrote.is_set():
+                    remaining = deadline - time.monotonic()
+                    if remaining <= 0:
+                        return False
+                    if events_seq is not None and await self._ack_floor.reached(events_seq):
+                        # Written by some replica (or dead-lettered): as recorded as it gets.
+                        return await self._store.applied(user_id, run_id, seq)
+                    with contextlib.suppress(TimeoutError):
+                        await asyncio.wait_for(wrote.wait(), min(remaining, RECHECK_S))
 
     async def positions(self, events_seq: int | None, runs_seq: int | None) -> bool:
         """Whether the event stream up to `events_seq` and the run index up to `runs_seq` are

@@ -45,8 +45,8 @@ def _error(code: str, message: str, status: int) -> bytes:
     )
 
 
-def _ok(result: Any) -> bytes:
-    return HistoryReply(result=result).model_dump_json().encode()
+def _ok(result: Any, behind: bool = False) -> bytes:
+    return HistoryReply(result=result, behind=behind).model_dump_json().encode()
 
 
 class Queries:
@@ -73,62 +73,65 @@ class Queries:
             log.exception("answering a %s query failed", op.value)
             return _error("service_unavailable", f"history could not answer: {exc}", 503)
 
-    async def _caught_up(self, query: RunQuery | SeenPositions) -> None:
-        """Wait (bounded) until what the caller has seen is recorded; past the bound, or when
-        that cannot be told, answer with what is recorded."""
+    async def _caught_up(self, query: RunQuery | SeenPositions) -> bool:
+        """Wait (bounded) until what the caller has seen is recorded; False when that could not
+        be confirmed (past the bound, or the store or the consumer's state not answering)."""
         if self._barrier is None:
-            return
+            return True
         try:
             if isinstance(query, RunQuery):
                 if query.applied_seq is None:
-                    return
-                done = await self._barrier.run(query.user_id, query.run_id, query.applied_seq)
+                    return True
+                done = await self._barrier.run(
+                    query.user_id, query.run_id, query.applied_seq, query.events_seq
+                )
             elif query.events_seq is None and query.runs_seq is None:
-                return
+                return True
             else:
                 done = await self._barrier.positions(query.events_seq, query.runs_seq)
-        except Exception as exc:  # the store or the consumer's state not answering
+        except Exception as exc:
             log.warning("could not tell whether a read is up to date: %s", exc)
             done = False
         if not done and self._metrics is not None:
             self._metrics.read_waits_expired.inc()
+        return done
 
     async def _answer(self, op: HistoryOp, body: bytes) -> bytes:
         store = self._store
         if op in (HistoryOp.GET, HistoryOp.NODES, HistoryOp.TIMELINE):
             query = RunQuery.model_validate_json(body)
-            await self._caught_up(query)
+            behind = not await self._caught_up(query)
             run = await store.get_run(query.user_id, query.run_id)
             if run is None:
                 return _error("not_found", f"execution {query.run_id} not found", 404)
             if op == HistoryOp.GET:
-                return _ok(RunDetail(run=run, nodes=await store.nodes(run.id)))
+                return _ok(RunDetail(run=run, nodes=await store.nodes(run.id)), behind)
             if op == HistoryOp.NODES:
-                return _ok(await store.nodes(run.id))
-            return _ok(await store.timeline(run.id))
+                return _ok(await store.nodes(run.id), behind)
+            return _ok(await store.timeline(run.id), behind)
         if op == HistoryOp.LIST:
             list_query = ListQuery.model_validate_json(body)
-            await self._caught_up(list_query)
-            return _ok(await store.list_runs(list_query))
+            behind = not await self._caught_up(list_query)
+            return _ok(await store.list_runs(list_query), behind)
         if op == HistoryOp.STATS:
             stats_query = StatsQuery.model_validate_json(body)
-            await self._caught_up(stats_query)
+            behind = not await self._caught_up(stats_query)
             runs = await store.runs_for_stats(
                 stats_query.user_id, stats_query.workflow_id, self._stats_window
             )
             nodes = await store.nodes_for_stats(stats_query.workflow_id, [r.id for r in runs])
-            return _ok(workflow_stats(stats_query.workflow_id, runs, nodes))
+            return _ok(workflow_stats(stats_query.workflow_id, runs, nodes), behind)
         if op == HistoryOp.METRICS:
             metrics_query = MetricsQuery.model_validate_json(body)
-            await self._caught_up(metrics_query)
+            behind = not await self._caught_up(metrics_query)
             runs = await store.runs_for_stats(
                 metrics_query.user_id, metrics_query.workflow_id, self._stats_window
             )
             nodes = await store.nodes_for_stats(metrics_query.workflow_id, [r.id for r in runs])
-            return _ok(aggregate_custom_metrics(nodes))
+            return _ok(aggregate_custom_metrics(nodes), behind)
         if op == HistoryOp.ACTIVE:
             active_query = ActiveQuery.model_validate_json(body)
-            await self._caught_up(active_query)
+            behind = not await self._caught_up(active_query)
             active = await store.active_runs(active_query.user_id, active_query.limit)
             return _ok(
                 [
@@ -140,10 +143,11 @@ class Queries:
                         ],
                     )
                     for run, nodes in active
-                ]
+                ],
+                behind,
             )
         summary_query = SummaryQuery.model_validate_json(body)
-        await self._caught_up(summary_query)
+        behind = not await self._caught_up(summary_query)
         return _ok(
             Summary(
                 active_runs=await store.count_runs(summary_query.user_id, "running", None),
@@ -151,5 +155,6 @@ class Queries:
                     summary_query.user_id, None, time.time() - 60
                 ),
                 pending_runs=await store.count_runs(summary_query.user_id, "pending", None),
-            )
+            ),
+            behind,
         )

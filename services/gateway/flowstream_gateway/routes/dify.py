@@ -201,11 +201,11 @@ async def run_detail(
     if owner is None:
         raise not_found(f"workflow run {workflow_run_id}")
     # The same consistent read as /api (ADR 0016): once the run's end was seen, history's
-    # record shows it. Only a run history has not recorded within its wait is read from the
-    # event log's own start and end events.
-    detail, _ = await services.reads.run(HistoryOp.GET, owner)
-    if detail is not None:
-        return dify_bodies.run_detail(detail["run"])
+    # record shows it. A run history has not recorded within its wait (or is away) is read
+    # from the event log's own start and end events.
+    read = await services.reads.run(HistoryOp.GET, owner)
+    if read.result is not None and not read.behind:
+        return dify_bodies.run_detail(read.result["run"])
     started, finished = await asyncio.gather(
         last_stored(services.nc, owner, "workflow_started"),
         last_stored(services.nc, owner, "workflow_finished"),

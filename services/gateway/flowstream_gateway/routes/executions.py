@@ -22,7 +22,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from flowstream_gateway.attach import AttachedRun
 from flowstream_gateway.auth import CurrentPrincipal, Principal
-from flowstream_gateway.consistent_reads import unrecorded_run
+from flowstream_gateway.consistent_reads import caught_up_run, unrecorded_run
 from flowstream_gateway.errors import ApiError, invalid_param, not_found
 from flowstream_gateway.execution_status import elapsed_time, progress, running_nodes, status_fields
 from flowstream_gateway.live_state import LiveState, live_state, state_of
@@ -233,9 +233,15 @@ async def summary(principal: CurrentPrincipal, services: ServicesDep) -> dict[st
 )
 async def get_execution(run_id: str, principal: CurrentPrincipal, services: ServicesDep) -> Any:
     owner = await owned_run(run_id, principal, services)
-    detail, last = await services.reads.run(HistoryOp.GET, owner)
-    if detail is None:  # not recorded yet: what the run index and the event log say
+    read = await services.reads.run(HistoryOp.GET, owner)
+    last = read.last
+    detail: dict[str, Any]
+    if read.result is None:  # not recorded yet: what the run index and the event log say
         detail = {"run": unrecorded_run(owner, last), "nodes": []}
+    elif read.behind:  # history behind the log: the log's word on status and end
+        detail = {**read.result, "run": caught_up_run(read.result["run"], last)}
+    else:
+        detail = read.result
     run = detail["run"]
     view = {**run, **status_fields(run, running_nodes(detail["nodes"]), time.time())}
     if run.get("status") == RunStatus.PAUSED.value:
@@ -266,8 +272,9 @@ async def _place_in_queue(services: Services, run_id: str) -> dict[str, Any]:
 )
 async def execution_history(run_id: str, principal: CurrentPrincipal, services: ServicesDep) -> Any:
     owner = await owned_run(run_id, principal, services)
-    timeline, _ = await services.reads.run(HistoryOp.TIMELINE, owner)
-    if timeline is None:  # not recorded yet: straight from the event log
+    read = await services.reads.run(HistoryOp.TIMELINE, owner)
+    timeline = read.result
+    if timeline is None or read.behind:  # not recorded (yet): straight from the event log
         timeline = await services.reads.log_timeline(owner)
     return history_entries(timeline)
 
