@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from flowstream_history.projection import Delivered, ProjectionBatch
+from flowstream_history.projection import Delivered, Owner, ProjectionBatch
 from flowstream_history.stats import workflow_stats
 from flowstream_history.store import ExecutionStore
 from flowstream_history.store.mongo import MongoStore
@@ -281,7 +281,9 @@ async def test_an_indexed_run_is_pending_until_its_first_event(store: ExecutionS
     listed = await store.list_runs(ListQuery(user_id=owner.user_id, status=RunStatus.PENDING))
     assert [r.id for r in listed.items] == [owner.run_id]
     assert await store.count_runs(owner.user_id, "pending", None) == 1
-    assert await store.owners([owner.run_id, "nobody"]) == {owner.run_id: owner.user_id}
+    assert await store.owners([owner.run_id, "nobody"]) == {
+        owner.run_id: Owner(owner.user_id, "nightly", entry.created_at, owner.user_id)
+    }
     assert await store.runs_seq() == 41
     assert await store.applied(owner.user_id, owner.run_id, 0)
     assert not await store.applied("mallory", owner.run_id, 0)
@@ -289,6 +291,11 @@ async def test_an_indexed_run_is_pending_until_its_first_event(store: ExecutionS
     await _apply(store, events[:1], [entry])  # workflow_started
     running = await store.get_run(owner.user_id, owner.run_id)
     assert running is not None and running.status == RunStatus.RUNNING
+    assert await store.count_runs(owner.user_id, "running", None) == 1
+    assert await store.count_runs(owner.user_id, "pending", None) == 0
+    by_status = await store.list_runs(ListQuery(user_id=owner.user_id, status=RunStatus.RUNNING))
+    assert [r.id for r in by_status.items] == [owner.run_id]
+    assert [r.id for r, _ in await store.active_runs(owner.user_id, 10)] == [owner.run_id]
     assert running.created_at == entry.created_at and running.execution_name == "nightly"
     await _apply(store, events[1:], [entry])
     await store.apply(ProjectionBatch(registrations=[entry], runs_seq=40))

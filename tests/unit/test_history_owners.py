@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from typing import Any, cast
 
 from flowstream_history.owners import OwnerLookup
+from flowstream_history.projection import Owner
 from flowstream_history.store import ExecutionStore
 from flowstream_shared.commands import RunOwner
 from nats.js.errors import KeyNotFoundError
@@ -36,8 +37,8 @@ class _Index:
 class _Recorded:
     owners_of: dict[str, str] = field(default_factory=dict)
 
-    async def owners(self, run_ids: list[str]) -> dict[str, str]:
-        return {r: self.owners_of[r] for r in run_ids if r in self.owners_of}
+    async def owners(self, run_ids: list[str]) -> dict[str, Owner]:
+        return {r: Owner(self.owners_of[r]) for r in run_ids if r in self.owners_of}
 
 
 def _lookup(index: _Index, recorded: _Recorded) -> OwnerLookup:

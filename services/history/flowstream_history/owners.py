@@ -51,7 +51,7 @@ class OwnerLookup:
         missing = [r for r in run_ids if r not in found]
         if missing:
             recorded = await self._store.owners(missing)
-            found.update({r: Owner(user_id) for r, user_id in recorded.items()})
+            found.update(recorded)
             missing = [r for r in missing if r not in recorded]
         if missing:
             indexed = await asyncio.gather(*(self._indexed(r) for r in missing))

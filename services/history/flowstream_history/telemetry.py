@@ -27,7 +27,7 @@ from opentelemetry import trace
 from prometheus_client import Counter, Gauge, Histogram
 
 from flowstream_history.intake import Reason
-from flowstream_history.projection import ProjectionBatch
+from flowstream_history.projection import Owner, ProjectionBatch
 from flowstream_history.store import ExecutionStore
 
 WRITE_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30)
@@ -151,7 +151,7 @@ class MeasuredStore:
     async def close(self) -> None:
         await self._store.close()
 
-    async def owners(self, run_ids: list[str]) -> dict[str, str]:
+    async def owners(self, run_ids: list[str]) -> dict[str, Owner]:
         return await self._store.owners(run_ids)
 
     async def runs_seq(self) -> int:

@@ -16,7 +16,7 @@ from flowstream_shared.history import (
     TimelineEntry,
 )
 
-from flowstream_history.projection import ProjectionBatch
+from flowstream_history.projection import Owner, ProjectionBatch
 
 
 class StoreUnavailable(Exception):
@@ -32,8 +32,8 @@ class ExecutionStore(Protocol):
         """Write the batch durably; raise StoreUnavailable when that is not possible now."""
         ...
 
-    async def owners(self, run_ids: list[str]) -> dict[str, str]:
-        """The owner (user id) of each of these runs that is recorded with one."""
+    async def owners(self, run_ids: list[str]) -> dict[str, Owner]:
+        """The owner of each of these runs that is recorded with one."""
         ...
 
     async def runs_seq(self) -> int:

@@ -27,8 +27,16 @@ from pymongo import ASCENDING, DESCENDING, AsyncMongoClient, UpdateMany, UpdateO
 from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import BulkWriteError, PyMongoError
 
-from flowstream_history.projection import TERMINAL, ProjectionBatch
+from flowstream_history.projection import TERMINAL, Owner, ProjectionBatch
 from flowstream_history.store import StoreUnavailable
+from flowstream_history.store.mongo_writes import (
+    SeenRuns,
+    node_ops,
+    registrations,
+    run_ops,
+    runs_to_ask_about,
+    stop_open_attempts,
+)
 
 # FerretDB's cost per bulk write grows faster than its size (40 runs' nodes in one bulk took
 # over 15 s, in chunks well under one); MongoDB does not mind chunks.
@@ -61,125 +69,27 @@ def _unavailable_on_error(
     return reading
 
 
-def _registrations(batch: ProjectionBatch) -> list[UpdateOne]:
-    """Runs the run index announced: pending unless recorded; the index's owner fields win."""
-    return [
-        UpdateOne(
-            {"_id": entry.run_id},
-            {
-                "$setOnInsert": {
-                    "workflow_id": entry.workflow_id,
-                    "task_id": entry.task_id,
-                    "status": "pending",
-                    "last_seq": 0,
-                },
-                "$set": {
-                    "user_id": entry.user_id,
-                    "execution_name": entry.execution_name,
-                    "created_at": entry.created_at,
-                    "end_user": entry.end_user or entry.user_id,
-                },
-            },
-            upsert=True,
-        )
-        for entry in batch.registrations
-    ]
-
-
-def _run_ops(batch: ProjectionBatch) -> list[UpdateOne]:
-    ops: list[UpdateOne] = []
-    for run in batch.runs.values():
-        upsert: dict[str, Any] = {
-            "$setOnInsert": {
-                "workflow_id": run.workflow_id,
-                "task_id": run.task_id,
-                "status": "running",
-            },
-            "$max": {"last_seq": run.max_seq},
-        }
-        if run.owner is not None:
-            known = {
-                "user_id": run.owner.user_id,
-                "execution_name": run.owner.execution_name,
-                # The gateway's acceptance time, to the microsecond; events carry seconds.
-                "created_at": run.owner.created_at,
-            }
-            upsert["$set"] = {k: v for k, v in known.items() if v is not None}
-        ops.append(UpdateOne({"_id": run.run_id}, upsert, upsert=True))
-        if run.owner is not None and run.owner.end_user is not None:
-            # Until `workflow_started` says (its `sys.user_id`, the same value).
-            ops.append(
-                UpdateOne(
-                    {"_id": run.run_id, "end_user": None},
-                    {"$set": {"end_user": run.owner.end_user}},
-                )
-            )
-        # Its first recorded event: a pending run is running from now on.
-        ops.append(
-            UpdateOne({"_id": run.run_id, "status": "pending"}, {"$set": {"status": "running"}})
-        )
-        if run.started is not None:
-            started = dict(run.started)
-            created_at = started.pop("created_at")
-            ops.append(UpdateOne({"_id": run.run_id}, {"$set": started}))
-            # Only when nothing better is known (the index's time, to the microsecond).
-            ops.append(
-                UpdateOne(
-                    {"_id": run.run_id, "created_at": None}, {"$set": {"created_at": created_at}}
-                )
-            )
-        if run.progress is not None:
-            ops.append(UpdateOne({"_id": run.run_id}, {"$max": {"progress": run.progress}}))
-        if run.finished is not None:
-            ops.append(UpdateOne({"_id": run.run_id}, {"$set": run.finished}))
-        elif run.pause_state is not None:
-            ops.append(
-                UpdateOne(
-                    {"_id": run.run_id, "status": {"$nin": list(TERMINAL)}},
-                    {"$set": {"status": run.pause_state[1].value}},
-                )
-            )
-    return ops
-
-
-def _node_ops(batch: ProjectionBatch) -> list[UpdateOne]:
-    ops: list[UpdateOne] = []
-    for n in batch.nodes:
-        identity = {
-            "run_id": n.run_id,
-            "workflow_id": n.workflow_id,
-            "node_id": n.node_id,
-            "node_type": n.node_type,
-            "title": n.title,
-            "index": n.index,
-            "attempt": n.attempt,
-            "created_at": n.created_at,
-        }
-        if n.final:
-            results = {
-                "status": n.status,
-                "final": True,
-                "outputs": n.outputs,
-                "error": n.error,
-                "elapsed_ms": n.elapsed_ms,
-                "finished_at": n.finished_at,
-            }
-            if n.inputs is not None:
-                results["inputs"] = n.inputs
-            if n.metrics is not None:
-                results["metrics"] = n.metrics
-            update = {"$set": results, "$setOnInsert": identity}
-        else:
-            update = {
-                "$setOnInsert": {**identity, "status": n.status, "final": False, "inputs": n.inputs}
-            }
-        ops.append(UpdateOne({"_id": n.id}, update, upsert=True))
-    return ops
-
-
 def _run(doc: dict[str, Any]) -> RunRecord:
     doc["id"] = doc.pop("_id")
+    if doc.get("status") == "pending" and doc.get("recorded"):
+        doc["status"] = "running"  # registered pending, and its events are being recorded
     return RunRecord.model_validate(doc)
+
+
+def _with_status(where: dict[str, Any], statuses: list[str]) -> dict[str, Any]:
+    """`where`, narrowed to runs in one of `statuses` as reads show them: a run stored
+    `pending` that has recorded events is running (`mongo_writes.py`)."""
+    stored: list[dict[str, Any]] = []
+    plain = [s for s in statuses if s != "pending"]
+    if plain:
+        stored.append({"status": {"$in": plain}})
+    if "running" in statuses:
+        stored.append({"status": "pending", "recorded": True})
+    if "pending" in statuses:
+        stored.append({"status": "pending", "recorded": {"$ne": True}})
+    if len(stored) == 1:
+        return {**where, **stored[0]}
+    return {"$and": [where, {"$or": stored}]}
 
 
 def _node(doc: dict[str, Any]) -> NodeExecutionRecord:
@@ -193,6 +103,7 @@ class MongoStore:
         self._database = database
         self._client: AsyncMongoClient[dict[str, Any]] | None = None
         self._db: AsyncDatabase[dict[str, Any]] | None = None
+        self._seen = SeenRuns()
 
     @property
     def db(self) -> AsyncDatabase[dict[str, Any]]:
@@ -240,9 +151,13 @@ class MongoStore:
             raise StoreUnavailable(str(exc)) from exc
 
     async def _apply(self, batch: ProjectionBatch) -> None:
-        await self._bulk(RUNS, [*_registrations(batch), *_run_ops(batch)])
-        await self._bulk(NODES, _node_ops(batch))
-        await self._stop_open_attempts(batch)
+        state = self._seen.after(batch)
+        ended_elsewhere = await self._ended_before(runs_to_ask_about(batch, self._seen))
+        await self._bulk(RUNS, [*registrations(batch), *run_ops(batch, state)])
+        await self._bulk(
+            NODES,
+            [*node_ops(batch), *stop_open_attempts(batch, state, self._seen, ended_elsewhere)],
+        )
         # Timeline entries never change once written: inserts, and a duplicate key (a redelivered
         # event) means "already recorded". FerretDB's upserts scan; its inserts do not.
         documents = [
@@ -271,45 +186,39 @@ class MongoStore:
             await self.db[POSITIONS].update_one(
                 {"_id": RUNS_INDEX_POSITION}, {"$max": {"seq": batch.runs_seq}}, upsert=True
             )
+        self._seen.wrote(state)  # only once written: a failed batch is sent whole again
 
-    async def _stop_open_attempts(self, batch: ProjectionBatch) -> None:
-        """Attempts still open in a run that has ended end `stopped` with it: the runs ending in
-        this batch, and runs that had ended before and get node facts now (late deliveries)."""
-        ended = {
-            run.run_id: run.finished["finished_at"]
-            for run in batch.runs.values()
-            if run.finished is not None
-        }
-        earlier = [r for r in batch.ending_run_ids if r not in ended]
-        if earlier:
-            cursor = self.db[RUNS].find(
-                {"_id": {"$in": earlier}, "status": {"$in": list(TERMINAL)}},
-                {"finished_at": 1},
-            )
-            ended.update({doc["_id"]: doc.get("finished_at") async for doc in cursor})
-        await self._bulk(
-            NODES,
-            [
-                UpdateMany(
-                    {"run_id": run_id, "status": "running"},
-                    {"$set": {"status": "stopped", "finished_at": finished_at}},
-                )
-                for run_id, finished_at in ended.items()
-            ],
+    async def _ended_before(self, run_ids: list[str]) -> dict[str, float | None]:
+        """Which of these runs had ended already (and when)."""
+        if not run_ids:
+            return {}
+        cursor = self.db[RUNS].find(
+            {"_id": {"$in": run_ids}, "status": {"$in": list(TERMINAL)}}, {"finished_at": 1}
         )
+        return {doc["_id"]: doc.get("finished_at") async for doc in cursor}
 
     async def _bulk(self, collection: str, ops: Sequence[UpdateOne | UpdateMany]) -> None:
         for start in range(0, len(ops), BULK_CHUNK):
             await self.db[collection].bulk_write(ops[start : start + BULK_CHUNK], ordered=True)
 
     @_unavailable_on_error
-    async def owners(self, run_ids: list[str]) -> dict[str, str]:
+    async def owners(self, run_ids: list[str]) -> dict[str, Owner]:
         if not run_ids:
             return {}
         cursor = self.db[RUNS].find(
-            {"_id": {"$in": run_ids}, "user_id": {"$ne": None}}, {"user_id": 1}
+            {"_id": {"$in": run_ids}},
+            {"user_id": 1, "execution_name": 1, "created_at": 1, "end_user": 1},
         )
-        return {doc["_id"]: doc["user_id"] async for doc in cursor}
+        return {
+            doc["_id"]: Owner(
+                doc["user_id"],
+                doc.get("execution_name"),
+                doc.get("created_at"),
+                doc.get("end_user"),
+            )
+            async for doc in cursor
+            if doc.get("user_id")
+        }
 
     async def runs_seq(self) -> int:
         try:
@@ -320,26 +229,23 @@ class MongoStore:
 
     @_unavailable_on_error
     async def applied(self, user_id: str, run_id: str, seq: int) -> bool:
-        # Seqs are gap-free from 1 and the timeline is keyed by (run, seq): counting is enough.
-        if await self.db[RUNS].find_one({"_id": run_id, "user_id": user_id}, {"_id": 1}) is None:
+        # By `_id` alone (FerretDB scans for anything else): how far its timeline is complete
+        # as the writer knows it (`applied_seq`); the read barrier also watches the consumer.
+        doc = await self.db[RUNS].find_one({"_id": run_id}, {"user_id": 1, "applied_seq": 1})
+        if doc is None or doc.get("user_id") != user_id:
             return False
-        if seq == 0:
-            return True
-        found = await self.db[EVENTS].count_documents({"run_id": run_id, "seq": {"$lte": seq}})
-        return found >= seq
+        return seq == 0 or int(doc.get("applied_seq") or 0) >= seq
 
     @_unavailable_on_error
     async def get_run(self, user_id: str, run_id: str) -> RunRecord | None:
-        doc = await self.db[RUNS].find_one({"_id": run_id, "user_id": user_id})
-        return _run(doc) if doc else None
+        doc = await self.db[RUNS].find_one({"_id": run_id})
+        return _run(doc) if doc and doc.get("user_id") == user_id else None
 
     @_unavailable_on_error
     async def list_runs(self, query: ListQuery) -> RunPage:
         where: dict[str, Any] = {"user_id": query.user_id}
         if query.workflow_id:
             where["workflow_id"] = query.workflow_id
-        if query.status:
-            where["status"] = query.status.value
         created: dict[str, float] = {}
         if query.created_after is not None:
             created["$gte"] = query.created_after
@@ -354,6 +260,8 @@ class MongoStore:
                 {"_id": query.keyword},
                 {"end_user": {"$regex": re.escape(query.keyword)}},
             ]
+        if query.status:
+            where = _with_status(where, [query.status.value])
         total = await self.db[RUNS].count_documents(where)
         cursor = (
             self.db[RUNS]
@@ -412,10 +320,10 @@ class MongoStore:
         self, user_id: str, status: str | None, created_after: float | None
     ) -> int:
         where: dict[str, Any] = {"user_id": user_id}
-        if status is not None:
-            where["status"] = status
         if created_after is not None:
             where["created_at"] = {"$gte": created_after}
+        if status is not None:
+            where = _with_status(where, [status])
         return await self.db[RUNS].count_documents(where)
 
     @_unavailable_on_error
@@ -425,7 +333,7 @@ class MongoStore:
         """The user's running and paused runs, newest first, with their running nodes."""
         cursor = (
             self.db[RUNS]
-            .find({"user_id": user_id, "status": {"$in": ["running", "paused"]}})
+            .find(_with_status({"user_id": user_id}, ["running", "paused"]))
             .sort("created_at", DESCENDING)
             .limit(limit)
         )

@@ -27,7 +27,7 @@ from flowstream_shared.history import (
     TimelineEntry,
 )
 
-from flowstream_history.projection import ProjectionBatch, dumps
+from flowstream_history.projection import Owner, ProjectionBatch, dumps
 from flowstream_history.store import StoreUnavailable
 from flowstream_history.store.sqlite_sql import (
     ACTIVE_STATUSES,
@@ -230,17 +230,27 @@ class SqliteStore:
         except sqlite3.Error as exc:
             raise StoreUnavailable(str(exc)) from exc
 
-    async def owners(self, run_ids: list[str]) -> dict[str, str]:
-        def query(db: sqlite3.Connection) -> dict[str, str]:
-            found: dict[str, str] = {}
+    async def owners(self, run_ids: list[str]) -> dict[str, Owner]:
+        def query(db: sqlite3.Connection) -> dict[str, Owner]:
+            found: dict[str, Owner] = {}
             for chunk in _chunks(run_ids):
                 marks = ",".join("?" * len(chunk))
                 rows = db.execute(
-                    f"SELECT id, user_id FROM workflow_executions "
-                    f"WHERE id IN ({marks}) AND user_id IS NOT NULL",
+                    "SELECT id, user_id, execution_name, created_at, end_user "
+                    f"FROM workflow_executions WHERE id IN ({marks}) AND user_id IS NOT NULL",
                     chunk,
                 )
-                found.update({row["id"]: row["user_id"] for row in rows})
+                found.update(
+                    {
+                        row["id"]: Owner(
+                            row["user_id"],
+                            row["execution_name"],
+                            row["created_at"],
+                            row["end_user"],
+                        )
+                        for row in rows
+                    }
+                )
             return found
 
         return await self._read(query) if run_ids else {}
