@@ -5,8 +5,8 @@ says so. Each read tells history what may have been seen, read from the event lo
 direct get, served by any replica):
 - a read of one run: the run's latest stored event and its `seq` (from its `Nats-Msg-Id`,
   `<run>:<seq>`); history answers once the run is recorded with its events up to there;
-- any other read: the event stream's latest sequence and the run index's latest revision;
-  history answers once it has recorded both.
+- any other read: the event stream's latest sequence (direct get) and the run index's latest
+  revision (its stream's info); history answers once it has recorded both.
 History's wait is bounded. A read of a run history has not recorded within it (or while history
 is away, or when it says it could not catch up) is answered from the event log: its state and
 end overlaid on what history has, its timeline from the log; never `404`, never behind what a
@@ -28,6 +28,7 @@ from flowstream_shared.event_log import StoredMessage, last_message, read_messag
 from flowstream_shared.history import HistoryOp, RunQuery, SeenPositions
 from flowstream_shared.subjects import RunAddress
 from nats.aio.client import Client
+from nats.js import JetStreamContext
 
 from flowstream_gateway.errors import ApiError
 from flowstream_gateway.history_client import HistoryClient
@@ -49,7 +50,6 @@ class RunRead:
 
 Q = TypeVar("Q", bound=SeenPositions)
 _RUNS_INDEX_STREAM = f"KV_{subjects.RUNS_BUCKET}"
-_RUNS_INDEX_SUBJECTS = f"$KV.{subjects.RUNS_BUCKET}.>"
 
 
 def seq_of(last: StoredMessage | None) -> int:
@@ -62,9 +62,12 @@ def seq_of(last: StoredMessage | None) -> int:
 
 
 class ConsistentReads:
-    def __init__(self, history: HistoryClient, nc: Client, runs: RunService) -> None:
+    def __init__(
+        self, history: HistoryClient, nc: Client, js: JetStreamContext, runs: RunService
+    ) -> None:
         self._history = history
         self._nc = nc
+        self._js = js
         self._runs = runs
 
     async def latest(self, owner: RunOwner) -> tuple[StoredMessage | None, int | None]:
@@ -103,19 +106,26 @@ class ConsistentReads:
         return await self._history.ask(op, query.model_copy(update=await self.positions()))
 
     async def positions(self) -> dict[str, int | None]:
-        events, runs = await asyncio.gather(
-            self._last_seq(subjects.EVENTS_STREAM, subjects.ALL_EVENTS),
-            self._last_seq(_RUNS_INDEX_STREAM, _RUNS_INDEX_SUBJECTS),
-        )
+        events, runs = await asyncio.gather(self._events_seq(), self._runs_seq())
         return {"events_seq": events, "runs_seq": runs}
 
-    async def _last_seq(self, stream: str, subject_filter: str) -> int | None:
+    async def _events_seq(self) -> int | None:
+        """The latest event's stream sequence (direct get: any replica answers)."""
         try:
-            last = await last_message(self._nc, stream, subject_filter)
+            last = await last_message(self._nc, subjects.EVENTS_STREAM, subjects.ALL_EVENTS)
         except Exception as exc:
-            log.warning("%s unavailable: %s", stream, exc)
+            log.warning("the event log is unavailable: %s", exc)
             return None
         return last.seq if last is not None else 0
+
+    async def _runs_seq(self) -> int | None:
+        """The run index's latest revision (its bucket takes no direct gets: stream info)."""
+        try:
+            info = await self._js.stream_info(_RUNS_INDEX_STREAM)
+        except Exception as exc:
+            log.warning("the run index is unavailable: %s", exc)
+            return None
+        return int(info.state.last_seq)
 
     async def log_timeline(self, owner: RunOwner) -> list[Mapping[str, Any]]:
         """The run's timeline straight from its event log (when history has not recorded it)."""

@@ -2,9 +2,9 @@
 
 Written to run on MongoDB and on FerretDB 1.x alike: plain upserts with `$set`, `$setOnInsert` and
 `$max`, finds with sort/skip/limit, `count_documents`; no transactions, no `$lookup`/`$facet`. Each
-batch's writes go in ordered bulk writes (a run's upsert before its updates); idempotent writes make
-order free, and FerretDB stalls on large unordered bulk writes (it runs them concurrently against
-SQLite's single writer). The projection's rules: `flowstream_history.projection`.
+batch's writes go in ordered bulk writes (FerretDB stalls on large unordered ones: it runs them
+concurrently against SQLite's single writer): the timeline, then the node attempts, then the run
+records. The projection's rules: `flowstream_history.projection`; the writes: `mongo_writes.py`.
 """
 
 from __future__ import annotations
@@ -151,15 +151,26 @@ class MongoStore:
             raise StoreUnavailable(str(exc)) from exc
 
     async def _apply(self, batch: ProjectionBatch) -> None:
+        # No transactions here: the run records go last, so a record (its status, its
+        # `applied_seq`, which reads wait on) never shows more than its nodes and timeline do.
         state = self._seen.after(batch)
         ended_elsewhere = await self._ended_before(runs_to_ask_about(batch, self._seen))
-        await self._bulk(RUNS, [*registrations(batch), *run_ops(batch, state)])
+        await self._insert_timeline(batch)
         await self._bulk(
             NODES,
             [*node_ops(batch), *stop_open_attempts(batch, state, self._seen, ended_elsewhere)],
         )
-        # Timeline entries never change once written: inserts, and a duplicate key (a redelivered
-        # event) means "already recorded". FerretDB's upserts scan; its inserts do not.
+        await self._bulk(RUNS, [*registrations(batch), *run_ops(batch, state)])
+        if batch.runs_seq is not None:
+            await self.db[POSITIONS].update_one(
+                {"_id": RUNS_INDEX_POSITION}, {"$max": {"seq": batch.runs_seq}}, upsert=True
+            )
+        self._seen.wrote(state)  # only once written: a failed batch is sent whole again
+
+    async def _insert_timeline(self, batch: ProjectionBatch) -> None:
+        """Timeline entries never change once written: inserts, and a duplicate key (a
+        redelivered event) means "already recorded". FerretDB's upserts scan; its inserts do
+        not."""
         documents = [
             {
                 "_id": f"{t.run_id}:{t.seq}",
@@ -182,11 +193,6 @@ class MongoStore:
                     "writeConcernErrors"
                 ):
                     raise
-        if batch.runs_seq is not None:
-            await self.db[POSITIONS].update_one(
-                {"_id": RUNS_INDEX_POSITION}, {"$max": {"seq": batch.runs_seq}}, upsert=True
-            )
-        self._seen.wrote(state)  # only once written: a failed batch is sent whole again
 
     async def _ended_before(self, run_ids: list[str]) -> dict[str, float | None]:
         """Which of these runs had ended already (and when)."""
