@@ -13,8 +13,9 @@ from pydantic import BaseModel
 
 from flowstream_shared.validation.errors import DefinitionError
 from flowstream_shared.validation.http_nodes import check_api_call, check_llm
-from flowstream_shared.validation.references import always_before, check_references, expressions
-from flowstream_shared.validation.rules import LOOP_CONDITION, RUNTIME_ROOTS
+from flowstream_shared.validation.limits import DefinitionLimits, check_definition_limits
+from flowstream_shared.validation.references import ReferenceRules, always_before, expressions
+from flowstream_shared.validation.rules import RUNTIME_ROOTS
 from flowstream_shared.validation.structure import (
     check_branches_and_error_targets,
     check_connections,
@@ -32,13 +33,23 @@ from flowstream_shared.workflow import (
     WorkflowGraph,
 )
 
-__all__ = ["RUNTIME_ROOTS", "DefinitionError", "connection_problem", "validate_definition"]
+__all__ = [
+    "RUNTIME_ROOTS",
+    "DefinitionError",
+    "DefinitionLimits",
+    "check_definition_limits",
+    "connection_problem",
+    "validate_definition",
+]
 
 
 def validate_definition(
-    definition: WorkflowDefinition, plugin_types: Collection[str] = ()
+    definition: WorkflowDefinition,
+    plugin_types: Collection[str] = (),
+    limits: DefinitionLimits | None = None,
 ) -> WorkflowDefinition:
     """Raise :class:`DefinitionError` naming the first problem; return the definition if sound."""
+    check_definition_limits(definition, limits or DefinitionLimits())
     check_nodes(definition, {*BUILTIN_CONFIGS, *plugin_types})
     check_connections(definition)
     graph = WorkflowGraph(definition)
@@ -57,15 +68,11 @@ def validate_definition(
         elif isinstance(config, LlmConfig):
             check_llm(node, config)
 
-    before, always_body = always_before(definition, graph, configs)
+    rules = ReferenceRules(definition, configs, always_before(definition, graph, configs))
     for node in definition.nodes:
         if node.id not in configs:
             continue
-        config = configs[node.id]
         in_loop = graph.scope[node.id] is not None
-        for refs, kind in expressions(node, config):
-            ancestors = before[node.id]
-            if kind == LOOP_CONDITION:
-                ancestors = ancestors | always_body.get(node.id, set())
-            check_references(definition, node, refs, ancestors, configs, in_loop=in_loop, kind=kind)
+        for refs, kind in expressions(node, configs[node.id]):
+            rules.check(node, refs, in_loop=in_loop, kind=kind)
     return definition
