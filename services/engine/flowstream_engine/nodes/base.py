@@ -10,6 +10,8 @@ import httpx
 from flowstream_shared.masking import ValueMasker
 from flowstream_shared.workflow import Node
 
+from flowstream_engine.render import Renderer, shared_renderer
+
 if TYPE_CHECKING:
     from flowstream_engine.credentials import RunCredentials
 
@@ -24,7 +26,8 @@ class NodeContext:
     outputs by node id and, inside a LOOP body, `loop`. `http` is the engine's shared client:
     nodes that make HTTP calls use it rather than opening their own connection pools.
     `credentials` resolves the run owner's stored credentials; `secrets` takes every secret value
-    a node sends (it is then masked in the run's events and the engine's log)."""
+    a node sends (it is then masked in the run's events and the engine's log). Nodes render
+    templates through `templates`, which keeps long renders off the event loop."""
 
     node: Node
     config: Any
@@ -35,6 +38,11 @@ class NodeContext:
     execution_id: str = ""
     credentials: RunCredentials | None = None
     secrets: ValueMasker = field(default_factory=ValueMasker)
+    renderer: Renderer | None = None
+
+    @property
+    def templates(self) -> Renderer:
+        return self.renderer or shared_renderer()
 
 
 @dataclass

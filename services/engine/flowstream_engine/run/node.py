@@ -23,6 +23,7 @@ from flowstream_shared.events import (
     NodeStatus,
     TextChunkData,
 )
+from flowstream_shared.sizes import MARK, bounded, json_size
 from flowstream_shared.workflow import NodeType
 
 from flowstream_engine.emitter import EventTooLarge
@@ -35,6 +36,9 @@ if TYPE_CHECKING:
     from flowstream_engine.run.scheduler import Scheduler
 
 log = logging.getLogger(__name__)
+
+# An error message is shown, not processed: a node cannot fill an event with one.
+MAX_ERROR_CHARS = 8192
 
 
 async def _stopped_within(stopped: asyncio.Event, seconds: float) -> bool:
@@ -100,6 +104,10 @@ class NodeRun:
         except Interrupted as stop:
             status, error = stop.reason.node_status, stop.reason.error
         else:
+            if result is not None and error is None:
+                error = self._oversized(result)
+                if error is not None:
+                    result = None
             if error is not None:
                 status = NodeStatus.FAILED if node.on_error == "fail" else NodeStatus.EXCEPTION
                 if status == NodeStatus.EXCEPTION:
@@ -112,11 +120,29 @@ class NodeRun:
                 status,
                 error,
                 tokens=result.tokens if result else 0,
+                truncated=bool(result and result.metadata.get("inputs_truncated")),
             )
         except EventTooLarge as exc:
             status, error, result = NodeStatus.FAILED, f"node result too large: {exc}", None
             self._emit_end(EventName.NODE_FINISHED, None, None, status, error)
         return Outcome(node.id, status, result, error)
+
+    def _oversized(self, result: NodeResult) -> str | None:
+        """Outputs over the limit fail the node here, before its `node_finished` exists: an
+        event NATS would refuse is never built, so `seq` has no gap. The recorded inputs (a
+        rendered request, say) are only a record: over the limit they are summarized instead."""
+        limit = self._run.limits.node_output_max_bytes
+        size = json_size(result.outputs)
+        if size > limit:
+            return (
+                f"the node's outputs are {size:,} bytes as JSON, over the node output limit of "
+                f"{limit:,} bytes (FLOWSTREAM_NODE_OUTPUT_MAX_BYTES)"
+            )
+        if result.inputs is not None:
+            result.inputs, cut = bounded(result.inputs, limit)
+            if cut:
+                result.metadata["inputs_truncated"] = True
+        return None
 
     async def _attempts(self) -> tuple[NodeResult | None, str | None]:
         node = self._planned.node
@@ -170,6 +196,7 @@ class NodeRun:
             execution_id=self.execution_id,
             credentials=self._run.credentials,
             secrets=self._run.secrets,
+            renderer=self._run.renderer,
         )
         return await self._planned.kind.run(ctx)
 
@@ -191,11 +218,16 @@ class NodeRun:
         error: str | None,
         tokens: int = 0,
         retry_index: int | None = None,
+        truncated: bool = False,
     ) -> None:
         node = self._planned.node
         metadata = self._scheduler.metadata_for(self._planned)
         if tokens:
             metadata["total_tokens"] = tokens
+        if truncated:
+            metadata["inputs_truncated"] = True
+        if error is not None and len(error) > MAX_ERROR_CHARS:
+            error = error[:MAX_ERROR_CHARS] + MARK
         fields: dict[str, Any] = {
             "id": self.execution_id,
             "node_id": node.id,
