@@ -11,9 +11,10 @@ from typing import Any, cast
 
 import pytest
 from flowstream_gateway.credentials import CredentialStore
+from flowstream_gateway.definitions import assess, check_draft
 from flowstream_gateway.errors import ApiError
 from flowstream_gateway.kv_cache import KvCache
-from flowstream_gateway.workflows import WorkflowRecord, WorkflowStore, assess, check_draft
+from flowstream_gateway.workflows import WorkflowRecord, WorkflowStore
 from flowstream_shared.credentials import (
     CredentialRecord,
     Sealer,
@@ -30,11 +31,29 @@ from tests.unit.builders import GREET, chain, definition, end, field, node, star
 @dataclass
 class _Entry:
     value: bytes
+    key: str = ""
+
+
+class _Watcher:
+    def __init__(self, entries: list[_Entry]) -> None:
+        self._entries: list[_Entry | None] = [*entries, None]
+
+    async def updates(self, timeout: float) -> _Entry | None:
+        return self._entries.pop(0)
+
+    async def stop(self) -> None:
+        return None
 
 
 class _Bucket:
     def __init__(self) -> None:
         self.data: dict[str, bytes] = {}
+
+    async def watch(self, pattern: str, **options: Any) -> _Watcher:
+        """The subset of KV patterns the store uses: `<id>.*`."""
+        prefix = pattern.removesuffix("*")
+        found = [_Entry(b"", key) for key in self.data if key.startswith(prefix)]
+        return _Watcher([e for e in found if "." not in e.key[len(prefix) :]])
 
     async def put(self, key: str, value: bytes) -> int:
         self.data[key] = value
@@ -62,7 +81,7 @@ def credential_store() -> CredentialStore:
 
 def _store(credentials: CredentialStore | None = None) -> tuple[WorkflowStore, _Bucket]:
     bucket = _Bucket()
-    cache = KvCache(cast(KeyValue, bucket), WorkflowRecord.model_validate_json)
+    cache = KvCache(cast(KeyValue, bucket), WorkflowRecord.model_validate_json, mirrored="*")
     return WorkflowStore(cache, credentials or credential_store()), bucket
 
 
@@ -86,7 +105,7 @@ async def test_versions_are_stored_under_their_own_keys_and_listed_once() -> Non
     assert set(bucket.data) == {created.id, f"{created.id}.v1"}
     assert second.version == 2 and second.created_at == created.created_at
     assert (await store.get("alice", created.id, 1)).definition.name == "greet"
-    assert [r.version for r in await store.versions("alice", created.id)] == [2, 1]
+    assert [r.version for r in (await store.versions("alice", created.id))[0]] == [2, 1]
     assert [(r.id, r.version) for r in store.search("alice", None, None)] == [(created.id, 2)]
     assert await store.replace("alice", created.id, renamed) == second  # PUT is idempotent
 

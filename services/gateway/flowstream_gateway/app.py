@@ -15,6 +15,7 @@ from flowstream_shared.topology import ensure_topology
 from flowstream_gateway.api_keys import ApiKeyRecord, ApiKeyStore
 from flowstream_gateway.cors import add_cors
 from flowstream_gateway.credentials import CredentialStore
+from flowstream_gateway.definitions import workflow_limits
 from flowstream_gateway.errors import install_error_handlers
 from flowstream_gateway.history_client import HistoryClient
 from flowstream_gateway.hub import EventHub
@@ -68,7 +69,9 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
         js = nc.jetstream()
         await ensure_topology(js, resolved)
         workflow_cache = KvCache(
-            await js.key_value(subjects.WORKFLOWS_BUCKET), WorkflowRecord.model_validate_json
+            await js.key_value(subjects.WORKFLOWS_BUCKET),
+            WorkflowRecord.model_validate_json,
+            mirrored="*",  # latest versions only; superseded ones are read from KV on demand
         )
         key_cache = KvCache(
             await js.key_value(subjects.API_KEYS_BUCKET), ApiKeyRecord.model_validate_json
@@ -98,7 +101,9 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
             js=js,
             hub=hub[0],
             runs=runs,
-            workflows=WorkflowStore(workflow_cache, credential_store),
+            workflows=WorkflowStore(
+                workflow_cache, credential_store, workflow_limits(resolved)
+            ),
             api_keys=ApiKeyStore(key_cache),
             metrics=GatewayMetrics(),
             history=HistoryClient(nc),

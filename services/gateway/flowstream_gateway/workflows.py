@@ -8,50 +8,45 @@ and under `<id>.v<N>` once superseded: the latest is never stored twice, and rec
 versions existed need no migration. Listing skips version keys (a key that is not its record's id).
 Deleting removes `<id>` first (the workflow is gone at once), then the version keys.
 
-Writes through one replica are serialised by a lock. The cache offers no compare-and-set, so two
-replicas writing the same workflow at the same instant can still lose one of the two writes.
+Writes to one workflow through one replica are serialised by a lock of that workflow. The cache
+offers no compare-and-set, so two replicas writing the same workflow at the same instant can
+still lose one of the two writes.
 
-Drafts. A full definition (create, replace, import) must pass `check_definition` unless the caller
-asks for a draft. Building step by step (add a node, add a connection) always may leave a draft:
-each step must be sound on its own (`check_draft`), and whatever the whole graph still lacks is
-kept as the version's `problems`. A draft is stored and readable but never runs.
+Limits. A definition is checked against the size and count limits first (`WorkflowLimits`), then
+validated, in a worker thread: a large definition takes the loop no time. Only the latest
+`max_versions` versions are kept: the write that makes version N removes version
+N - `max_versions`, and reading an older version answers 404 saying it was pruned. Only latest
+versions are mirrored in memory (`KvCache(mirrored="*")`); older ones are read from KV.
+
+Drafts (`flowstream_gateway.definitions`): a version whose graph is not complete yet is stored
+with its `problems`; it is readable but never runs.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import re
 import time
 import uuid
-from importlib.metadata import entry_points
+from collections.abc import AsyncIterator
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from flowstream_shared.commands import WorkflowSnapshot
-from flowstream_shared.expressions import ExpressionError, compile_condition, compile_template
-from flowstream_shared.validation import (
-    DefinitionError,
-    connection_problem,
-    validate_definition,
-)
 from flowstream_shared.workflow import (
-    BUILTIN_CONFIGS,
-    RESERVED_NODE_IDS,
-    ConditionConfig,
     Connection,
-    EndConfig,
     Node,
-    NodeType,
-    TemplateConfig,
     WorkflowDefinition,
 )
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from flowstream_gateway.credentials import CredentialStore
 from flowstream_gateway.definition_secrets import restore_secrets
-from flowstream_gateway.errors import invalid_param, not_found
+from flowstream_gateway.definitions import WorkflowLimits, assess
+from flowstream_gateway.errors import ApiError, invalid_param, not_found
 from flowstream_gateway.kv_cache import KvCache
 
-NODE_PLUGIN_GROUP = "flowstream.nodes"
 # Ids are UUIDs; anything else (a version key, a character KV keys refuse) is no workflow.
 _WORKFLOW_ID = re.compile(r"^[A-Za-z0-9_-]{1,128}$")
 
@@ -89,110 +84,6 @@ class WorkflowRecord(BaseModel):
         )
 
 
-def _plugin_node_types() -> frozenset[str]:
-    # Names only: the gateway validates that a type exists; the engine loads and runs it.
-    return frozenset(ep.name for ep in entry_points(group=NODE_PLUGIN_GROUP))
-
-
-def _problems(definition: WorkflowDefinition) -> list[str]:
-    try:
-        validate_definition(definition, _plugin_node_types())
-    except DefinitionError as exc:
-        return [str(exc)]
-    return []
-
-
-def check_definition(definition: WorkflowDefinition) -> None:
-    problems = _problems(definition)
-    if problems:
-        raise invalid_param(problems[0])
-
-
-# What even a graph under construction must satisfy ---------------------------------------------
-
-
-def _check_node(node: Node, known_types: frozenset[str]) -> None:
-    if node.id in RESERVED_NODE_IDS:
-        raise DefinitionError(f"`{node.id}` is reserved for references", node.id)
-    if node.type not in known_types:
-        raise DefinitionError(f"unknown node type {node.type!r}", node.id)
-    model = BUILTIN_CONFIGS.get(node.type)
-    if model is None:
-        return  # the full check (or a plugin) judges the rest
-    try:
-        config = model.model_validate(node.config)
-    except ValidationError as exc:
-        first = exc.errors()[0]
-        where = ".".join(str(p) for p in first["loc"])
-        raise DefinitionError(f"config.{where}: {first['msg']}", node.id) from exc
-    try:
-        if isinstance(config, TemplateConfig):
-            compile_template(config.template)
-        elif isinstance(config, EndConfig):
-            for source in config.outputs.values():
-                compile_template(source)
-        elif isinstance(config, ConditionConfig):
-            compile_condition(config.condition)
-    except ExpressionError as exc:
-        raise DefinitionError(str(exc), node.id) from exc
-
-
-def _check_connection(connection: Connection, types: dict[str, str]) -> None:
-    source, target = connection.source, connection.target
-    for end in (source, target):
-        if end not in types:
-            raise DefinitionError(f"connection {source} → {target} names unknown node `{end}`")
-    if types[target] == NodeType.START:
-        raise DefinitionError("START cannot have incoming connections", target)
-    if types[source] == NodeType.END:
-        raise DefinitionError("END cannot have outgoing connections", source)
-    # The same rule as the full check (CONDITION branches, PARALLEL branches, LOOP bodies).
-    problem = connection_problem(connection.type, types[source])
-    if problem:
-        raise DefinitionError(problem, source)
-
-
-def check_draft(definition: WorkflowDefinition) -> None:
-    """Each node and connection on its own: unique known nodes with sound configs and expressions,
-    connections between existing nodes, one START. Raise a 400 naming the node otherwise.
-
-    What only the whole graph can satisfy (an END, every node reachable, both CONDITION branches,
-    references that run before their use) is left to `check_definition`.
-    """
-    known_types = frozenset({*NodeType, *BUILTIN_CONFIGS, *_plugin_node_types()})
-    types: dict[str, str] = {}
-    edges: set[tuple[str, str]] = set()
-    try:
-        for node in definition.nodes:
-            if node.id in types:
-                raise DefinitionError("duplicate node id", node.id)
-            if node.type == NodeType.START and NodeType.START in types.values():
-                raise DefinitionError("a workflow has exactly one START node", node.id)
-            _check_node(node, known_types)
-            types[node.id] = node.type
-        if NodeType.START not in types.values():
-            raise DefinitionError("a workflow needs a START node, even as a draft")
-        for connection in definition.connections:
-            _check_connection(connection, types)
-            if (connection.source, connection.target) in edges:
-                raise DefinitionError(
-                    f"duplicate connection to `{connection.target}`", connection.source
-                )
-            edges.add((connection.source, connection.target))
-    except DefinitionError as exc:
-        raise invalid_param(str(exc)) from exc
-
-
-def assess(definition: WorkflowDefinition, allow_draft: bool) -> list[str]:
-    """The problems that keep `definition` from running: none, or (drafts only) what it lacks."""
-    problems = _problems(definition)
-    if problems and not allow_draft:
-        raise invalid_param(problems[0])
-    if problems:
-        check_draft(definition)
-    return problems
-
-
 def _with(definition: WorkflowDefinition, field: str, item: BaseModel) -> WorkflowDefinition:
     """`definition` with `item` appended to its `nodes` or `connections`."""
     data: dict[str, Any] = definition.model_dump(mode="json", by_alias=True)
@@ -209,10 +100,41 @@ def _version_key(workflow_id: str, version: int) -> str:
 
 
 class WorkflowStore:
-    def __init__(self, cache: KvCache[WorkflowRecord], credentials: CredentialStore) -> None:
+    def __init__(
+        self,
+        cache: KvCache[WorkflowRecord],
+        credentials: CredentialStore,
+        limits: WorkflowLimits | None = None,
+    ) -> None:
         self._cache = cache
         self._credentials = credentials
-        self._writing = asyncio.Lock()
+        self.limits = limits or WorkflowLimits()
+        self._locks: dict[str, tuple[asyncio.Lock, int]] = {}
+        # Validation is CPU work: at most two definitions at once, never on the event loop.
+        self._validation = ThreadPoolExecutor(max_workers=2, thread_name_prefix="validate")
+
+    async def _assess(self, definition: WorkflowDefinition, allow_draft: bool) -> list[str]:
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(
+            self._validation, assess, definition, allow_draft, self.limits
+        )
+
+    @contextlib.asynccontextmanager
+    async def _writing(self, workflow_id: str) -> AsyncIterator[None]:
+        lock, users = self._locks.get(workflow_id, (asyncio.Lock(), 0))
+        self._locks[workflow_id] = (lock, users + 1)
+        try:
+            async with lock:
+                yield
+        finally:
+            lock, users = self._locks[workflow_id]
+            if users == 1:
+                del self._locks[workflow_id]
+            else:
+                self._locks[workflow_id] = (lock, users - 1)
+
+    def _oldest_kept(self, latest: WorkflowRecord) -> int:
+        return max(1, latest.version - self.limits.max_versions + 1)
 
     async def _secrets_resolved(
         self, user_id: str, definition: WorkflowDefinition
@@ -236,6 +158,13 @@ class WorkflowStore:
             raise not_found(f"workflow {workflow_id}")
         if version is None or version == record.version:
             return record
+        if 1 <= version < self._oldest_kept(record):
+            raise ApiError(
+                404,
+                "not_found",
+                f"version {version} of workflow {workflow_id} was pruned: only the latest "
+                f"{self.limits.max_versions} versions are kept",
+            )
         older = None
         if 1 <= version < record.version:
             older = await self._cache.get(_version_key(workflow_id, version))
@@ -243,20 +172,31 @@ class WorkflowStore:
             raise not_found(f"version {version} of workflow {workflow_id}")
         return older
 
-    async def versions(self, user_id: str, workflow_id: str) -> list[WorkflowRecord]:
-        """Every version, newest first."""
+    async def versions(
+        self, user_id: str, workflow_id: str, page: int = 1, size: int = 20
+    ) -> tuple[list[WorkflowRecord], int]:
+        """One page of the kept versions, newest first, and how many are kept: only the page's
+        records are read (superseded versions are not held in memory)."""
         latest = await self.get(user_id, workflow_id)
-        older = [
-            await self._cache.get(_version_key(workflow_id, n))
-            for n in range(latest.version - 1, 0, -1)
+        oldest = self._oldest_kept(latest)
+        stored = {
+            int(key.rsplit(".v", 1)[1])
+            for key in await self._cache.keys_matching(f"{workflow_id}.*")
+            if re.fullmatch(rf"{re.escape(workflow_id)}\.v\d+", key)
+        }
+        numbers = [latest.version, *sorted((n for n in stored if n >= oldest), reverse=True)]
+        wanted = numbers[(page - 1) * size : page * size]
+        records = [
+            latest if n == latest.version else await self._cache.get(_version_key(workflow_id, n))
+            for n in wanted
         ]
-        return [latest, *(r for r in older if r is not None)]
+        return [r for r in records if r is not None], len(numbers)
 
     async def create(
         self, user_id: str, definition: WorkflowDefinition, allow_draft: bool = False
     ) -> WorkflowRecord:
         definition = await self._secrets_resolved(user_id, definition)
-        problems = assess(definition, allow_draft)
+        problems = await self._assess(definition, allow_draft)
         now = int(time.time())
         record = WorkflowRecord(
             id=str(uuid.uuid4()),
@@ -278,39 +218,36 @@ class WorkflowStore:
         allow_draft: bool = False,
     ) -> WorkflowRecord:
         """A new version; the same definition again changes nothing (PUT is idempotent)."""
+        await self.get(user_id, workflow_id)  # 404 before any work
         definition = await self._secrets_resolved(user_id, definition)
-        async with self._writing:
+        problems = await self._assess(definition, allow_draft)
+        async with self._writing(workflow_id):
             latest = await self.get(user_id, workflow_id)
-            problems = assess(definition, allow_draft)
             if definition == latest.definition:
                 return latest
             return await self._supersede(latest, definition, problems)
 
     async def add_node(self, user_id: str, workflow_id: str, node: Node) -> WorkflowRecord:
-        async with self._writing:
+        async with self._writing(workflow_id):
             latest = await self.get(user_id, workflow_id)
             definition = _with(latest.definition, "nodes", node)
             definition = await self._secrets_resolved(user_id, definition)
-            return await self._supersede(latest, definition, assess(definition, True))
+            return await self._supersede(latest, definition, await self._assess(definition, True))
 
     async def add_connection(
         self, user_id: str, workflow_id: str, connection: Connection
     ) -> WorkflowRecord:
-        async with self._writing:
+        async with self._writing(workflow_id):
             latest = await self.get(user_id, workflow_id)
             definition = _with(latest.definition, "connections", connection)
-            return await self._supersede(latest, definition, assess(definition, True))
+            return await self._supersede(latest, definition, await self._assess(definition, True))
 
     async def delete(self, user_id: str, workflow_id: str) -> None:
-        async with self._writing:
-            latest = await self.get(user_id, workflow_id)
+        async with self._writing(workflow_id):
+            await self.get(user_id, workflow_id)
             await self._cache.delete(workflow_id)
-            await asyncio.gather(
-                *(
-                    self._cache.delete(_version_key(workflow_id, n))
-                    for n in range(1, latest.version)
-                )
-            )
+            versions = await self._cache.keys_matching(f"{workflow_id}.*")
+            await asyncio.gather(*(self._cache.delete(key) for key in versions))
 
     def search(self, user_id: str, tag: str | None, query: str | None) -> list[WorkflowRecord]:
         """The caller's workflows (latest versions), newest first."""
@@ -343,6 +280,9 @@ class WorkflowStore:
         )
         await self._put(_version_key(latest.id, latest.version), latest)
         await self._put(latest.id, record)
+        pruned = record.version - self.limits.max_versions
+        if pruned >= 1:
+            await self._cache.delete(_version_key(latest.id, pruned))
         return record
 
     async def _put(self, key: str, record: WorkflowRecord) -> None:

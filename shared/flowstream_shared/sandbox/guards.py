@@ -165,9 +165,7 @@ def check_join(separator: str, items: Iterable[Any]) -> list[str]:
 
 
 def check_replace(text: Any, old: Any, new: Any, count: Any = None) -> None:
-    if isinstance(text, str) and isinstance(old, str) and isinstance(new, str):
-        found = text.count(old)
-    elif isinstance(text, bytes) and isinstance(old, bytes) and isinstance(new, bytes):
+    if (isinstance(text, str) and isinstance(old, str) and isinstance(new, str)) or (isinstance(text, bytes) and isinstance(old, bytes) and isinstance(new, bytes)):
         found = text.count(old)
     else:
         return

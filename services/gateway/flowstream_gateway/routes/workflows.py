@@ -181,7 +181,13 @@ async def replace_workflow(
 
 
 @router.get(
-    "/{workflow_id}/versions", response_model=VersionPage, summary="List versions, newest first"
+    "/{workflow_id}/versions",
+    response_model=VersionPage,
+    summary="List the kept versions, newest first",
+    description=(
+        "Only the latest `FLOWSTREAM_WORKFLOW_MAX_VERSIONS` versions are kept: the write that "
+        "makes a new version removes the oldest one past that number."
+    ),
 )
 async def list_versions(
     workflow_id: str,
@@ -191,8 +197,8 @@ async def list_versions(
     size: SizeQuery = 20,
 ) -> VersionPage:
     principal.require_workflow(workflow_id)
-    found = await services.workflows.versions(principal.user_id, workflow_id)
-    items, meta = _page(found, page, size)
+    items, total = await services.workflows.versions(principal.user_id, workflow_id, page, size)
+    meta = {"total": total, "page": page, "size": size, "pages": math.ceil(total / size)}
     return VersionPage(items=[_version(r) for r in items], **meta)
 
 
