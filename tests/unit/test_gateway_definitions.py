@@ -11,7 +11,7 @@ from typing import Any, cast
 
 import pytest
 from flowstream_gateway.credentials import CredentialStore
-from flowstream_gateway.definitions import assess, check_draft
+from flowstream_gateway.definitions import WorkflowLimits, assess, check_draft
 from flowstream_gateway.errors import ApiError
 from flowstream_gateway.kv_cache import KvCache
 from flowstream_gateway.workflows import WorkflowRecord, WorkflowStore
@@ -38,7 +38,7 @@ class _Watcher:
     def __init__(self, entries: list[_Entry]) -> None:
         self._entries: list[_Entry | None] = [*entries, None]
 
-    async def updates(self, timeout: float) -> _Entry | None:
+    async def updates(self, **options: Any) -> _Entry | None:
         return self._entries.pop(0)
 
     async def stop(self) -> None:
@@ -203,3 +203,43 @@ def test_a_draft_must_still_be_sound_node_by_node(
 
 def test_a_draft_may_be_incomplete() -> None:
     check_draft(definition([start(), template("island", "{{nowhere.text}}")], []))
+
+
+async def test_only_the_latest_versions_are_kept_and_older_ones_say_they_were_pruned() -> None:
+    bucket = _Bucket()
+    cache = KvCache(cast(KeyValue, bucket), WorkflowRecord.model_validate_json, mirrored="*")
+    store = WorkflowStore(cache, credential_store(), WorkflowLimits(max_versions=3))
+    created = await store.create("alice", GREET_DEF)
+    for n in range(2, 7):
+        await store.replace("alice", created.id, GREET_DEF.model_copy(update={"name": f"v{n}"}))
+
+    assert set(bucket.data) == {created.id, f"{created.id}.v5", f"{created.id}.v4"}
+    records, total = await store.versions("alice", created.id)
+    assert total == 3 and [r.version for r in records] == [6, 5, 4]
+    assert (await store.get("alice", created.id, 4)).definition.name == "v4"
+    with pytest.raises(ApiError) as caught:
+        await store.get("alice", created.id, 3)
+    assert caught.value.status == 404 and "pruned" in caught.value.message
+    # Superseded versions are read from the bucket, never kept in memory.
+    assert [key for key, _ in cache.items()] == [created.id]
+
+    await store.delete("alice", created.id)
+    assert bucket.data == {}
+
+
+async def test_a_page_of_versions_reads_only_that_page() -> None:
+    store, bucket = _store()
+    created = await store.create("alice", GREET_DEF)
+    for n in range(2, 6):
+        await store.replace("alice", created.id, GREET_DEF.model_copy(update={"name": f"v{n}"}))
+    reads: list[str] = []
+    original_get = bucket.get
+
+    async def counting_get(key: str) -> _Entry:
+        reads.append(key)
+        return await original_get(key)
+
+    bucket.get = counting_get  # type: ignore[method-assign]
+    records, total = await store.versions("alice", created.id, page=2, size=2)
+    assert total == 5 and [r.version for r in records] == [3, 2]
+    assert reads == [f"{created.id}.v3", f"{created.id}.v2"]

@@ -25,6 +25,7 @@ from flowstream_engine.http import close_shared_client, configure_egress
 from flowstream_engine.lease import Leases
 from flowstream_engine.metrics import EngineMetrics
 from flowstream_engine.publisher import AckedPublisher
+from flowstream_engine.render import close_shared_renderer
 from flowstream_engine.run_log import LogSettings
 from flowstream_engine.settings import EngineSettings
 from flowstream_engine.worker import RunWorker, WorkerSettings
@@ -141,6 +142,7 @@ def create_app(settings: EngineSettings | None = None) -> AsgiFastStream:
         if publisher:
             await publisher[0].stop()
         await close_shared_client()  # the pool API_CALL and LLM nodes share
+        await close_shared_renderer()  # the render processes of heavy templates
 
     @get(include_in_schema=False)
     async def healthz(scope: Scope) -> AsgiResponse:

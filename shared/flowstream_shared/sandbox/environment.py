@@ -164,10 +164,14 @@ def _check_str_format(template: str, args: tuple[Any, ...], named: Any) -> None:
 def _guarded(original: Callable[..., Any], check: Callable[[dict[str, Any]], None]) -> Any:
     """`original` with `check` run on its bound arguments first; Jinja's pass-arg markers kept."""
     signature = inspect.signature(original)
+    # Jinja's sync/async filter pairs take the eval context first without declaring it.
+    first = next(iter(signature.parameters), "")
+    passed = getattr(original, "jinja_pass_arg", None) is not None
+    skip = 1 if passed and first not in ("eval_ctx", "environment", "context") else 0
 
     @functools.wraps(original)
     def guarded(*args: Any, **kwargs: Any) -> Any:
-        bound = signature.bind(*args, **kwargs)
+        bound = signature.bind(*args[skip:], **kwargs)
         bound.apply_defaults()
         check(bound.arguments)
         return original(*args, **kwargs)

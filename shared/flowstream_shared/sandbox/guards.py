@@ -165,15 +165,18 @@ def check_join(separator: str, items: Iterable[Any]) -> list[str]:
 
 
 def check_replace(text: Any, old: Any, new: Any, count: Any = None) -> None:
-    if (isinstance(text, str) and isinstance(old, str) and isinstance(new, str)) or (isinstance(text, bytes) and isinstance(old, bytes) and isinstance(new, bytes)):
-        found = text.count(old)
-    else:
-        return
-    if len(new) <= len(old):
+    kinds: tuple[type[Any], ...] = (str, bytes)
+    for kind in kinds:
+        if isinstance(text, kind) and isinstance(old, kind) and isinstance(new, kind):
+            _check_replaced(len(text), text.count(old), len(new) - len(old), count)
+
+
+def _check_replaced(length: int, found: int, growth: int, count: Any) -> None:
+    if growth <= 0:
         return
     if _is_int(count) and count >= 0:
         found = min(found, count)
-    check_size("`replace`", len(text) + found * (len(new) - len(old)))
+    check_size("`replace`", length + found * growth)
 
 
 def check_expandtabs(text: Any, tabsize: Any) -> None:

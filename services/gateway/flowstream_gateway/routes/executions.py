@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Header, Query
+from fastapi import APIRouter, Header, Query, Response
 from fastapi.responses import JSONResponse
 from flowstream_shared.commands import ResponseMode, RunOwner
 from flowstream_shared.events import RunStatus
@@ -126,21 +126,51 @@ async def summary(principal: CurrentPrincipal, services: ServicesDep) -> dict[st
     return {**counts, "queue_depth": await services.runs.queue_depth(), "at": time.time()}
 
 
-@router.get("/{run_id}", summary="A run with its node executions")
+@router.get(
+    "/{run_id}",
+    summary="A run with its node executions",
+    description=(
+        "Values too large for one answer are summarized: `inputs_truncated` / "
+        "`outputs_truncated` on the run and on each node execution say so, and "
+        "`nodes_truncated` that only the first node executions are listed."
+    ),
+)
 async def get_execution(run_id: str, principal: CurrentPrincipal, services: ServicesDep) -> Any:
     await owned_run(run_id, principal, services)
     detail = await services.history.ask(
         HistoryOp.GET, RunQuery(user_id=principal.user_id, run_id=run_id)
     )
-    return {**detail["run"], "nodes": detail["nodes"]}
+    return {**detail["run"], "nodes": detail["nodes"], "nodes_truncated": detail["nodes_truncated"]}
 
 
-@router.get("/{run_id}/history", summary="The run's events in order (its timeline)")
-async def execution_history(run_id: str, principal: CurrentPrincipal, services: ServicesDep) -> Any:
+@router.get(
+    "/{run_id}/history",
+    summary="The run's events in order (its timeline), a page at a time",
+    description=(
+        "At most `limit` events after `after_seq`, and never more than one answer holds; when "
+        'more follow, a `Link: <…?after_seq=N>; rel="next"` header points at the next page. '
+        "An event too large for a page of its own comes summarized, with `truncated: true`."
+    ),
+)
+async def execution_history(
+    run_id: str,
+    principal: CurrentPrincipal,
+    services: ServicesDep,
+    response: Response,
+    after_seq: Annotated[int, Query(ge=0)] = 0,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 1000,
+) -> Any:
     await owned_run(run_id, principal, services)
-    return await services.history.ask(
-        HistoryOp.TIMELINE, RunQuery(user_id=principal.user_id, run_id=run_id)
+    page = await services.history.ask(
+        HistoryOp.TIMELINE,
+        RunQuery(user_id=principal.user_id, run_id=run_id, after_seq=after_seq, limit=limit),
     )
+    following = page["next_after_seq"]
+    if following is not None:
+        response.headers["Link"] = (
+            f'</api/executions/{run_id}/history?after_seq={following}&limit={limit}>; rel="next"'
+        )
+    return page["entries"]
 
 
 @router.post("/{run_id}/cancel", status_code=202, summary="Cancel a run (409 when it has ended)")
