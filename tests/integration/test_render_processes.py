@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import AsyncIterator
+from typing import Any
 
 import pytest
 from flowstream_engine.limits import RunLimits
@@ -28,7 +29,7 @@ async def renderer() -> AsyncIterator[Renderer]:
     await rendering.close()
 
 
-async def _loop_stall_while(work: asyncio.Future[object]) -> float:
+async def _loop_stall_while(work: asyncio.Future[Any]) -> float:
     """The longest the event loop went without running a 5 ms timer while `work` ran."""
     worst = 0.0
     while not work.done():
