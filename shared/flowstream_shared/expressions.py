@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from functools import cached_property
 from typing import Any
 
-from jinja2 import StrictUndefined, TemplateError, nodes
+from jinja2 import StrictUndefined, TemplateError, meta, nodes
 from jinja2.exceptions import SecurityError
 
 from flowstream_shared.sandbox import light as _light
@@ -77,7 +77,20 @@ class Reference:
     field: str | None
 
 
-def _references(tree: nodes.Node) -> frozenset[Reference]:
+def _references(tree: nodes.Template, light: bool = True) -> frozenset[Reference]:
+    """What a template reads from its run: names it does not bind itself (a `{% for %}` target,
+    a `{% set %}`, a macro's arguments are its own), with the field read from each."""
+    found = _accesses(tree)
+    if light:
+        return found  # nothing in a light template binds a name
+    try:
+        outside = meta.find_undeclared_variables(tree)
+    except TemplateError as exc:
+        raise ExpressionError(f"invalid template: {exc}") from exc
+    return frozenset(ref for ref in found if ref.root in outside)
+
+
+def _accesses(tree: nodes.Node) -> frozenset[Reference]:
     found: set[Reference] = set()
     attr_roots: set[int] = set()
     for access in tree.find_all((nodes.Getattr, nodes.Getitem)):
@@ -160,7 +173,7 @@ class Template:
     @cached_property
     def references(self) -> frozenset[Reference]:
         tree = self._tree if self._tree is not None else _parse(self.source)
-        return _references(tree)
+        return _references(tree, self.light)
 
     @cached_property
     def _compiled(self) -> Any:
@@ -246,7 +259,7 @@ class Condition:
 
     @cached_property
     def references(self) -> frozenset[Reference]:
-        return _references(self._tree if self._tree is not None else self._parse())
+        return _references(self._tree if self._tree is not None else self._parse(), self.light)
 
     @cached_property
     def _compiled(self) -> Any:

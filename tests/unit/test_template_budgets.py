@@ -212,3 +212,13 @@ def test_distinct_large_templates_do_not_grow_the_template_cache_without_bound()
     for i in range(300):
         compile_template(f"{{% for x in input.items %}}{i}{{{{ x }}}}{{% endfor %}}" + "a" * 90_000)
     assert expressions._templates.total_cost <= expressions.CACHE_BYTES
+
+
+def test_names_a_template_binds_itself_are_not_references() -> None:
+    source = (
+        "{% for item in input.items %}{{ item }}{{ loop.index }}{% endfor %}"
+        "{% set total = t1.text %}{{ total }}{% macro show(x) %}{{ x }}{{ t2.y }}{% endmacro %}"
+        "{{ loop.index }}"
+    )
+    roots = {ref.root for ref in check_template(source)}
+    assert roots == {"input", "t1", "t2", "loop"}  # the last `loop` is the LOOP node's

@@ -57,7 +57,9 @@ def list_page(page: RunPage, value_bytes: int, budget: int) -> RunPage:
 
 
 def run_detail(detail: RunDetail, budget: int) -> RunDetail:
-    run = summarized(detail.run, budget // 4)
+    """The run whole if its inputs and outputs take a third of the budget each at most (runs
+    within the input and output limits do); its node executions in what is left."""
+    run = summarized(detail.run, budget // 3 - _RECORD_OVERHEAD)
     left = budget - json_size(run.model_dump())
     nodes, cut = fitted_nodes(detail.nodes, left)
     return RunDetail(run=run, nodes=nodes, nodes_truncated=cut)
