@@ -101,9 +101,7 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
             js=js,
             hub=hub[0],
             runs=runs,
-            workflows=WorkflowStore(
-                workflow_cache, credential_store, workflow_limits(resolved)
-            ),
+            workflows=WorkflowStore(workflow_cache, credential_store, workflow_limits(resolved)),
             api_keys=ApiKeyStore(key_cache),
             metrics=GatewayMetrics(),
             history=HistoryClient(nc),
