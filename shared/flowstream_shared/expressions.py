@@ -194,6 +194,12 @@ class Template:
         except TemplateError as exc:
             raise ExpressionError(f"invalid template: {exc}") from exc
 
+    def _single_value(self, context: Mapping[str, Any]) -> Any:
+        try:
+            return self._single(**_only(self.roots, context))
+        except _RENDER_ERRORS as exc:
+            raise _failure(exc) from exc
+
     def check(self) -> None:
         """Find what only compiling finds (an unknown filter or test), keeping nothing. A light
         template uses only known filters, so checking its tests is enough; others compile."""
@@ -210,30 +216,38 @@ class Template:
             raise ExpressionError(f"invalid template: {exc}") from exc
 
     def render(self, context: Mapping[str, Any]) -> str:
-        return "".join(self.chunks(context))
+        return "".join(self._pieces(context) if self.light else self._budgeted(context))
 
     def chunks(self, context: Mapping[str, Any]) -> Iterator[str]:
         """The rendered text in pieces, as the template produces them (for streaming)."""
+        if self.light:
+            return self._pieces(context)  # the fast path: no budget to set up
+        return self._budgeted(context)
+
+    def _budgeted(self, context: Mapping[str, Any]) -> Iterator[str]:
+        with _budget(False):
+            yield from self._pieces(context)
+
+    def _pieces(self, context: Mapping[str, Any]) -> Iterator[str]:
         limit = default_limits().max_output
         produced = 0
-        with _budget(self.light):
-            try:
-                for piece in self._compiled.generate(_only(self.roots, context)):
-                    produced += len(piece)
-                    if produced > limit:
-                        raise _output_limit_error(limit)
-                    yield piece
-            except _RENDER_ERRORS as exc:
-                raise _failure(exc) from exc
+        try:
+            for piece in self._compiled.generate(_only(self.roots, context)):
+                produced += len(piece)
+                if produced > limit:
+                    raise _output_limit_error(limit)
+                yield piece
+        except _RENDER_ERRORS as exc:
+            raise _failure(exc) from exc
 
     def value(self, context: Mapping[str, Any]) -> Any:
         if self._single is None:
             return self.render(context)
-        with _budget(self.light):
-            try:
-                result = self._single(**_only(self.roots, context))
-            except _RENDER_ERRORS as exc:
-                raise _failure(exc) from exc
+        if self.light:
+            result = self._single_value(context)
+        else:
+            with _budget(False):
+                result = self._single_value(context)
         if isinstance(result, StrictUndefined):
             raise ExpressionError(f"{self.source.strip()} is undefined")
         return result
@@ -277,11 +291,16 @@ class Condition:
             raise ExpressionError(f"invalid condition: {exc}") from exc
 
     def evaluate(self, context: Mapping[str, Any]) -> bool:
-        with _budget(self.light):
-            try:
-                return bool(self._compiled(**_only(self.roots, context)))
-            except _RENDER_ERRORS as exc:
-                raise _failure(exc) from exc
+        if self.light:
+            return self._evaluate(context)
+        with _budget(False):
+            return self._evaluate(context)
+
+    def _evaluate(self, context: Mapping[str, Any]) -> bool:
+        try:
+            return bool(self._compiled(**_only(self.roots, context)))
+        except _RENDER_ERRORS as exc:
+            raise _failure(exc) from exc
 
 
 def _parse(source: str, kind: str = "template") -> nodes.Template:

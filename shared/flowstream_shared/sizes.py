@@ -13,7 +13,7 @@ from typing import Any
 
 from pydantic_core import to_json
 
-__all__ = ["MARK", "bounded", "json_size"]
+__all__ = ["MARK", "bounded", "fits", "json_size"]
 
 MARK = "…"
 # Deeper than this, a summary keeps only the mark: a summary must stay cheap to build.
@@ -23,6 +23,45 @@ _MAX_DEPTH = 32
 def json_size(value: Any) -> int:
     """Bytes of `value` as compact JSON (what an event or a reply carries)."""
     return len(to_json(value, fallback=str))
+
+
+def fits(value: Any, max_bytes: int) -> bool:
+    """Whether `value` as JSON takes at most `max_bytes`, serializing it only when a quick
+    upper bound does not already say so (the common case: a small node output)."""
+    if type(value) is dict and len(value) <= 16:
+        # A few text fields (`{"text": ...}`): bounded without a call per field.
+        total = 2
+        for key, item in value.items():
+            if type(key) is not str or type(item) is not str:
+                break
+            total += 6 * (len(key) + len(item)) + 6
+        else:
+            if total <= max_bytes:
+                return True
+    return _upper_bound(value, max_bytes) <= max_bytes or json_size(value) <= max_bytes
+
+
+def _upper_bound(value: Any, give_up: int) -> int:
+    """At least the JSON size of `value`; stops adding once past `give_up`."""
+    if isinstance(value, str):
+        return 6 * len(value) + 2  # every character escaped as \uXXXX at worst
+    if value is None or isinstance(value, bool | int | float):
+        return 32 if not isinstance(value, int) or value.bit_length() < 64 else give_up + 1
+    if isinstance(value, dict):
+        total = 2
+        for key, item in value.items():
+            total += _upper_bound(key, give_up) + _upper_bound(item, give_up) + 2
+            if total > give_up:
+                break
+        return total
+    if isinstance(value, list | tuple):
+        total = 2
+        for item in value:
+            total += _upper_bound(item, give_up) + 1
+            if total > give_up:
+                break
+        return total
+    return give_up + 1  # anything else: measure it
 
 
 def _shrink(value: Any, chars: int, items: int, depth: int = 0) -> Any:
@@ -49,7 +88,7 @@ def bounded(value: Any, max_bytes: int) -> tuple[Any, bool]:
 
     A dict stays a dict (the fields that carry inputs and outputs are objects).
     """
-    if value is None or json_size(value) <= max_bytes:
+    if value is None or fits(value, max_bytes):
         return value, False
     chars = max(max_bytes // 2, 16)
     while chars >= 16:

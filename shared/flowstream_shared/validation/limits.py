@@ -33,6 +33,8 @@ def check_definition_limits(definition: WorkflowDefinition, limits: DefinitionLi
             f"the definition has {len(definition.connections):,} connections; the limit is "
             f"{limits.max_connections:,} (FLOWSTREAM_MAX_CONNECTIONS)"
         )
+    if len(definition.connections) <= limits.max_fan_out:
+        return  # no node can have more outgoing connections than there are
     fan_out = Counter(conn.source for conn in definition.connections)
     if fan_out:
         source, count = fan_out.most_common(1)[0]

@@ -33,7 +33,7 @@ from flowstream_shared.events import (
     WorkflowStartedData,
     WorkflowStatusData,
 )
-from flowstream_shared.sizes import json_size
+from flowstream_shared.sizes import fits, json_size
 from flowstream_shared.workflow import NodeType
 from pydantic import BaseModel
 
@@ -108,8 +108,10 @@ class RunExecutor:
 
     @property
     def renderer(self) -> Renderer:
-        """Resolved when a node renders, inside the event loop its processes belong to."""
-        return self._renderer or shared_renderer()
+        """Resolved when a node first renders, inside the event loop its processes belong to."""
+        if self._renderer is None:
+            self._renderer = shared_renderer()
+        return self._renderer
 
     # Control, called from outside the run's task.
 
@@ -306,9 +308,9 @@ class RunExecutor:
     def _outputs_too_large(self) -> str | None:
         """Each END's outputs passed the node limit; several ENDs together may not."""
         limit = self.limits.node_output_max_bytes
-        size = json_size(self.outputs) if self.outputs else 0
-        if size <= limit:
+        if not self.outputs or fits(self.outputs, limit):
             return None
+        size = json_size(self.outputs)
         if self._halt is not None:
             self.outputs = {}  # the run fails anyway: its error says why, its outputs go
             return None

@@ -23,7 +23,7 @@ from flowstream_shared.events import (
     NodeStatus,
     TextChunkData,
 )
-from flowstream_shared.sizes import MARK, bounded, json_size
+from flowstream_shared.sizes import MARK, bounded, fits, json_size
 from flowstream_shared.workflow import NodeType
 
 from flowstream_engine.emitter import EventTooLarge
@@ -132,8 +132,8 @@ class NodeRun:
         event NATS would refuse is never built, so `seq` has no gap. The recorded inputs (a
         rendered request, say) are only a record: over the limit they are summarized instead."""
         limit = self._run.limits.node_output_max_bytes
-        size = json_size(result.outputs)
-        if size > limit:
+        if not fits(result.outputs, limit):
+            size = json_size(result.outputs)
             return (
                 f"the node's outputs are {size:,} bytes as JSON, over the node output limit of "
                 f"{limit:,} bytes (FLOWSTREAM_NODE_OUTPUT_MAX_BYTES)"
