@@ -195,8 +195,9 @@ class Template:
             raise ExpressionError(f"invalid template: {exc}") from exc
 
     def _single_value(self, context: Mapping[str, Any]) -> Any:
+        single: Any = self._single
         try:
-            return self._single(**_only(self.roots, context))
+            return single(**_only(self.roots, context))
         except _RENDER_ERRORS as exc:
             raise _failure(exc) from exc
 

