@@ -1,13 +1,15 @@
 """A render process: renders the templates the engine sends, one at a time, under hard limits.
 
 Started by `RenderPool` as `python -m flowstream_engine.render.child <limits JSON> <memory>`. It
-caps its own address space (`RLIMIT_AS`), answers `ready`, then serves requests from stdin until
-stdin closes. Every render runs under one budget (steps, depth, sizes, CPU time); the engine kills
-a process that does not answer in time, so a render that escapes every check still ends.
+caps its own address space (`RLIMIT_AS`), lowers its scheduling priority, answers `ready`, then
+serves requests from stdin until stdin closes. Every render runs under one budget (steps, depth,
+sizes, CPU time); the engine kills a process that does not answer in time, so a render that
+escapes every check still ends.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import resource
@@ -24,6 +26,7 @@ from flowstream_shared.sandbox import TemplateLimits, budget_scope, set_default_
 
 from flowstream_engine.render import protocol
 
+RENDER_NICENESS = 10
 # Coalesce a streamed render's pieces: a loop of tiny pieces must not become as many events.
 CHUNK_CHARS = 4096
 
@@ -91,6 +94,10 @@ def main() -> None:
     limits = TemplateLimits(**json.loads(sys.argv[1]))
     memory = int(sys.argv[2])
     resource.setrlimit(resource.RLIMIT_AS, (memory, memory))
+    with contextlib.suppress(OSError):
+        # Below the engine: when a tenant's render and other runs compete for a core, the runs
+        # go first.
+        os.nice(RENDER_NICENESS)
     set_default_limits(limits)
     stdout = os.fdopen(os.dup(sys.stdout.fileno()), "wb")
     sys.stdout = sys.stderr  # nothing printed by accident may corrupt a frame
