@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 from flowstream_engine.limits import RunLimits
-from flowstream_engine.render import Renderer
+from flowstream_engine.render.renderer import Renderer
 from flowstream_shared.sandbox import ExpressionError, TemplateLimits
 
 NESTED_LOOPS = (

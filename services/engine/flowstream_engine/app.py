@@ -25,7 +25,7 @@ from flowstream_engine.http import close_shared_client, configure_egress
 from flowstream_engine.lease import Leases
 from flowstream_engine.metrics import EngineMetrics
 from flowstream_engine.publisher import AckedPublisher
-from flowstream_engine.render import close_shared_renderer
+from flowstream_engine.render.renderer import close_shared_renderer
 from flowstream_engine.run_log import LogSettings
 from flowstream_engine.settings import EngineSettings
 from flowstream_engine.worker import RunWorker, WorkerSettings

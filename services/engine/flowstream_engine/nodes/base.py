@@ -10,7 +10,7 @@ import httpx
 from flowstream_shared.masking import ValueMasker
 from flowstream_shared.workflow import Node
 
-from flowstream_engine.render import Renderer, shared_renderer
+from flowstream_engine.render.renderer import Renderer, shared_renderer
 
 if TYPE_CHECKING:
     from flowstream_engine.credentials import RunCredentials

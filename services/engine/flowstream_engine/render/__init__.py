@@ -1,5 +1,5 @@
-"""Rendering templates for nodes: inline when light, in render processes otherwise."""
+"""Rendering templates for nodes: inline when light, in render processes otherwise.
 
-from flowstream_engine.render.renderer import Renderer, close_shared_renderer, shared_renderer
-
-__all__ = ["Renderer", "close_shared_renderer", "shared_renderer"]
+`renderer` is the engine's side; `child` is the render process, which imports only `protocol` and
+the shared expression code (this package imports nothing itself, so the process starts fast).
+"""

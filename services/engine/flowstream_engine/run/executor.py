@@ -44,7 +44,7 @@ from flowstream_engine.limits import RunLimits, run_limits
 from flowstream_engine.nodes.base import NodeResult
 from flowstream_engine.plan import Plan, PlannedNode
 from flowstream_engine.redaction import RunSecrets
-from flowstream_engine.render import Renderer, shared_renderer
+from flowstream_engine.render.renderer import Renderer, shared_renderer
 from flowstream_engine.run.common import INTERRUPTED, STOPPED_BY_USER, Halt, Outcome
 from flowstream_engine.run.scheduler import Scheduler
 from flowstream_engine.run_log import RunLogFailed
