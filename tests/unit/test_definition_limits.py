@@ -59,10 +59,10 @@ def wide_parallel(branches: int) -> WorkflowDefinition:
 def test_a_long_chain_is_checked_in_linear_time_and_memory() -> None:
     workflow = long_chain(4_000)
     tracemalloc.start()
-    started = time.perf_counter()
+    started = time.process_time()
     try:
         validate_definition(workflow, limits=UNLIMITED)
-        elapsed = time.perf_counter() - started
+        elapsed = time.process_time() - started
         _, peak = tracemalloc.get_traced_memory()
     finally:
         tracemalloc.stop()
@@ -72,9 +72,9 @@ def test_a_long_chain_is_checked_in_linear_time_and_memory() -> None:
 
 def test_a_wide_parallel_is_checked_in_linear_time() -> None:
     workflow = wide_parallel(6_500)
-    started = time.perf_counter()
+    started = time.process_time()
     validate_definition(workflow, limits=UNLIMITED)
-    assert time.perf_counter() - started < 5.0  # about 0.15 s; was 91 s
+    assert time.process_time() - started < 5.0  # about 0.15 s; was 91 s
 
 
 def test_branches_that_meet_are_still_refused() -> None:

@@ -20,15 +20,16 @@ from flowstream_shared.expressions import (
 from flowstream_shared.sandbox import BudgetExceeded, TemplateLimits, budget_scope
 from flowstream_shared.sandbox.cache import CostBoundedCache
 
-# Every hostile render here must fail well within this (the CPU budget is 1 s).
+# Every hostile render here must fail well within this much CPU time (the budget is 1 s). CPU
+# time, not wall time: a busy machine must not fail these.
 FAST_S = 2.0
 
 
 def _fails(source: str, context: dict[str, Any] | None = None) -> str:
-    started = time.perf_counter()
+    started = time.process_time()
     with pytest.raises(BudgetExceeded) as caught:
         compile_template(source).render(context or {})
-    assert time.perf_counter() - started < FAST_S, f"{source!r} took too long to fail"
+    assert time.process_time() - started < FAST_S, f"{source!r} took too long to fail"
     return str(caught.value)
 
 
@@ -37,16 +38,16 @@ def _fails(source: str, context: dict[str, Any] | None = None) -> str:
 
 @pytest.mark.parametrize("source", ["{{ 3**(10**7) }}", "{{ 'a' * 10**9 }}", "{{ 9**9**9 }}"])
 def test_compiling_never_folds_constants(source: str) -> None:
-    started = time.perf_counter()
+    started = time.process_time()
     check_template(source)  # what the gateway does on every write
     compile_template(source)
-    assert time.perf_counter() - started < 0.5
+    assert time.process_time() - started < 0.5
 
 
 def test_a_condition_compiles_without_computing_either() -> None:
-    started = time.perf_counter()
+    started = time.process_time()
     check_condition("{{ 3**(10**7) }} > 1")
-    assert time.perf_counter() - started < 0.5
+    assert time.process_time() - started < 0.5
     with pytest.raises(BudgetExceeded, match="bits"):
         compile_condition("{{ 3**(10**7) }} > 1").evaluate({})
 
@@ -138,10 +139,10 @@ def test_exponential_macro_calls_run_out_of_steps() -> None:
 def test_a_render_past_its_cpu_budget_fails() -> None:
     source = "{% for a in 'x' * 50000 %}{{ ('y' * 100000)|upper|length }}{% endfor %}"
     limits = TemplateLimits(cpu_seconds=0.2)
-    started = time.perf_counter()
+    started = time.process_time()
     with budget_scope(limits), pytest.raises(BudgetExceeded, match=r"CPU budget of 0\.2s"):
         compile_template(source).render({})
-    assert time.perf_counter() - started < 1.0
+    assert time.process_time() - started < 1.0
 
 
 def test_output_is_bounded() -> None:
