@@ -23,6 +23,7 @@ from flowstream_engine.credentials import CredentialResolver, configure_credenti
 from flowstream_engine.egress import policy_for
 from flowstream_engine.http import close_shared_client, configure_egress
 from flowstream_engine.lease import Leases
+from flowstream_engine.limits import configure_limits
 from flowstream_engine.metrics import EngineMetrics
 from flowstream_engine.publisher import AckedPublisher
 from flowstream_engine.render.renderer import close_shared_renderer
@@ -105,6 +106,7 @@ def create_app(settings: EngineSettings | None = None) -> AsgiFastStream:
         js = nc.jetstream()
         await ensure_topology(js, settings)
         configure_egress(policy_for(settings))
+        configure_limits(settings)  # node output size and template budgets
         await _configure_credentials(js, settings)
         await converge_consumer(
             js,

@@ -1,13 +1,13 @@
 """The engine's size limits and template budgets, read once from its settings.
 
-`run_limits()` is what the executor and the renderer use unless a test hands them its own. The
-first call also makes the template limits the process defaults, so the templates rendered inline
-(plain references) are held to the same output size as the rest.
+`configure_limits` (called by the engine at start-up) and `run_limits()` give what the executor
+and the renderer use unless a test hands them its own. Configuring also makes the template limits
+the process defaults, so the templates rendered inline (plain references) are held to the same
+output size as the rest.
 """
 
 from __future__ import annotations
 
-import functools
 from dataclasses import dataclass, field
 
 from flowstream_shared.sandbox import TemplateLimits, set_default_limits
@@ -39,8 +39,17 @@ class RunLimits:
         )
 
 
-@functools.cache
+_configured: RunLimits | None = None
+
+
+def configure_limits(settings: EngineSettings) -> RunLimits:
+    """The engine's composition root sets its limits once, from the settings it runs with."""
+    global _configured
+    _configured = RunLimits.from_settings(settings)
+    set_default_limits(_configured.template)
+    return _configured
+
+
 def run_limits() -> RunLimits:
-    limits = RunLimits.from_settings(EngineSettings())
-    set_default_limits(limits.template)
-    return limits
+    """The configured limits; without a composition root (a test), the environment's."""
+    return _configured or configure_limits(EngineSettings())
