@@ -186,10 +186,13 @@ class WorkflowStore:
         }
         numbers = [latest.version, *sorted((n for n in stored if n >= oldest), reverse=True)]
         wanted = numbers[(page - 1) * size : page * size]
-        records = [
-            latest if n == latest.version else await self._cache.get(_version_key(workflow_id, n))
-            for n in wanted
-        ]
+
+        async def read(number: int) -> WorkflowRecord | None:
+            if number == latest.version:
+                return latest
+            return await self._cache.get(_version_key(workflow_id, number))
+
+        records = await asyncio.gather(*(read(n) for n in wanted))
         return [r for r in records if r is not None], len(numbers)
 
     async def create(
