@@ -44,7 +44,7 @@ async def _measure(store: str, runs_count: int, env: dict[str, str]) -> Projecti
             events = sum(len(e) for _, e in runs)
             await nc.close()
             env = {"FLOWSTREAM_DATA_DIR": str(Path(tmp) / "data"), **env}
-            async with history_process(server.url, env) as history:
+            async with history_process(server, env) as history:
                 await history.logged(READY)
                 started = time.perf_counter()
                 await history_caught_up(server.url, within_s=600)

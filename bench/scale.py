@@ -31,6 +31,7 @@ from flowstream_launcher.child_stack import ChildStack, child_stack
 from flowstream_launcher.dev_auth import issue_token
 from flowstream_launcher.nats_server import free_port
 from flowstream_shared import subjects
+from flowstream_shared.nats_access import Identity
 
 from bench import e2e
 from bench.ceilings import record_frames
@@ -127,7 +128,7 @@ async def two_engines(
     port = free_port()
     env = {
         **os.environ,
-        "FLOWSTREAM_NATS_URL": stack.nats_url,
+        **stack.service_env(Identity.ENGINE),
         "FLOWSTREAM_ENGINE_PORT": str(port),
         "FLOWSTREAM_CREDENTIALS_PRIVATE_KEY": stack.credentials_private_key,
         "PYTHONUNBUFFERED": "1",

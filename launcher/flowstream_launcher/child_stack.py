@@ -17,8 +17,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from flowstream_shared.credentials import generate_private_key, public_key_of
+from flowstream_shared.nats_access import Identity
 
 from flowstream_launcher.banner import READY_MARKER
+from flowstream_launcher.nats_auth import NatsAuth
 from flowstream_launcher.nats_server import free_port
 
 BANNER_LAST_LINE = "  Try:"
@@ -27,7 +29,7 @@ BANNER_LAST_LINE = "  Try:"
 @dataclass
 class ChildStack:
     base_url: str
-    nats_url: str
+    nats_address: str  # where NATS listens; every connection authenticates
     secret: str
     ports: dict[str, int]
     # What another gateway (public) or engine (private) process joining the stack needs.
@@ -35,6 +37,18 @@ class ChildStack:
     credentials_private_key: str = field(default="", repr=False)
     banner: list[str] = field(default_factory=list)
     output: list[str] = field(default_factory=list)
+    nats_auth: NatsAuth | None = field(default=None, repr=False)
+
+    @property
+    def nats_url(self) -> str:
+        """NATS as the admin identity: for tests and tools."""
+        assert self.nats_auth is not None, "the stack is not ready yet"
+        return self.nats_auth.url_for(Identity.ADMIN, self.nats_address)
+
+    def service_env(self, identity: Identity) -> dict[str, str]:
+        """The NATS settings of one more service process joining this stack."""
+        assert self.nats_auth is not None, "the stack is not ready yet"
+        return {"FLOWSTREAM_NATS_URL": self.nats_address, **self.nats_auth.env_for(identity)}
 
 
 @asynccontextmanager
@@ -68,7 +82,7 @@ async def child_stack(
     )  # fmt: skip
     stack = ChildStack(
         base_url=f"http://127.0.0.1:{ports['gateway']}",
-        nats_url=f"nats://127.0.0.1:{ports['nats']}",
+        nats_address=f"nats://127.0.0.1:{ports['nats']}",
         secret=secret,
         ports=ports,
         credentials_public_key=public_key_of(credentials_key),
@@ -96,6 +110,7 @@ async def child_stack(
     relay_task = asyncio.create_task(relay())
     try:
         await asyncio.wait_for(banner_seen, timeout=ready_timeout)
+        stack.nats_auth = NatsAuth.load_or_create(data_dir / "nats-auth.json")
         yield stack
     finally:
         if process.returncode is None:

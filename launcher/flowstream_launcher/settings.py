@@ -34,6 +34,11 @@ class LauncherSettings(NatsSettings, DataSettings):
         return self.data_dir / "nats"
 
     @property
+    def nats_auth_file(self) -> Path:
+        """The embedded NATS server's identities and the auth callout's issuer key."""
+        return self.data_dir / "nats-auth.json"
+
+    @property
     def jwt_secret_file(self) -> Path:
         return self.data_dir / "jwt-secret"
 

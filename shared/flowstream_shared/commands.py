@@ -8,6 +8,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from flowstream_shared.apis import ApiSnapshot
 from flowstream_shared.workflow import WorkflowDefinition
 
 # Dify gives a run two ids: the run id and the task id used to stop it. Deriving one from the other
@@ -63,6 +64,18 @@ class WorkflowSnapshot(BaseModel):
     workflow_id: str
     version: int = Field(ge=1)
     definition: WorkflowDefinition
+    # The registry APIs its API_CALL nodes name, as they were when the run was submitted.
+    apis: dict[str, ApiSnapshot] = Field(default_factory=dict)
+
+
+class DebugOptions(BaseModel):
+    """A run under a debugger: it pauses before each top-level node (`step`) or before the
+    named ones (`breakpoints`); `POST /api/executions/{id}/step` runs what is ready."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    step: bool = False
+    breakpoints: list[str] = Field(default_factory=list, max_length=1_000)
 
 
 class RunCommand(BaseModel):
@@ -81,12 +94,15 @@ class RunCommand(BaseModel):
     created_at: float = Field(description="Unix seconds when the run was accepted")
     deadline: float = Field(description="Unix seconds after which the run fails with a timeout")
     priority: int = 0
+    debug: DebugOptions | None = None
 
 
 class ControlAction(StrEnum):
     CANCEL = "cancel"
     PAUSE = "pause"
     RESUME = "resume"
+    # Run the nodes held at the pause announced at `pause_seq`, then pause before the next ones.
+    STEP = "step"
 
 
 class ControlCommand(BaseModel):
@@ -96,3 +112,6 @@ class ControlCommand(BaseModel):
 
     action: ControlAction
     reason: str = ""
+    # STEP: the `seq` of the `workflow_paused` it releases, so a step is applied once, also by
+    # an engine that takes the run over.
+    pause_seq: int | None = None

@@ -115,11 +115,14 @@ class NodeRetryData(NodeFinishedData):
 
 
 class WorkflowStatusData(_Payload):
-    """`workflow_paused` and `workflow_resumed`."""
+    """`workflow_paused` and `workflow_resumed`. A pause says why (`pause`: asked for;
+    `step` / `breakpoint`: a debugged run) and which nodes it holds (`node_ids`)."""
 
     id: str
     status: RunStatus
     created_at: int
+    reason: str | None = Field(default=None, exclude_if=lambda v: v is None)
+    node_ids: list[str] | None = Field(default=None, exclude_if=lambda v: v is None)
 
 
 class WorkflowProgressData(_Payload):

@@ -9,6 +9,11 @@ filters): the engine renders those inline. Every other template renders under a 
 depth, sizes and CPU time (see `TemplateLimits`); the engine runs those in a render process.
 
 Conditions also read `a contains b` and `a not contains b` (`sandbox.conditions`).
+
+Method calls are limited to :data:`METHODS`, checked when an expression compiles (so at write
+time): `x.contains(y)` works on strings, lists and objects, `x.startswith(y)` and the other
+string methods on strings, `get`/`keys`/`values`/`items` on objects. Any other call, such as
+`x.foo()` or `len(x)`, is refused rather than accepted and failing every run.
 """
 
 from __future__ import annotations
@@ -28,11 +33,13 @@ from flowstream_shared.sandbox.budget import active as active_budget
 from flowstream_shared.sandbox.budget import budget_scope
 from flowstream_shared.sandbox.cache import CostBoundedCache
 from flowstream_shared.sandbox.conditions import to_expression
+from flowstream_shared.sandbox.environment import METHODS
 from flowstream_shared.sandbox.environment import environment as _env
 from flowstream_shared.sandbox.errors import BudgetExceeded, ExpressionError
 from flowstream_shared.sandbox.limits import default_limits
 
 __all__ = [
+    "METHODS",
     "Condition",
     "ExpressionError",
     "Reference",
@@ -89,11 +96,31 @@ def _references(tree: nodes.Template, light: bool = True) -> frozenset[Reference
     return frozenset(ref for ref in found if ref.root in outside)
 
 
+def _method_calls(tree: nodes.Node) -> set[int]:
+    """The `x.method` parts of `x.method(...)` calls; refuse a call to anything else."""
+    methods: set[int] = set()
+    for call in tree.find_all(nodes.Call):
+        callee = call.node
+        if isinstance(callee, nodes.Getattr) and callee.attr in METHODS:
+            methods.add(id(callee))
+            continue
+        name = callee.attr if isinstance(callee, nodes.Getattr) else getattr(callee, "name", "")
+        raise ExpressionError(
+            f"`{name}()` cannot be called in an expression; the methods that work are "
+            "contains, startswith, endswith, lower, upper, strip (and the other string "
+            "methods), get, keys, values, items"
+        )
+    return methods
+
+
 def _accesses(tree: nodes.Node) -> frozenset[Reference]:
     found: set[Reference] = set()
     attr_roots: set[int] = set()
+    methods = _method_calls(tree)
     for access in tree.find_all((nodes.Getattr, nodes.Getitem)):
         field: str | None = None
+        if isinstance(access, nodes.Getattr) and id(access) in methods:
+            continue  # `x.contains(…)` reads `x`, not a field called `contains`
         if isinstance(access, nodes.Getattr):
             inner, field = access.node, access.attr
         elif isinstance(access, nodes.Getitem):

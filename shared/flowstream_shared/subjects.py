@@ -46,6 +46,8 @@ IDEMPOTENCY_BUCKET = "flowstream_idempotency"
 LEASES_BUCKET = "flowstream_leases"
 # Stored credentials (key = `<owner token>.<name>`): the gateway writes, the engine reads.
 CREDENTIALS_BUCKET = "flowstream_credentials"
+# The API registry (`/api/apis`): read and written by the gateway only; runs carry snapshots.
+APIS_BUCKET = "flowstream_apis"
 
 HISTORY_PREFIX = "flowstream.history"
 ALL_HISTORY = f"{HISTORY_PREFIX}.*"

@@ -5,6 +5,7 @@ Every service calls :func:`ensure_topology` at start-up, so any of them can star
 
 from __future__ import annotations
 
+import asyncio
 import logging
 
 from nats.js import JetStreamContext
@@ -94,6 +95,7 @@ def buckets(settings: NatsSettings) -> list[KeyValueConfig]:
         KeyValueConfig(
             bucket=subjects.API_KEYS_BUCKET, history=1, replicas=settings.stream_replicas
         ),
+        KeyValueConfig(bucket=subjects.APIS_BUCKET, history=1, replicas=settings.stream_replicas),
         KeyValueConfig(
             bucket=subjects.CREDENTIALS_BUCKET, history=1, replicas=settings.stream_replicas
         ),
@@ -126,6 +128,28 @@ async def _ensure_stream(js: JetStreamContext, config: StreamConfig) -> None:
         await js.update_stream(config=config)
 
 
+async def await_topology(js: JetStreamContext, settings: NatsSettings) -> None:
+    """Wait until the streams and buckets exist. Only the gateway may declare them (NATS
+    permissions); an engine or history process started first waits for it."""
+    names = [
+        runs_stream(settings).name,
+        events_stream(settings).name,
+        dead_letter_stream(settings).name,
+        *(f"KV_{bucket.bucket}" for bucket in buckets(settings)),
+    ]
+    delay = 0.2
+    for name in names:
+        assert name is not None
+        while True:
+            try:
+                await js.stream_info(name)
+                break
+            except NotFoundError:
+                log.info("waiting for stream %s to be declared (by a gateway)", name)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 5.0)
+
+
 async def ensure_topology(js: JetStreamContext, settings: NatsSettings) -> None:
     await _ensure_stream(js, runs_stream(settings))
     await _ensure_stream(js, events_stream(settings))
@@ -135,6 +159,28 @@ async def ensure_topology(js: JetStreamContext, settings: NatsSettings) -> None:
             await js.key_value(bucket.bucket)
         except (BucketNotFoundError, NotFoundError):
             await js.create_key_value(config=bucket)
+            continue
+        await _converge_bucket(js, bucket)
+
+
+async def _converge_bucket(js: JetStreamContext, bucket: KeyValueConfig) -> None:
+    """`create_key_value` leaves an existing bucket as it was created: bring its stream to the
+    configured replicas, TTL and history (an install moving from 1 to 3 replicas, say)."""
+    stream = f"KV_{bucket.bucket}"
+    config = (await js.stream_info(stream)).config
+    wanted = (bucket.replicas, bucket.ttl or 0.0, bucket.history)
+    if (config.num_replicas, config.max_age or 0.0, config.max_msgs_per_subject) == wanted:
+        return
+    log.info(
+        "bucket %s: replicas %s, ttl %ss, history %s (was %s, %ss, %s)",
+        bucket.bucket,
+        *wanted,
+        config.num_replicas,
+        config.max_age,
+        config.max_msgs_per_subject,
+    )
+    config.num_replicas, config.max_age, config.max_msgs_per_subject = wanted
+    await js.update_stream(config=config)
 
 
 async def converge_consumer(

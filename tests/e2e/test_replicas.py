@@ -10,6 +10,7 @@ from collections.abc import AsyncIterator
 import httpx
 import pytest
 from flowstream_launcher.nats_server import free_port
+from flowstream_shared.nats_access import Identity
 
 from tests.e2e.conftest import Stack
 from tests.support import GREET, delay_then_template, make_token, sse_frames
@@ -22,7 +23,7 @@ async def second_gateway(stack: Stack) -> AsyncIterator[str]:
     port = free_port()
     env = {
         **os.environ,
-        "FLOWSTREAM_NATS_URL": stack.nats_url,
+        **stack.process.service_env(Identity.GATEWAY),
         "FLOWSTREAM_JWT_SECRET": stack.secret,
         "FLOWSTREAM_CREDENTIALS_PUBLIC_KEY": stack.process.credentials_public_key,
         "FLOWSTREAM_GATEWAY_PORT": str(port),

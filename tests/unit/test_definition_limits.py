@@ -12,8 +12,8 @@ import tracemalloc
 from typing import Any
 
 import pytest
-from flowstream_gateway.definitions import WorkflowLimits, assess
 from flowstream_gateway.errors import ApiError
+from flowstream_gateway.workflow_checks import WorkflowLimits, assess
 from flowstream_shared.validation import (
     DefinitionError,
     DefinitionLimits,

@@ -10,10 +10,11 @@ from dataclasses import dataclass
 from typing import Any, cast
 
 import pytest
+from flowstream_gateway.apis import ApiRecord, ApiStore
 from flowstream_gateway.credentials import CredentialStore
-from flowstream_gateway.definitions import WorkflowLimits, assess, check_draft
 from flowstream_gateway.errors import ApiError
 from flowstream_gateway.kv_cache import KvCache
+from flowstream_gateway.workflow_checks import WorkflowLimits, assess, check_draft
 from flowstream_gateway.workflows import WorkflowRecord, WorkflowStore
 from flowstream_shared.credentials import (
     CredentialRecord,
@@ -82,7 +83,9 @@ def credential_store() -> CredentialStore:
 def _store(credentials: CredentialStore | None = None) -> tuple[WorkflowStore, _Bucket]:
     bucket = _Bucket()
     cache = KvCache(cast(KeyValue, bucket), WorkflowRecord.model_validate_json, mirrored="*")
-    return WorkflowStore(cache, credentials or credential_store()), bucket
+    credentials = credentials or credential_store()
+    apis = ApiStore(KvCache(cast(KeyValue, _Bucket()), ApiRecord.model_validate_json), credentials)
+    return WorkflowStore(cache, credentials, apis), bucket
 
 
 def _rejection(call: Any) -> ApiError:
@@ -189,7 +192,6 @@ def test_full_writes_are_strict_unless_a_draft_is_asked_for() -> None:
         ([start(), node("t", "TEMPLATE")], [], "`t`: config.template"),
         ([start(), template("t", "{{ input.x >= }}")], [], "`t`: invalid template"),
         ([start(), start(node_id="again")], [], "`again`"),
-        ([template("t", "x")], [], "START"),
         ([start(), template("t", "x")], chain("start", "ghost"), "`ghost`"),
         ([start(), template("t", "x")], chain("t", "start"), "`start`: START"),
         ([start(), end()], [*chain("start", "end"), *chain("start", "end")], "`start`: duplicate"),
@@ -208,7 +210,9 @@ def test_a_draft_may_be_incomplete() -> None:
 async def test_only_the_latest_versions_are_kept_and_older_ones_say_they_were_pruned() -> None:
     bucket = _Bucket()
     cache = KvCache(cast(KeyValue, bucket), WorkflowRecord.model_validate_json, mirrored="*")
-    store = WorkflowStore(cache, credential_store(), WorkflowLimits(max_versions=3))
+    credentials = credential_store()
+    apis = ApiStore(KvCache(cast(KeyValue, _Bucket()), ApiRecord.model_validate_json), credentials)
+    store = WorkflowStore(cache, credentials, apis, WorkflowLimits(max_versions=3))
     created = await store.create("alice", GREET_DEF)
     for n in range(2, 7):
         await store.replace("alice", created.id, GREET_DEF.model_copy(update={"name": f"v{n}"}))
@@ -243,3 +247,12 @@ async def test_a_page_of_versions_reads_only_that_page() -> None:
     records, total = await store.versions("alice", created.id, page=2, size=2)
     assert total == 5 and [r.version for r in records] == [3, 2]
     assert reads == [f"{created.id}.v3", f"{created.id}.v2"]
+
+
+def test_a_draft_may_have_no_start_yet() -> None:
+    # A workflow built step by step may be created empty and get its START later.
+    check_draft(definition([], []))
+    check_draft(definition([template("t", "x")], []))
+    assert assess(definition([template("t", "x")], []), allow_draft=True) == [
+        "a workflow needs a START node"
+    ]

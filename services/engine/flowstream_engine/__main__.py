@@ -2,14 +2,15 @@ from __future__ import annotations
 
 import argparse
 import json
-import logging
 import sys
 
 import uvicorn
+from flowstream_shared.settings import TelemetrySettings
+from flowstream_shared.telemetry.logs import configure_logging
+from flowstream_shared.telemetry.tracing import configure_tracing
 
 from flowstream_engine.app import create_app
-from flowstream_engine.http import quiet_http_logs
-from flowstream_engine.redaction import install_log_redaction
+from flowstream_engine.redaction import LIVE_SECRETS, install_log_redaction
 from flowstream_engine.settings import EngineSettings
 
 
@@ -21,9 +22,9 @@ def main() -> None:
         json.dump(document, sys.stdout, indent=2, sort_keys=True)  # stable across runs
         sys.stdout.write("\n")
         return
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s engine %(levelname)s %(message)s")
-    quiet_http_logs()
-    install_log_redaction()
+    configure_logging("engine", TelemetrySettings().log_level)
+    install_log_redaction()  # no secret a run holds reaches a line
+    configure_tracing("engine", redact=LIVE_SECRETS.redact)  # nor a span's URL
     settings = EngineSettings()
     if settings.credentials_private_key is None:
         sys.exit(
@@ -35,6 +36,7 @@ def main() -> None:
         host=settings.engine_host,
         port=settings.engine_port,
         log_level="warning",
+        log_config=None,  # uvicorn's records go to the one JSON handler
         lifespan="on",
     )
 

@@ -8,13 +8,15 @@ from typing import Any
 from faststream import AckPolicy
 from faststream.asgi import AsgiFastStream, AsgiResponse, get, make_ping_asgi
 from faststream.asgi.types import Scope
-from faststream.nats import ConsumerConfig, JStream, KvWatch, NatsBroker, NatsMessage, PullSub
+from faststream.nats import ConsumerConfig, JStream, KvWatch, NatsMessage, PullSub
 from faststream.specification import AsyncAPI
-from flowstream_shared import subjects
+from flowstream_shared import nats_connection, subjects
 from flowstream_shared.commands import ControlCommand, RunCommand
 from flowstream_shared.credentials import Opener
 from flowstream_shared.events import RunEvent
-from flowstream_shared.topology import converge_consumer, ensure_topology
+from flowstream_shared.telemetry.logs import log_context
+from flowstream_shared.telemetry.tracing import continued_from
+from flowstream_shared.topology import await_topology, converge_consumer
 from prometheus_client import make_asgi_app
 from pydantic import ValidationError
 
@@ -37,17 +39,17 @@ log = logging.getLogger("flowstream.engine")
 def create_app(settings: EngineSettings | None = None) -> AsgiFastStream:
     settings = settings or EngineSettings()
     # Per-message logs at DEBUG: at thousands of runs per second INFO lines would dominate.
-    broker = NatsBroker(
-        settings.url,
-        max_reconnect_attempts=-1,
-        reconnect_time_wait=1,
+    broker = nats_connection.broker(
+        settings,
+        "engine",
         log_level=logging.DEBUG,
+        logger=logging.getLogger("faststream.nats"),  # into the process's one log format
         # Stopping hands every run back at once (its handler naks when cancelled) so another
         # engine resumes it now, instead of finishing runs that may last minutes.
         graceful_timeout=None,
     )
     control = ControlRegistry()
-    metrics = EngineMetrics()
+    metrics = EngineMetrics(settings.run_timeout)
     publisher: list[AckedPublisher] = []
     worker: list[RunWorker] = []
 
@@ -56,6 +58,7 @@ def create_app(settings: EngineSettings | None = None) -> AsgiFastStream:
         stream=JStream(subjects.RUNS_STREAM, declare=False),
         durable=subjects.ENGINE_CONSUMER,
         pull_sub=PullSub(batch_size=1, timeout=5.0),
+        inbox_prefix=f"{settings.inbox_prefix}.".encode(),  # this identity's replies only
         max_workers=settings.engine_concurrency,
         ack_policy=AckPolicy.MANUAL,
         config=ConsumerConfig(
@@ -67,7 +70,12 @@ def create_app(settings: EngineSettings | None = None) -> AsgiFastStream:
         description="Runs to execute; engine replicas share one durable pull consumer.",
     )
     async def on_run(command: RunCommand, message: NatsMessage) -> None:
-        await worker[0].handle(command, message.raw_message)
+        # The gateway's trace continues here; every line about the run names it.
+        with (
+            log_context(run_id=command.run_id, workflow_id=command.workflow.workflow_id),
+            continued_from(message.headers),
+        ):
+            await worker[0].handle(command, message.raw_message)
 
     @broker.subscriber(subjects.ALL_CONTROL, title="run control (fast path)")
     async def on_control(command: ControlCommand, message: NatsMessage) -> None:
@@ -101,10 +109,10 @@ def create_app(settings: EngineSettings | None = None) -> AsgiFastStream:
     )
 
     async def start_up() -> None:
-        await broker.connect()
+        await nats_connection.until_connected(broker.connect, "engine")
         nc = broker.connection
         js = nc.jetstream()
-        await ensure_topology(js, settings)
+        await await_topology(js, settings)
         configure_egress(policy_for(settings))
         configure_limits(settings)  # node output size and template budgets
         await _configure_credentials(js, settings)

@@ -6,9 +6,10 @@ soon as it starts.
 
 Two flags per run, under two KV keys, so a later pause or resume can never overwrite a cancel:
 `<run_id>` holds a CANCEL (final: nothing un-cancels a run) and `<run_id>.pause` the latest
-PAUSE or RESUME. The core message carries the action, so both arrive on the run's one control
-subject. The registry keeps the latest pause flag per run; a stale one delivered late by the
-other path is corrected when the latest arrives.
+PAUSE, RESUME or STEP (a debugger's step names the pause it answers, so applying it twice, or
+on an engine that took the run over, starts nothing twice). The core message carries the
+action, so both arrive on the run's one control subject. The registry keeps the latest pause
+flag per run; a stale one delivered late by the other path is corrected when the latest arrives.
 """
 
 from __future__ import annotations
@@ -81,6 +82,8 @@ class ControlRegistry:
             executor.request_pause()
         elif command.action == ControlAction.RESUME:
             executor.request_resume()
+        elif command.action == ControlAction.STEP:
+            executor.request_step(command.pause_seq)
         else:  # pragma: no cover - a newer gateway's action
             log.info("control action %s is not supported", command.action)
 

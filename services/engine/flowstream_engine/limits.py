@@ -2,8 +2,8 @@
 
 `configure_limits` (called by the engine at start-up) and `run_limits()` give what the executor
 and the renderer use unless a test hands them its own. Configuring also makes the template limits
-the process defaults, so the templates rendered inline (plain references) are held to the same
-output size as the rest.
+the process defaults, so the templates rendered inline are held to the same sizes as the rest, with
+a CPU budget of their own (`INLINE_CPU_S`).
 """
 
 from __future__ import annotations
@@ -39,6 +39,11 @@ class RunLimits:
         )
 
 
+# A heavy template rendered synchronously in the engine process holds its event loop: a plugin
+# node's own render, or a CONDITIONAL connection's condition (the scheduler decides edges
+# synchronously). Those get this much CPU; the render processes get the full budget.
+INLINE_CPU_S = 0.05
+
 _configured: RunLimits | None = None
 
 
@@ -46,7 +51,8 @@ def configure_limits(settings: EngineSettings) -> RunLimits:
     """The engine's composition root sets its limits once, from the settings it runs with."""
     global _configured
     _configured = RunLimits.from_settings(settings)
-    set_default_limits(_configured.template)
+    inline = min(_configured.template.cpu_seconds, INLINE_CPU_S)
+    set_default_limits(_configured.template.with_changes(cpu_seconds=inline))
     return _configured
 
 

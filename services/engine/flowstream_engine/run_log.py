@@ -24,10 +24,12 @@ import logging
 import socket
 import time
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from flowstream_shared import subjects
 from flowstream_shared.subjects import RunAddress
+from flowstream_shared.telemetry.tracing import trace_headers
 
 from flowstream_engine.publisher import (
     AckedPublisher,
@@ -118,6 +120,7 @@ class _Event:
     seq: int
     subject: str
     payload: bytes
+    trace: dict[str, str]  # the span that emitted it (`traceparent`); empty while tracing is off
 
 
 @dataclass
@@ -138,8 +141,10 @@ class RunLog:
         claim: Claim,
         last_seq: int,
         settings: LogSettings | None = None,
+        on_retry: Callable[[], None] | None = None,
     ) -> None:
         self._publisher = publisher
+        self._on_retry = on_retry
         self._run = run
         self._settings = settings or LogSettings()
         self._fence = {EXPECTED_SEQ: str(claim.seq), EXPECTED_SUBJECT: run.claim_subject}
@@ -156,7 +161,7 @@ class RunLog:
     def append(self, event: str, payload: bytes, seq: int) -> None:
         if self.failed:
             return  # this attempt is over; the run's next attempt numbers from the stored log
-        self._queue.append(_Event(seq, self._run.ingest_subject(event), payload))
+        self._queue.append(_Event(seq, self._run.ingest_subject(event), payload, trace_headers()))
         if self._pump is None:
             self._pump = asyncio.get_running_loop().create_task(self._drain())
 
@@ -209,7 +214,11 @@ class RunLog:
                 await self._publisher.publish(
                     event.subject,
                     event.payload,
-                    {**self._fence, MSG_ID: subjects.event_msg_id(self._run.run_id, event.seq)},
+                    {
+                        **event.trace,
+                        **self._fence,
+                        MSG_ID: subjects.event_msg_id(self._run.run_id, event.seq),
+                    },
                     self._settings.ack_timeout_s,
                 )
                 for event in pending
@@ -235,6 +244,8 @@ class RunLog:
                         f"the event log did not store run {self._run.run_id}'s events within "
                         f"{self._settings.retry_budget_s:g}s"
                     )
+                if self._on_retry is not None:
+                    self._on_retry()
                 log.warning(
                     "run %s: %d of %d events not stored yet; retrying",
                     self._run.run_id,

@@ -62,3 +62,6 @@ class EngineSettings(NatsSettings):
     def _parseable(cls, value: list[str]) -> list[str]:
         parse_rules(value)  # a bad entry stops the engine at start-up, naming the entry
         return value
+
+    # Each call of a `flowstream.hooks` hook is abandoned after this long.
+    hook_timeout_s: float = Field(default=5.0, gt=0, le=300)

@@ -21,7 +21,7 @@ from typing import Any
 from flowstream_shared import subjects
 from flowstream_shared.commands import RunCommand
 from flowstream_shared.event_log import read_messages
-from flowstream_shared.events import WorkflowFinishedData, parse_event
+from flowstream_shared.events import parse_event
 from flowstream_shared.subjects import RunAddress
 from nats.aio.client import Client
 from nats.aio.msg import Msg
@@ -138,7 +138,14 @@ class RunWorker:
         delivered = attempt.delivered
         if state.finished is not None:
             return "done"  # a redelivered command of a run that has ended
-        run_log = RunLog(self._publisher, run, claim, state.last_seq, self._settings.log)
+        run_log = RunLog(
+            self._publisher,
+            run,
+            claim,
+            state.last_seq,
+            self._settings.log,
+            on_retry=self._metrics.publish_retries.inc,
+        )
         try:
             return await self._execute(command, state, run_log, delivered)
         finally:
@@ -154,14 +161,16 @@ class RunWorker:
             last_seq=state.last_seq,
             max_event_bytes=self._settings.max_event_bytes,
         )
-        executor = RunExecutor(command, plan_for(command.workflow), emitter, state)
+        executor = RunExecutor(
+            command, plan_for(command.workflow), emitter, state, metrics=self._metrics
+        )
         if delivered >= self._settings.max_deliver and state.finished is None:
             log.error("run %s reached its last delivery; ending it", command.run_id)
             executor.fail("the engine could not complete the run after repeated attempts")
         self._control.register(command.run_id, executor)
         self._metrics.runs_started.inc()
         self._metrics.active_runs.inc()
-        execution = asyncio.create_task(self._timed(executor))
+        execution = asyncio.create_task(executor.execute())
         try:
             either: list[asyncio.Future[Any]] = [execution, run_log.failure]
             await asyncio.wait(either, return_when=asyncio.FIRST_COMPLETED)
@@ -181,10 +190,6 @@ class RunWorker:
                 await asyncio.gather(execution, return_exceptions=True)
             self._control.unregister(command.run_id)
             self._metrics.active_runs.dec()
-
-    async def _timed(self, executor: RunExecutor) -> WorkflowFinishedData:
-        with self._metrics.run_seconds.time():
-            return await executor.execute()
 
     def _after_failure(self, command: RunCommand, failure: RunLogFailed) -> str:
         if isinstance(failure, Fenced):

@@ -19,6 +19,7 @@ from flowstream_shared import subjects
 from flowstream_shared.commands import (
     ControlAction,
     ControlCommand,
+    DebugOptions,
     ResponseMode,
     RunCommand,
     RunOwner,
@@ -26,6 +27,7 @@ from flowstream_shared.commands import (
 )
 from flowstream_shared.event_log import StoredMessage, last_message
 from flowstream_shared.subjects import RunAddress
+from flowstream_shared.telemetry.tracing import inject
 from nats.aio.client import Client
 from nats.errors import TimeoutError as NatsTimeout
 from nats.js import JetStreamContext
@@ -110,6 +112,9 @@ class Submit:
     follow: bool = True
     execution_name: str | None = None
     idempotency_key: str | None = None
+    # Replaces the workflow's own deadline for this run.
+    run_timeout: float | None = None
+    debug: DebugOptions | None = None
 
 
 class RunService:
@@ -149,7 +154,9 @@ class RunService:
             run_id, repeated = submission.run_id, submission.repeated
         earlier = await self.owner(run_id) if repeated else None
         created_at = earlier.created_at if earlier else now
-        timeout = workflow.definition.config.timeout or self._settings.run_timeout
+        timeout = (
+            submit.run_timeout or workflow.definition.config.timeout or self._settings.run_timeout
+        )
         command = RunCommand(
             run_id=run_id,
             task_id=task_id_for(run_id),
@@ -160,6 +167,7 @@ class RunService:
             response_mode=submit.response_mode,
             created_at=created_at,
             deadline=earlier.deadline if earlier and earlier.deadline else now + timeout,
+            debug=submit.debug,
         )
         run = RunAddress.of(user_id, workflow.id, run_id)
         feed = await self._hub.watch(run, since=created_at - 1) if submit.follow else None
@@ -183,7 +191,7 @@ class RunService:
                 subjects.submit_subject(command.run_id),
                 command.model_dump_json(by_alias=True).encode(),
                 timeout=SUBMIT_TIMEOUT_S,
-                headers={"Nats-Msg-Id": command.run_id},
+                headers=inject({"Nats-Msg-Id": command.run_id}),  # + the request's trace
                 stream=subjects.RUNS_STREAM,
             )
         ]
@@ -267,6 +275,14 @@ class RunService:
 
     async def resume(self, run_id: str) -> None:
         await self._control(run_id, pause_key(run_id), ControlCommand(action=ControlAction.RESUME))
+
+    async def step(self, run_id: str, pause_seq: int) -> None:
+        """Run the nodes held at the pause announced at `pause_seq`, then pause again."""
+        await self._control(
+            run_id,
+            pause_key(run_id),
+            ControlCommand(action=ControlAction.STEP, pause_seq=pause_seq),
+        )
 
     async def _control(self, run_id: str, key: str, command: ControlCommand) -> None:
         payload = command.model_dump_json().encode()

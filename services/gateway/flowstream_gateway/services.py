@@ -8,6 +8,7 @@ from typing import Annotated, Any
 from fastapi import Depends, Request
 
 from flowstream_gateway.api_keys import ApiKeyStore
+from flowstream_gateway.apis import ApiStore
 from flowstream_gateway.credentials import CredentialStore
 from flowstream_gateway.history_client import HistoryClient
 from flowstream_gateway.hub import EventHub
@@ -28,6 +29,7 @@ class Services:
     api_keys: ApiKeyStore
     metrics: GatewayMetrics
     history: HistoryClient
+    apis: ApiStore
     credentials: CredentialStore
 
 

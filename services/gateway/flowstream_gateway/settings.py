@@ -32,6 +32,14 @@ class GatewaySettings(NatsSettings):
     # How long past a run's deadline the gateway waits for the engine's last event before
     # telling the client the run is lost.
     deadline_grace_s: float = Field(default=10.0, ge=0)
+    # The auth callout: the identity answering it and the key its answers are signed with
+    # (the account public key of this seed is the server's `auth_callout.issuer`). Unset: no
+    # direct subscribers (only service identities can connect to NATS).
+    nats_callout_user: str | None = None
+    nats_callout_password: SecretStr | None = None
+    nats_callout_issuer_seed: SecretStr | None = None
+    # Where direct subscribers connect (`GET /api/me`); default: the first NATS server.
+    nats_public_url: str | None = None
     # Origins browser apps may call the API from, comma-separated (`*`: any); none by default.
     cors_origins: Annotated[list[str], NoDecode] = Field(default_factory=list)
 
@@ -41,6 +49,13 @@ class GatewaySettings(NatsSettings):
         if isinstance(value, str):
             return [origin.strip() for origin in value.split(",") if origin.strip()]
         return value
+
+    # WebSocket streams send `{"type": "heartbeat"}` after this long without a message.
+    ws_heartbeat_s: float = Field(default=30.0, gt=0)
+    # Runs all engines together execute at once, for `/api/monitor/realtime` (engine load):
+    # unset means one engine of FLOWSTREAM_ENGINE_CONCURRENCY.
+    engine_capacity: int | None = Field(default=None, ge=1)
+    engine_concurrency: int = Field(default=256, ge=1)
 
     @field_validator("jwt_secret")
     @classmethod

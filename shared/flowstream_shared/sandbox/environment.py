@@ -13,6 +13,7 @@ import functools
 import inspect
 import json
 from collections.abc import Callable, Iterable, Mapping
+from functools import partial
 from string import Formatter
 from typing import Any
 
@@ -24,7 +25,7 @@ from jinja2.sandbox import ImmutableSandboxedEnvironment
 from flowstream_shared.sandbox import guards
 from flowstream_shared.sandbox.budget import counted, current
 
-__all__ = ["LOOP_FILTER", "SandboxEnvironment", "environment"]
+__all__ = ["LOOP_FILTER", "METHODS", "SandboxEnvironment", "environment"]
 
 # The filter every `{% for %}` iterable is wrapped in (see `SandboxEnvironment.parse_counted`).
 LOOP_FILTER = "_counted"
@@ -42,6 +43,37 @@ def _finalize(value: Any) -> Any:
     return value
 
 
+# Methods an expression may call. `contains` is ours (strings, lists, objects); the string
+# methods are Python's own, read-only ones; objects offer the read-only dict methods. Calls to
+# anything else are refused when an expression compiles (`flowstream_shared.expressions`).
+_STRING_METHODS = frozenset(
+    name
+    for name in dir(str)
+    if not name.startswith("_") and name not in {"format", "format_map", "encode", "maketrans"}
+)
+_MAPPING_METHODS = frozenset({"get", "keys", "values", "items"})
+_LIST_METHODS = frozenset({"count", "index"})
+METHODS = frozenset({"contains", *_STRING_METHODS, *_MAPPING_METHODS, *_LIST_METHODS})
+
+
+class _Method(StrictUndefined):
+    """A method that exists only to be called: `{{o.get('k')}}` works, while `{{o.get}}` is
+    still the undefined field `get` (a missing field must fail, not render a method)."""
+
+    __slots__ = ("_function",)
+    # What the sandbox and Jinja's context look up on a callable before calling it.
+    unsafe_callable = False
+    alters_data = False
+    jinja_pass_arg = None
+
+    def __init__(self, function: Any, obj: Any, name: str) -> None:
+        super().__init__(obj=obj, name=name)
+        self._function = function
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        return self._function(*args, **kwargs)
+
+
 class _CodeGenerator(CodeGenerator):
     def visit_Concat(self, node: nodes.Concat, frame: Frame) -> None:
         # `a ~ b`: Jinja joins the pieces itself, out of reach of `intercepted_binops`.
@@ -57,11 +89,17 @@ class SandboxEnvironment(ImmutableSandboxedEnvironment):
     intercepted_binops = frozenset({"**", "*", "%", "+"})
 
     def getattr(self, obj: Any, attribute: str) -> Any:
-        # `{{input.items}}` means the field `items`, never the dict method.
+        # `{{input.items}}` means the field `items`; the dict method only when there is none.
         if isinstance(obj, Mapping):
             if attribute in obj:
                 return obj[attribute]
+            if attribute == "contains":
+                return _Method(partial(_contains, obj), obj, attribute)
+            if attribute in _MAPPING_METHODS:
+                return _Method(getattr(obj, attribute), obj, attribute)
             return self.undefined(obj=obj, name=attribute)
+        if attribute == "contains" and (obj is None or isinstance(obj, str | list | tuple)):
+            return _Method(partial(_contains, obj), obj, attribute)
         return super().getattr(obj, attribute)
 
     def call_binop(self, context: Context, operator: str, left: Any, right: Any) -> Any:

@@ -4,7 +4,9 @@ A light template renders in time proportional to its own size and the size of th
 reads: references, literals, comparisons, `and`/`or`/`not`, `if`, `~` and `+` (checked), and a
 few filters that only look at or reshape one value. Anything that can repeat work or build
 something larger than its inputs (loops, macros, calls, `set`, `*`, `**`, `%`, other filters) is
-heavy. So is a long source: compiling one costs the loop time of its own.
+heavy. Calls to the allowed methods (`x.startswith('a')`, `o.get('k')`) are light: each is
+linear in its operands, and the sandbox's guards check those that could build more. So is a
+long source heavy: compiling one costs the loop time of its own.
 """
 
 from __future__ import annotations
@@ -13,11 +15,20 @@ from collections.abc import Iterator
 
 from jinja2 import nodes
 
-__all__ = ["INLINE_MAX_SOURCE", "INLINE_MAX_TAGS", "is_light", "may_be_light"]
+from flowstream_shared.sandbox.environment import METHODS
+
+__all__ = ["INLINE_MAX_NODES", "INLINE_MAX_SOURCE", "INLINE_MAX_TAGS", "is_light", "may_be_light"]
 
 # Above these, parsing and compiling alone take milliseconds: off the loop.
 INLINE_MAX_SOURCE = 16_384
 INLINE_MAX_TAGS = 64
+# Each operation of a light template copies at most a value's size: a bounded number of them
+# bounds what one inline render may allocate (200 times a 256 KiB value at worst).
+INLINE_MAX_NODES = 200
+# Methods that build something larger than their operands: checked, but rendered off the loop.
+_BUILDING_METHODS = frozenset(
+    {"center", "expandtabs", "join", "ljust", "replace", "rjust", "translate", "zfill"}
+)
 
 _LIGHT_NODES: tuple[type[nodes.Node], ...] = (
     nodes.Template,
@@ -49,6 +60,7 @@ _LIGHT_NODES: tuple[type[nodes.Node], ...] = (
     nodes.FloorDiv,
     nodes.Test,
     nodes.Filter,
+    nodes.Call,  # of an allowed method only (`_light_call`)
 )
 
 _LIGHT_FILTERS = frozenset(
@@ -87,12 +99,27 @@ def may_be_light(source: str) -> bool:
 
 
 def is_light(tree: nodes.Node) -> bool:
-    for node in _walk(tree):
-        if type(node) not in _LIGHT_NODES:
+    for count, node in enumerate(_walk(tree)):
+        if count >= INLINE_MAX_NODES or type(node) not in _LIGHT_NODES:
             return False
         if isinstance(node, nodes.Filter) and not _light_filter(node):
             return False
+        if isinstance(node, nodes.Call) and not _light_call(node):
+            return False
     return True
+
+
+def _light_call(node: nodes.Call) -> bool:
+    """`x.startswith('a')`, `o.get('k')`: one method, linear in its operands (the ones that could
+    build more, `replace`, `center`, `join` and the like, are checked by the sandbox's guards)."""
+    callee = node.node
+    return (
+        isinstance(callee, nodes.Getattr)
+        and callee.attr in METHODS
+        and callee.attr not in _BUILDING_METHODS
+        and node.dyn_args is None
+        and node.dyn_kwargs is None
+    )
 
 
 def _light_filter(node: nodes.Filter) -> bool:

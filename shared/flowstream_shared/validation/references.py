@@ -16,15 +16,15 @@ from flowstream_shared.expressions import (
 )
 from flowstream_shared.validation.errors import DefinitionError
 from flowstream_shared.validation.rules import (
-    BRANCH_EDGES,
     LOOP_CONDITION,
     LOOP_FIELDS,
+    METRICS,
+    OPTIONAL_EDGES,
     PLAIN,
     RESPONSE,
     RUNTIME_ROOTS,
 )
 from flowstream_shared.workflow import (
-    API_RESPONSE_FIELDS,
     BUILTIN_OUTPUTS,
     ApiCallConfig,
     ConditionConfig,
@@ -94,7 +94,7 @@ def always_before(
     parents: dict[str, list[tuple[str, bool, bool]]] = defaultdict(list)
     back: dict[str, list[tuple[str, bool]]] = defaultdict(list)
     for conn in graph.connections:
-        optional = conn.type in BRANCH_EDGES or conn.source in branching
+        optional = conn.type in OPTIONAL_EDGES or conn.source in branching
         if (conn.source, conn.target) in graph.back_edges:  # a LOOP leaves from its exit
             back[conn.target].append((exit_of.get(conn.source, conn.source), optional))
         elif conn.type == ConnectionType.LOOP:
@@ -199,9 +199,20 @@ class ReferenceRules:
         self._precedence = precedence
 
     def check(
-        self, node: Node, refs: frozenset[Reference], *, in_loop: bool, kind: str = PLAIN
+        self,
+        node: Node,
+        refs: frozenset[Reference],
+        *,
+        in_loop: bool,
+        kind: str = PLAIN,
+        after_itself: bool = False,
     ) -> None:
+        """`after_itself`: evaluated once `node` has run (a connection's condition), so it may
+        read `node` as well."""
         for ref in refs:
+            if after_itself and ref.root == node.id:
+                self._check_fields(node, ref)
+                continue
             self._check_one(node, ref, in_loop=in_loop, kind=kind)
 
     def _check_one(self, node: Node, ref: Reference, *, in_loop: bool, kind: str) -> None:
@@ -214,12 +225,11 @@ class ReferenceRules:
         if ref.root in RUNTIME_ROOTS:
             return
         if ref.root == "response" and kind == RESPONSE:
-            if ref.field is not None and ref.field not in API_RESPONSE_FIELDS:
-                fields = ", ".join(sorted(API_RESPONSE_FIELDS))
-                raise DefinitionError(
-                    f"references `response.{ref.field}`; a response has {fields}", node.id
-                )
+            # `status_code`, `headers`, `body`, or a field of a JSON object body
+            # (`response.data` reads `response.body.data`): the body is known only at run time.
             return
+        if ref.root == node.id and kind == METRICS:
+            return  # a metric reads the node's own outputs
         if ref.root == "loop":
             if not (in_loop or kind == LOOP_CONDITION):
                 raise DefinitionError("`loop` is only defined inside a LOOP body", node.id)
@@ -233,6 +243,10 @@ class ReferenceRules:
             raise DefinitionError(
                 f"references `{ref.root}`, which does not run before it on every path", node.id
             )
+        self._check_fields(node, ref)
+
+    def _check_fields(self, node: Node, ref: Reference) -> None:
+        target = self._nodes[ref.root]
         known = _known_fields(target, self._configs.get(target.id))
         if known is not None and ref.field is not None and ref.field not in known:
             fields = ", ".join(sorted(known)) or "nothing"
@@ -242,6 +256,18 @@ class ReferenceRules:
 
 
 def expressions(node: Node, config: BaseModel) -> list[tuple[frozenset[Reference], str]]:
+    return _config_expressions(node, config) + metric_expressions(node)
+
+
+def metric_expressions(node: Node) -> list[tuple[frozenset[Reference], str]]:
+    """A node's custom metrics: templates over the run's values and the node's own outputs."""
+    try:
+        return [(check_template(t), METRICS) for t in node.metrics.values()]
+    except ExpressionError as exc:
+        raise DefinitionError(f"metrics: {exc}", node.id) from exc
+
+
+def _config_expressions(node: Node, config: BaseModel) -> list[tuple[frozenset[Reference], str]]:
     try:
         if isinstance(config, TemplateConfig):
             return [(check_template(config.template), PLAIN)]
@@ -254,10 +280,11 @@ def expressions(node: Node, config: BaseModel) -> list[tuple[frozenset[Reference
                 return []
             return [(check_condition(config.condition), LOOP_CONDITION)]
         if isinstance(config, ApiCallConfig):
-            plain = [config.url, *config.headers.values()]
+            plain = [*([config.url] if config.url is not None else []), *config.headers.values()]
             plain += [v for v in config.query.values() if isinstance(v, str)]
             found = [(check_template(t), PLAIN) for t in plain]
             found.append((value_references(config.body), PLAIN))
+            found.append((value_references(config.parameters), PLAIN))
             found += [(check_template(t), RESPONSE) for t in config.outputs.values()]
             return found
         if isinstance(config, LlmConfig):

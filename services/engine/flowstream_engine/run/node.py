@@ -24,12 +24,16 @@ from flowstream_shared.events import (
     TextChunkData,
 )
 from flowstream_shared.sizes import MARK, bounded, fits, json_size
+from flowstream_shared.telemetry.logs import log_context
+from flowstream_shared.telemetry.tracing import span
 from flowstream_shared.workflow import NodeType
+from opentelemetry.trace import Status, StatusCode
 
 from flowstream_engine.emitter import EventTooLarge
 from flowstream_engine.nodes.base import NodeContext, NodeError, NodeResult
 from flowstream_engine.plan import PlannedNode
 from flowstream_engine.run.common import Interrupted, Outcome, StopReason
+from flowstream_engine.run.custom_metrics import custom_metrics
 
 if TYPE_CHECKING:
     from flowstream_engine.run.loop import LoopRunner
@@ -73,6 +77,29 @@ class NodeRun:
         self._started = time.perf_counter()
 
     async def __call__(self) -> Outcome:
+        """The node, in a span of its own (tracing on), its id on every line it logs."""
+        node = self._planned.node
+        attributes = {
+            "flowstream.node_id": node.id,
+            "flowstream.node_type": node.type,
+            "flowstream.node_execution_id": self.execution_id,
+        }
+        with (
+            log_context(node_id=node.id),
+            span(f"node {node.type}", __name__, attributes=attributes) as node_span,
+        ):
+            outcome = await self._execute()
+            metrics = self._run.metrics
+            if metrics is not None:
+                elapsed = time.perf_counter() - self._started
+                metrics.node_duration.labels(node.type, outcome.status.value).observe(elapsed)
+            if node_span is not None:
+                node_span.set_attribute("flowstream.status", outcome.status.value)
+                if outcome.status == NodeStatus.FAILED:
+                    node_span.set_status(Status(StatusCode.ERROR, outcome.error or "failed"))
+            return outcome
+
+    async def _execute(self) -> Outcome:
         node = self._planned.node
         inputs = self._run.variables["input"] if node.type == NodeType.START else None
         self._created, self._started = time.time(), time.perf_counter()
@@ -112,6 +139,23 @@ class NodeRun:
                 status = NodeStatus.FAILED if node.on_error == "fail" else NodeStatus.EXCEPTION
                 if status == NodeStatus.EXCEPTION:
                     result = NodeResult(outputs={"error": error})
+        extra: dict[str, Any] = {}
+        if result is not None and result.inputs is not None:
+            result.inputs, cut = bounded(result.inputs, self._run.limits.node_output_max_bytes)
+            if cut:
+                extra["inputs_truncated"] = True
+        if (
+            result is not None
+            and status == NodeStatus.SUCCEEDED
+            and (node.metrics or result.metadata)
+        ):
+            values, errors = await custom_metrics(
+                node, result, self._scheduler.variables, self._run.renderer
+            )
+            if values:
+                extra["metrics"] = values
+            if errors:
+                extra["metrics_errors"] = errors
         try:
             self._emit_end(
                 EventName.NODE_FINISHED,
@@ -120,7 +164,7 @@ class NodeRun:
                 status,
                 error,
                 tokens=result.tokens if result else 0,
-                truncated=bool(result and result.metadata.get("inputs_truncated")),
+                metadata=extra,
             )
         except EventTooLarge as exc:
             status, error, result = NodeStatus.FAILED, f"node result too large: {exc}", None
@@ -129,20 +173,16 @@ class NodeRun:
 
     def _oversized(self, result: NodeResult) -> str | None:
         """Outputs over the limit fail the node here, before its `node_finished` exists: an
-        event NATS would refuse is never built, so `seq` has no gap. The recorded inputs (a
-        rendered request, say) are only a record: over the limit they are summarized instead."""
+        event NATS would refuse is never built, so `seq` has no gap. (The recorded inputs, a
+        rendered request say, are only a record: over the limit they are summarized instead.)"""
         limit = self._run.limits.node_output_max_bytes
-        if not fits(result.outputs, limit):
-            size = json_size(result.outputs)
-            return (
-                f"the node's outputs are {size:,} bytes as JSON, over the node output limit of "
-                f"{limit:,} bytes (FLOWSTREAM_NODE_OUTPUT_MAX_BYTES)"
-            )
-        if result.inputs is not None:
-            result.inputs, cut = bounded(result.inputs, limit)
-            if cut:
-                result.metadata["inputs_truncated"] = True
-        return None
+        if fits(result.outputs, limit):
+            return None
+        size = json_size(result.outputs)
+        return (
+            f"the node's outputs are {size:,} bytes as JSON, over the node output limit of "
+            f"{limit:,} bytes (FLOWSTREAM_NODE_OUTPUT_MAX_BYTES)"
+        )
 
     async def _attempts(self) -> tuple[NodeResult | None, str | None]:
         node = self._planned.node
@@ -196,6 +236,7 @@ class NodeRun:
             execution_id=self.execution_id,
             credentials=self._run.credentials,
             secrets=self._run.secrets,
+            apis=self._run.apis,
             renderer=self._run.renderer,
         )
         return await self._planned.kind.run(ctx)
@@ -218,14 +259,12 @@ class NodeRun:
         error: str | None,
         tokens: int = 0,
         retry_index: int | None = None,
-        truncated: bool = False,
+        metadata: dict[str, Any] | None = None,
     ) -> None:
         node = self._planned.node
-        metadata = self._scheduler.metadata_for(self._planned)
+        metadata = {**self._scheduler.metadata_for(self._planned), **(metadata or {})}
         if tokens:
             metadata["total_tokens"] = tokens
-        if truncated:
-            metadata["inputs_truncated"] = True
         if error is not None and len(error) > MAX_ERROR_CHARS:
             error = error[:MAX_ERROR_CHARS] + MARK
         fields: dict[str, Any] = {

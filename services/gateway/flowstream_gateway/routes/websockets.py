@@ -2,7 +2,9 @@
 
 The token comes in `?token=` or as the first message, `{"token": "..."}` (browsers cannot set
 headers on a WebSocket). Each event is one text message with the event's JSON, exactly the
-payload of the SSE frames; `/ws/executions/{id}` closes after `workflow_finished`.
+payload of the SSE frames, with `type`, `execution_id`, `status` and `timestamp` added in front
+(`seed_views.ws_message`); `/ws/executions/{id}` (also `/ws/{id}`) closes after
+`workflow_finished`. A quiet socket gets `{"type": "heartbeat"}` every `FLOWSTREAM_WS_HEARTBEAT_S`.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from flowstream_gateway.attach import AttachedRun
 from flowstream_gateway.auth import Principal, principal_for
 from flowstream_gateway.errors import ApiError
 from flowstream_gateway.hub import Signal, StreamedEvent
+from flowstream_gateway.seed_views import heartbeat_message, ws_message
 from flowstream_gateway.services import Services
 
 router = APIRouter(tags=["executions"])
@@ -48,8 +51,13 @@ async def _watch_disconnect(websocket: WebSocket, queue: asyncio.Queue[Any]) -> 
 
 
 async def _pump(websocket: WebSocket, queue: asyncio.Queue[Any], until_final: bool) -> None:
+    heartbeat_s = websocket.app.state.services.settings.ws_heartbeat_s
     while True:
-        item = await queue.get()
+        try:
+            item = await asyncio.wait_for(queue.get(), heartbeat_s)
+        except TimeoutError:
+            await websocket.send_text(heartbeat_message())
+            continue
         if item is Signal.DISCONNECTED:
             return
         if item is Signal.LOST:
@@ -59,13 +67,14 @@ async def _pump(websocket: WebSocket, queue: asyncio.Queue[Any], until_final: bo
             await websocket.close(SERVICE_RESTART, "gateway restarting: reconnect")
             return
         if isinstance(item, StreamedEvent):
-            await websocket.send_text(item.payload.decode())
+            await websocket.send_text(ws_message(item.payload))
             if until_final and item.is_final:
                 await websocket.close(1000)
                 return
 
 
 @router.websocket("/ws/executions/{run_id}")
+@router.websocket("/ws/{run_id}")
 async def run_socket(websocket: WebSocket, run_id: str, token: str | None = None) -> None:
     services: Services = websocket.app.state.services
     await websocket.accept()

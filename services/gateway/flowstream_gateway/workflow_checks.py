@@ -1,13 +1,13 @@
-"""What a definition must satisfy to be stored: limits first, then validation (or, for a draft,
-soundness node by node).
+"""What a definition must satisfy to be stored: as a whole (`check_definition`), or, for a
+graph built step by step, node by node (`check_draft`); `assess` decides between the two.
 
-Drafts. A full definition (create, replace, import) must pass `check_definition` unless the caller
-asks for a draft. Building step by step (add a node, add a connection) always may leave a draft:
-each step must be sound on its own (`check_draft`), and whatever the whole graph still lacks is
-kept as the version's `problems`.
+A graph under construction is incomplete on the way (a node added before it is connected is
+unreachable), so what is wrong in itself (a bad config, a connection to nowhere) is told apart
+from what only the whole graph can satisfy (an END, every node reachable).
 
 Limits. Size (`max_definition_bytes`: 413) and counts (nodes, connections, fan-out: 400) are
-checked before validation spends any time, draft or not.
+checked before validation spends any time, draft or not. `assess` is CPU work: the store runs
+it in a worker thread.
 """
 
 from __future__ import annotations
@@ -20,6 +20,7 @@ from flowstream_shared.validation import (
     DefinitionError,
     DefinitionLimits,
     check_definition_limits,
+    check_metric_names,
     connection_problem,
     validate_definition,
 )
@@ -66,20 +67,6 @@ def workflow_limits(settings: GatewaySettings) -> WorkflowLimits:
     )
 
 
-def _problems(definition: WorkflowDefinition, limits: DefinitionLimits | None = None) -> list[str]:
-    try:
-        validate_definition(definition, _plugin_node_types(), limits)
-    except DefinitionError as exc:
-        return [str(exc)]
-    return []
-
-
-def check_definition(definition: WorkflowDefinition) -> None:
-    problems = _problems(definition)
-    if problems:
-        raise invalid_param(problems[0])
-
-
 def check_limits(definition: WorkflowDefinition, limits: WorkflowLimits) -> None:
     """Size and counts, before any validation spends time on the definition."""
     size = len(definition.model_dump_json(by_alias=True))
@@ -96,6 +83,20 @@ def check_limits(definition: WorkflowDefinition, limits: WorkflowLimits) -> None
         raise invalid_param(str(exc)) from exc
 
 
+def _problems(definition: WorkflowDefinition, limits: DefinitionLimits | None = None) -> list[str]:
+    try:
+        validate_definition(definition, _plugin_node_types(), limits)
+    except DefinitionError as exc:
+        return [str(exc)]
+    return []
+
+
+def check_definition(definition: WorkflowDefinition) -> None:
+    problems = _problems(definition)
+    if problems:
+        raise invalid_param(problems[0])
+
+
 # What even a graph under construction must satisfy ---------------------------------------------
 
 
@@ -104,6 +105,12 @@ def _check_node(node: Node, known_types: frozenset[str]) -> None:
         raise DefinitionError(f"`{node.id}` is reserved for references", node.id)
     if node.type not in known_types:
         raise DefinitionError(f"unknown node type {node.type!r}", node.id)
+    check_metric_names(node)
+    try:
+        for source in node.metrics.values():
+            check_template(source)
+    except ExpressionError as exc:
+        raise DefinitionError(f"metrics: {exc}", node.id) from exc
     model = BUILTIN_CONFIGS.get(node.type)
     if model is None:
         return  # the full check (or a plugin) judges the rest
@@ -135,17 +142,17 @@ def _check_connection(connection: Connection, types: dict[str, str]) -> None:
     if types[source] == NodeType.END:
         raise DefinitionError("END cannot have outgoing connections", source)
     # The same rule as the full check (CONDITION branches, PARALLEL branches, LOOP bodies).
-    problem = connection_problem(connection.type, types[source])
+    problem = connection_problem(connection.type, types[source], connection.condition)
     if problem:
         raise DefinitionError(problem, source)
 
 
 def check_draft(definition: WorkflowDefinition) -> None:
     """Each node and connection on its own: unique known nodes with sound configs and expressions,
-    connections between existing nodes, one START. Raise a 400 naming the node otherwise.
+    connections between existing nodes, at most one START. Raise a 400 naming the node otherwise.
 
-    What only the whole graph can satisfy (an END, every node reachable, both CONDITION branches,
-    references that run before their use) is left to `check_definition`.
+    What only the whole graph can satisfy (a START and an END, every node reachable, both
+    CONDITION branches, references that run before their use) is left to `check_definition`.
     """
     known_types = frozenset({*NodeType, *BUILTIN_CONFIGS, *_plugin_node_types()})
     types: dict[str, str] = {}
@@ -158,8 +165,6 @@ def check_draft(definition: WorkflowDefinition) -> None:
                 raise DefinitionError("a workflow has exactly one START node", node.id)
             _check_node(node, known_types)
             types[node.id] = node.type
-        if NodeType.START not in types.values():
-            raise DefinitionError("a workflow needs a START node, even as a draft")
         for connection in definition.connections:
             _check_connection(connection, types)
             if (connection.source, connection.target) in edges:
