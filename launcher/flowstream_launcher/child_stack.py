@@ -51,6 +51,15 @@ class ChildStack:
         return {"FLOWSTREAM_NATS_URL": self.nats_address, **self.nats_auth.env_for(identity)}
 
 
+# The ports are free when picked, but another process may take one before the launcher binds it;
+# the launcher then refuses to start, naming the port, and a new set is picked.
+PORT_ATTEMPTS = 3
+
+
+class _PortTaken(RuntimeError):
+    pass
+
+
 @asynccontextmanager
 async def child_stack(
     data_dir: Path,
@@ -58,6 +67,24 @@ async def child_stack(
     extra_env: Mapping[str, str] | None = None,
     echo: bool = False,
     ready_timeout: float = 90.0,
+) -> AsyncIterator[ChildStack]:
+    for attempt in range(PORT_ATTEMPTS):
+        try:
+            async with _child_stack(data_dir, cwd, extra_env, echo, ready_timeout) as stack:
+                yield stack
+            return
+        except _PortTaken:
+            if attempt == PORT_ATTEMPTS - 1:
+                raise
+
+
+@asynccontextmanager
+async def _child_stack(
+    data_dir: Path,
+    cwd: Path,
+    extra_env: Mapping[str, str] | None,
+    echo: bool,
+    ready_timeout: float,
 ) -> AsyncIterator[ChildStack]:
     ports = {name: free_port() for name in ("nats", "gateway", "engine", "history")}
     secret = secrets.token_urlsafe(48)
@@ -105,7 +132,9 @@ async def child_stack(
                     banner_seen.set_result(None)
         if not banner_seen.done():
             tail = "\n".join(stack.output[-40:])
-            banner_seen.set_exception(RuntimeError(f"the launcher exited:\n{tail}"))
+            taken = any("is in use" in line for line in stack.output)
+            error = _PortTaken if taken else RuntimeError
+            banner_seen.set_exception(error(f"the launcher exited:\n{tail}"))
 
     relay_task = asyncio.create_task(relay())
     try:

@@ -116,12 +116,14 @@ class RunHooks:
 
     def __init__(self, hooks: HookSet) -> None:
         self._hooks = hooks
-        self._active = bool(hooks)  # decided once: `notify` runs for every event of the run
+        # Decided once: the executor asks for every event of the run, and builds the event's
+        # model only when a hook listens.
+        self.listening = bool(hooks)
         self._queue: deque[tuple[Hook, RunEventBase]] = deque()
         self._task: asyncio.Task[None] | None = None
 
     def notify(self, event: RunEventBase) -> None:
-        if not self._active:
+        if not self.listening:
             return
         for hook in self._hooks.for_event(event.event):
             self._queue.append((hook, event))

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Annotated, Any
 
 from fastapi import Depends, Request
 
 from flowstream_gateway.api_keys import ApiKeyStore
 from flowstream_gateway.apis import ApiStore
+from flowstream_gateway.auth import VerifiedTokens
 from flowstream_gateway.credentials import CredentialStore
 from flowstream_gateway.history_client import HistoryClient
 from flowstream_gateway.hub import EventHub
@@ -31,6 +32,7 @@ class Services:
     history: HistoryClient
     apis: ApiStore
     credentials: CredentialStore
+    verified_tokens: VerifiedTokens = field(default_factory=VerifiedTokens)
 
 
 async def _services(request: Request) -> Services:

@@ -38,7 +38,6 @@ from flowstream_shared.events import (
     EventName,
     NodeFinishedData,
     NodeStatus,
-    RunEventBase,
     RunStatus,
     WorkflowFinishedData,
     WorkflowProgressData,
@@ -205,10 +204,9 @@ class RunExecutor:
                 if not self._pause_announced:
                     self._pause_announced = True
                     reason = "pause" if self.pause_requested else self._debug_reason(held)
-                    paused = self._emit_status(
+                    self._pause_seq = self._emit_status(
                         EventName.WORKFLOW_PAUSED, RunStatus.PAUSED, reason, held
                     )
-                    self._pause_seq = paused.seq
                 self._wake.clear()
                 await self._wake.wait()
         finally:
@@ -240,7 +238,7 @@ class RunExecutor:
         status: RunStatus,
         reason: str | None = None,
         node_ids: list[str] | None = None,
-    ) -> RunEventBase:
+    ) -> int:
         return self.emit(
             event,
             WorkflowStatusData(
@@ -254,10 +252,13 @@ class RunExecutor:
 
     # What nodes share.
 
-    def emit(self, event: EventName, data: BaseModel) -> RunEventBase:
-        emitted = self._emitter.emit(event, self.secrets.model(data))
-        self.hooks.notify(emitted)
-        return emitted
+    def emit(self, event: EventName, data: BaseModel) -> int:
+        """Emit an event of the run; answer its `seq`."""
+        data = self.secrets.model(data)
+        seq = self._emitter.emit(event, data)
+        if self.hooks.listening:
+            self.hooks.notify(self._emitter.model(event, data, seq))
+        return seq
 
     def next_index(self) -> int:
         self._index += 1
