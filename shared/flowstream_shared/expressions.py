@@ -243,7 +243,18 @@ class Template:
             raise ExpressionError(f"invalid template: {exc}") from exc
 
     def render(self, context: Mapping[str, Any]) -> str:
-        return "".join(self._pieces(context) if self.light else self._budgeted(context))
+        if not self.light:
+            return "".join(self._budgeted(context))
+        # The fast path: Jinja renders in one call, and the length is checked once at the end
+        # (a light template's output is at most a few hundred of its values).
+        try:
+            text: str = self._compiled.render(_only(self.roots, context))
+        except _RENDER_ERRORS as exc:
+            raise _failure(exc) from exc
+        limit = default_limits().max_output
+        if len(text) > limit:
+            raise _output_limit_error(limit)
+        return text
 
     def chunks(self, context: Mapping[str, Any]) -> Iterator[str]:
         """The rendered text in pieces, as the template produces them (for streaming)."""
