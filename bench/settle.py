@@ -25,12 +25,12 @@ async def settled(nats_url: str, timeout_s: float = 180.0) -> float:
         js = nc.jetstream()
         async with asyncio.timeout(timeout_s):
             while True:
-                engine = await js.consumer_info(subjects.RUNS_STREAM, subjects.ENGINE_CONSUMER)
+                # A work queue: every command an engine has finished is gone from the stream.
+                queue = await js.stream_info(subjects.RUNS_STREAM)
                 events = await js.stream_info(subjects.EVENTS_STREAM)
                 history = await js.consumer_info(subjects.EVENTS_STREAM, subjects.HISTORY_CONSUMER)
                 if (
-                    engine.num_pending == 0
-                    and engine.num_ack_pending == 0
+                    queue.state.messages == 0
                     and history.ack_floor.stream_seq >= events.state.last_seq
                 ):
                     return time.perf_counter() - started

@@ -116,8 +116,15 @@ _GATEWAY_BUCKETS = (
     subjects.IDEMPOTENCY_BUCKET,
     subjects.CREDENTIALS_BUCKET,
     subjects.APIS_BUCKET,
+    subjects.RATES_BUCKET,
 )
-_ALL_BUCKETS = (*_GATEWAY_BUCKETS, subjects.LEASES_BUCKET)
+# Read by the gateway, written by engines.
+_ENGINE_BUCKETS = (subjects.LEASES_BUCKET, subjects.SLOTS_BUCKET, subjects.RESULTS_BUCKET)
+_ALL_BUCKETS = (*_GATEWAY_BUCKETS, *_ENGINE_BUCKETS)
+_ENGINE_CONSUMERS = (
+    subjects.ENGINE_CONSUMER,
+    *(subjects.band_consumer(band) for band in range(subjects.PRIORITY_BANDS)),
+)
 _STREAMS = (subjects.RUNS_STREAM, subjects.EVENTS_STREAM, subjects.DEAD_LETTER_STREAM)
 _ALL_STREAMS = (*_STREAMS, *(_kv(b) for b in _ALL_BUCKETS))
 
@@ -133,14 +140,16 @@ def service_permissions(identity: Identity) -> Permissions:
                 # The gateway declares the streams and buckets (the others wait for them).
                 *_declare(*_ALL_STREAMS),
                 f"{subjects.SUBMIT_PREFIX}.>",
+                subjects.ALL_READY,
+                f"{JS_API}.STREAM.MSG.DELETE.{subjects.RUNS_STREAM}",  # re-queue in a new band
                 f"{subjects.CONTROL_PREFIX}.*",
                 subjects.ALL_HISTORY,
                 *_kv_write(*_GATEWAY_BUCKETS),
-                *_kv_read(*_GATEWAY_BUCKETS),
+                *_kv_read(*_GATEWAY_BUCKETS, subjects.SLOTS_BUCKET, subjects.RESULTS_BUCKET),
                 *_kv_watch(subjects.WORKFLOWS_BUCKET, subjects.API_KEYS_BUCKET),
                 *_kv_watch(subjects.CREDENTIALS_BUCKET, subjects.APIS_BUCKET),
                 *_direct_get(subjects.EVENTS_STREAM, subjects.RUNS_STREAM),
-                f"{JS_API}.CONSUMER.INFO.{subjects.RUNS_STREAM}.{subjects.ENGINE_CONSUMER}",
+                *(f"{JS_API}.CONSUMER.INFO.{subjects.RUNS_STREAM}.{c}" for c in _ENGINE_CONSUMERS),
                 f"{JS_API}.CONSUMER.INFO.{subjects.EVENTS_STREAM}.{subjects.HISTORY_CONSUMER}",
             ),
             subscribe=(own_inbox, subjects.ALL_EVENTS),
@@ -151,13 +160,13 @@ def service_permissions(identity: Identity) -> Permissions:
                 *common,
                 subjects.ALL_INGEST,
                 subjects.ALL_CLAIMS,
-                *_durable(subjects.RUNS_STREAM, subjects.ENGINE_CONSUMER),
+                *(rule for c in _ENGINE_CONSUMERS for rule in _durable(subjects.RUNS_STREAM, c)),
                 *_direct_get(subjects.EVENTS_STREAM),
-                *_kv_write(subjects.LEASES_BUCKET),
-                *_kv_read(subjects.LEASES_BUCKET, subjects.CREDENTIALS_BUCKET),
-                *_kv_watch(subjects.CONTROL_BUCKET),
+                *_kv_write(*_ENGINE_BUCKETS, subjects.RATES_BUCKET),
+                *_kv_read(*_ENGINE_BUCKETS, subjects.RATES_BUCKET, subjects.CREDENTIALS_BUCKET),
+                *_kv_watch(subjects.CONTROL_BUCKET, subjects.SLOTS_BUCKET),
             ),
-            subscribe=(own_inbox, subjects.ALL_CONTROL),
+            subscribe=(own_inbox, subjects.ALL_CONTROL, subjects.ALL_READY),
         )
     if identity == Identity.HISTORY:
         return Permissions(

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import SecretStr, field_validator, model_validator
+from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 ENV_PREFIX = "FLOWSTREAM_"
@@ -91,3 +91,12 @@ class TelemetrySettings(BaseSettings):
     @classmethod
     def _upper(cls, value: Any) -> Any:
         return value.strip().upper() if isinstance(value, str) else value
+
+
+class ConcurrencySettings(BaseSettings):
+    """Concurrency limits every engine enforces and every gateway reports (0: no limit)."""
+
+    model_config = SettingsConfigDict(env_prefix=ENV_PREFIX, extra="ignore")
+
+    user_max_concurrent_runs: int = Field(default=0, ge=0)
+    app_key_max_concurrent_runs: int = Field(default=0, ge=0)

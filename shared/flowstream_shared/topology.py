@@ -10,6 +10,8 @@ import logging
 
 from nats.js import JetStreamContext
 from nats.js.api import (
+    AckPolicy,
+    ConsumerConfig,
     DiscardPolicy,
     KeyValueConfig,
     RePublish,
@@ -32,6 +34,11 @@ CONTROL_TTL_S = 24 * 3600.0
 # DESIGN §3.5: the same Idempotency-Key within a day answers the same run.
 IDEMPOTENCY_TTL_S = 24 * 3600.0
 DEAD_LETTER_MAX_BYTES = 64 << 20
+# Rate-limit windows last at most an hour; a concurrent-run quota entry lives until the run's
+# deadline, at most a day.
+RATES_TTL_S = 25 * 3600.0
+# The longest a result may be cached (WorkflowConfig.cache.ttl).
+RESULTS_TTL_S = 7 * 24 * 3600.0
 
 
 def runs_stream(settings: NatsSettings) -> StreamConfig:
@@ -108,6 +115,24 @@ def buckets(settings: NatsSettings) -> list[KeyValueConfig]:
         KeyValueConfig(
             bucket=subjects.LEASES_BUCKET,
             ttl=CONTROL_TTL_S,  # each key expires much sooner: per-message TTLs
+            history=1,
+            replicas=settings.stream_replicas,
+        ),
+        KeyValueConfig(
+            bucket=subjects.SLOTS_BUCKET,
+            ttl=CONTROL_TTL_S,  # entries expire on their own; idle scopes go after a day
+            history=1,
+            replicas=settings.stream_replicas,
+        ),
+        KeyValueConfig(
+            bucket=subjects.RATES_BUCKET,
+            ttl=RATES_TTL_S,
+            history=1,
+            replicas=settings.stream_replicas,
+        ),
+        KeyValueConfig(
+            bucket=subjects.RESULTS_BUCKET,
+            ttl=RESULTS_TTL_S,
             history=1,
             replicas=settings.stream_replicas,
         ),
@@ -205,3 +230,57 @@ async def converge_consumer(
         return
     config.filter_subject, config.ack_wait, config.max_deliver = wanted
     await js.add_consumer(stream, config=config)
+
+
+async def ensure_band_consumers(js: JetStreamContext, *, ack_wait: float, max_deliver: int) -> None:
+    """One durable pull consumer per priority band (ADR 0035), and the legacy consumer `engine`
+    narrowed to commands queued before bands existed. A work-queue stream refuses overlapping
+    consumers, so the legacy one is narrowed first."""
+    try:
+        await js.consumer_info(subjects.RUNS_STREAM, subjects.ENGINE_CONSUMER)
+    except NotFoundError:
+        await js.add_consumer(
+            subjects.RUNS_STREAM,
+            config=_pull_consumer(
+                subjects.ENGINE_CONSUMER, subjects.LEGACY_SUBMIT, ack_wait, max_deliver
+            ),
+        )
+    await converge_consumer(
+        js,
+        subjects.RUNS_STREAM,
+        subjects.ENGINE_CONSUMER,
+        filter_subject=subjects.LEGACY_SUBMIT,
+        ack_wait=ack_wait,
+        max_deliver=max_deliver,
+    )
+    for band in range(subjects.PRIORITY_BANDS):
+        durable = subjects.band_consumer(band)
+        try:
+            await js.consumer_info(subjects.RUNS_STREAM, durable)
+        except NotFoundError:
+            await js.add_consumer(
+                subjects.RUNS_STREAM,
+                config=_pull_consumer(durable, subjects.band_filter(band), ack_wait, max_deliver),
+            )
+            continue
+        await converge_consumer(
+            js,
+            subjects.RUNS_STREAM,
+            durable,
+            filter_subject=subjects.band_filter(band),
+            ack_wait=ack_wait,
+            max_deliver=max_deliver,
+        )
+
+
+def _pull_consumer(
+    durable: str, filter_subject: str, ack_wait: float, max_deliver: int
+) -> ConsumerConfig:
+    return ConsumerConfig(
+        durable_name=durable,
+        filter_subject=filter_subject,
+        ack_policy=AckPolicy.EXPLICIT,
+        ack_wait=ack_wait,
+        max_deliver=max_deliver,
+        max_ack_pending=-1,
+    )

@@ -131,8 +131,50 @@ class ConnectionInput(Connection):
     _normalise = model_validator(mode="before")(normalise_connection)
 
 
+# `{{input.<name>}}` references, and nothing that runs code: a concurrency or cache key is
+# rendered for every queued run.
+_INPUT_KEY = r"^(?:[^{}]|\{\{\s*input\.[A-Za-z_][A-Za-z0-9_]*\s*\}\})*$"
+
+
+class RateLimit(_Strict):
+    """At most `limit` runs started per `period` seconds (fixed windows)."""
+
+    limit: int = Field(ge=1, le=1_000_000)
+    period: float = Field(default=60.0, ge=1, le=3600)
+
+
+class CacheConfig(_Strict):
+    """Reuse a succeeded run's result for the same key within `ttl` seconds."""
+
+    ttl: float = Field(default=300.0, gt=0, le=7 * 24 * 3600)
+    key: str | None = Field(
+        default=None,
+        max_length=500,
+        pattern=_INPUT_KEY,
+        description="A text with `{{input.<name>}}` references; default: the workflow version "
+        "and all inputs",
+    )
+
+
 class WorkflowConfig(_Strict):
     timeout: float | None = Field(default=None, gt=0, le=86400)
+    priority: int = Field(
+        default=0, ge=0, le=9, description="Default priority of the workflow's runs (0-9)"
+    )
+    max_concurrent_runs: int | None = Field(
+        default=None, ge=1, le=100_000, description="Runs of this workflow executing at once"
+    )
+    concurrency_key: str | None = Field(
+        default=None,
+        min_length=1,
+        max_length=500,
+        pattern=_INPUT_KEY,
+        description="Runs with the same rendered key share `concurrency_limit` slots, e.g. "
+        "`{{input.customer_id}}`",
+    )
+    concurrency_limit: int = Field(default=1, ge=1, le=100_000)
+    rate_limit: RateLimit | None = None
+    cache: CacheConfig | None = None
     retry_count: int = Field(default=0, ge=0, le=20)
     openai_input: str | None = Field(
         default=None,

@@ -170,7 +170,7 @@ async def test_a_user_connection_can_publish_nothing(stack: Stack) -> None:
         address.ingest_subject("workflow_finished"): json.dumps(forged_finish).encode(),
         address.event_subject("workflow_finished"): json.dumps(forged_finish).encode(),
         subjects.control_subject(victim_run): b'{"action": "cancel", "reason": "forged"}',
-        subjects.submit_subject(str(uuid.uuid4())): b"{}",
+        subjects.submit_subject(str(uuid.uuid4()), 0, "o"): b"{}",
         f"$KV.{subjects.WORKFLOWS_BUCKET}.{workflow_id}": b"{}",
         f"$KV.{subjects.API_KEYS_BUCKET}.forged": b"{}",
         f"$KV.{subjects.CONTROL_BUCKET}.{victim_run}": b'{"action": "cancel"}',
@@ -221,11 +221,11 @@ async def test_an_app_key_reads_only_its_own_workflow(stack: Stack) -> None:
 @pytest.mark.parametrize(
     ("identity", "subject"),
     [
-        (Identity.ENGINE, subjects.submit_subject("forged")),
+        (Identity.ENGINE, subjects.submit_subject("forged", 0, "o")),
         (Identity.ENGINE, f"$KV.{subjects.WORKFLOWS_BUCKET}.forged"),
         (Identity.ENGINE, subjects.control_subject("forged")),
         (Identity.HISTORY, subjects.RunAddress("o", "w", "r").ingest_subject("workflow_finished")),
-        (Identity.HISTORY, subjects.submit_subject("forged")),
+        (Identity.HISTORY, subjects.submit_subject("forged", 0, "o")),
         (Identity.GATEWAY, subjects.RunAddress("o", "w", "r").ingest_subject("workflow_finished")),
         (Identity.GATEWAY, subjects.claim_subject("forged")),
     ],

@@ -78,7 +78,8 @@ def command(definition: dict[str, Any], inputs: dict[str, Any], timeout: float =
 
 async def submit(client: Client, cmd: RunCommand) -> None:
     await client.jetstream().publish(
-        subjects.submit_subject(cmd.run_id),
+        cmd.subject,
         cmd.model_dump_json(by_alias=True).encode(),
         headers={"Nats-Msg-Id": cmd.run_id},
     )
+    await client.publish(subjects.ready_subject(cmd.priority), b"")  # wakes an idle engine

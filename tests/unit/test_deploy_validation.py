@@ -18,6 +18,7 @@ import yaml
 from flowstream_engine.metrics import EngineMetrics
 from flowstream_gateway.metrics import GatewayMetrics
 from flowstream_history.telemetry import HistoryMetrics
+from flowstream_shared import subjects
 from prometheus_client import CollectorRegistry
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -89,8 +90,13 @@ def test_the_scaling_threshold_is_three_quarters_of_the_engine_concurrency() -> 
     (config,) = documents(KUBERNETES / "configmap.yaml")
     (scaled,) = documents(KUBERNETES / "engine-scaledobject.yaml")
     concurrency = int(config["data"]["FLOWSTREAM_ENGINE_CONCURRENCY"])
-    (trigger,) = scaled["spec"]["triggers"]
-    assert int(trigger["metadata"]["lagThreshold"]) == concurrency * 3 // 4
+    triggers = scaled["spec"]["triggers"]
+    # One trigger per priority band's consumer; KEDA scales to the largest of them.
+    assert {t["metadata"]["consumer"] for t in triggers} == {
+        subjects.band_consumer(band) for band in range(subjects.PRIORITY_BANDS)
+    } | ({subjects.ENGINE_CONSUMER} & {t["metadata"]["consumer"] for t in triggers})
+    for trigger in triggers:
+        assert int(trigger["metadata"]["lagThreshold"]) == concurrency * 3 // 4
 
 
 def test_history_cannot_split_by_default_and_mongodb_is_required_for_more() -> None:

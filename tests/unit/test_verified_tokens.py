@@ -16,7 +16,8 @@ SECRET = "s3cr3t-" * 6
 
 def services() -> SimpleNamespace:
     return SimpleNamespace(
-        settings=SimpleNamespace(jwt_secret=SecretStr(SECRET)), verified_tokens=VerifiedTokens()
+        settings=SimpleNamespace(jwt_secret=SecretStr(SECRET), queue_admins=[]),
+        verified_tokens=VerifiedTokens(),
     )
 
 

@@ -39,10 +39,12 @@ def egress_client(policy: EgressPolicy, backend: EgressBackend | None = None) ->
     return client
 
 
-def configure_egress(policy: EgressPolicy) -> None:
-    """Use `policy` for the process's client from now on (the next client it creates)."""
+async def configure_egress(policy: EgressPolicy) -> None:
+    """Use `policy` for the process's client from now on: a client made under another policy
+    (an engine started earlier in the same process) is closed, never reused."""
     global _policy
     _policy = policy
+    await close_shared_client()
 
 
 def shared_client() -> httpx.AsyncClient:

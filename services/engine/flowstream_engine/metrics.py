@@ -46,12 +46,6 @@ class EngineMetrics:
             buckets=buckets,
             registry=self.registry,
         )
-        self.queue_wait = Histogram(
-            "flowstream_engine_queue_wait_seconds",
-            "From a run's acceptance by the gateway to an engine starting it",
-            buckets=QUEUE_WAIT_BUCKETS,
-            registry=self.registry,
-        )
         self.publish_retries = Counter(
             "flowstream_engine_publish_retries",
             "Event windows sent again because the event log did not acknowledge them in time",
@@ -60,3 +54,26 @@ class EngineMetrics:
         # Process-wide counters kept by the hook runner (`flowstream_engine.hooks`).
         self.registry.register(HOOK_CALLS)
         self.registry.register(HOOK_FAILURES)
+        self.queue_depth = Gauge(
+            "flowstream_engine_queue_depth",
+            "Commands waiting in a priority band, as last seen by this engine",
+            ["band"],
+            registry=self.registry,
+        )
+        self.queue_wait_seconds = Histogram(
+            "flowstream_engine_queue_wait_seconds",
+            "From a run's acceptance by the gateway to an engine picking it up, by priority band",
+            ["band"],
+            buckets=QUEUE_WAIT_BUCKETS,
+            registry=self.registry,
+        )
+        self.waiting_runs = Gauge(
+            "flowstream_engine_runs_waiting_for_limit",
+            "Picked-up runs waiting for a concurrency-limit slot",
+            registry=self.registry,
+        )
+        self.cached_runs = Counter(
+            "flowstream_engine_cached_runs",
+            "Runs answered from the result cache",
+            registry=self.registry,
+        )

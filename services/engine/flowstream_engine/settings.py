@@ -4,7 +4,7 @@ import json
 import re
 from typing import Annotated, Any, Literal
 
-from flowstream_shared.settings import ENV_PREFIX, NatsSettings
+from flowstream_shared.settings import ENV_PREFIX, ConcurrencySettings, NatsSettings
 from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import NoDecode, SettingsConfigDict
 
@@ -14,12 +14,18 @@ from flowstream_engine.egress.policy import parse_rules
 EntryList = Annotated[list[str], NoDecode]
 
 
-class EngineSettings(NatsSettings):
+class EngineSettings(NatsSettings, ConcurrencySettings):
     model_config = SettingsConfigDict(env_prefix=ENV_PREFIX, extra="ignore", env_ignore_empty=True)
 
     engine_host: str = "127.0.0.1"
     engine_port: int = 8081
     engine_concurrency: int = Field(default=256, ge=1, le=100_000)
+    # A priority band passed over this many pickups in a row while it had waiting runs is
+    # served next (ADR 0035).
+    engine_starvation_limit: int = Field(default=10, ge=1, le=10_000)
+    # An idle engine wakes on the gateway's ready messages; this check finds what arrives
+    # without one (a redelivery after a nak's delay).
+    engine_idle_recheck_s: float = Field(default=2.0, gt=0, le=60)
     run_timeout: float = Field(default=300.0, gt=0)
     # The run command stays unacknowledged while the run executes; a heartbeat every third of
     # this keeps it, so a killed engine's runs are redelivered this long after its last beat.

@@ -14,18 +14,23 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
 from flowstream_shared import subjects
 from flowstream_shared.commands import RunCommand
 from flowstream_shared.event_log import read_messages
-from flowstream_shared.events import parse_event
+from flowstream_shared.events import WorkflowFinishedData, parse_event
 from flowstream_shared.subjects import RunAddress
+from flowstream_shared.telemetry.logs import log_context
+from flowstream_shared.telemetry.tracing import continued_from
 from nats.aio.client import Client
 from nats.aio.msg import Msg
 
+from flowstream_engine.cached import replay_cached
 from flowstream_engine.control import ControlRegistry
 from flowstream_engine.emitter import RunEmitter
 from flowstream_engine.lease import Leases
@@ -55,6 +60,11 @@ class _Attempt:
     holding: bool = False  # claimed: the lease is this attempt's to renew and release
 
 
+# Told of a run that succeeds here just before its `workflow_finished` is emitted (a result to
+# cache, say); failures are its own business.
+SuccessHook = Callable[[RunCommand, WorkflowFinishedData], Awaitable[None]]
+
+
 @dataclass(frozen=True)
 class WorkerSettings:
     ack_wait_s: float
@@ -72,7 +82,9 @@ class RunWorker:
         control: ControlRegistry,
         metrics: EngineMetrics,
         settings: WorkerSettings,
+        before_success: SuccessHook | None = None,
     ) -> None:
+        self._before_success = before_success
         self._nc = nc
         self._publisher = publisher
         self._leases = leases
@@ -80,12 +92,18 @@ class RunWorker:
         self._metrics = metrics
         self._settings = settings
 
-    async def handle(self, command: RunCommand, msg: Msg) -> None:
-        """`msg` is the raw nats-py message the command came in."""
+    async def handle(self, command: RunCommand, msg: Msg) -> str:
+        """`msg` is the raw nats-py message the command came in. Returns the outcome: `done`
+        (the run has ended), `retry` (handed back) or `held elsewhere`."""
         attempt = _Attempt(command.run_id, msg.metadata.num_delivered)
         heartbeat = asyncio.create_task(self._heartbeat(msg, attempt))
         try:
-            outcome = await self._attempt(command, attempt)
+            # The gateway's trace continues here; every line about the run names it.
+            with (
+                log_context(run_id=command.run_id, workflow_id=command.workflow.workflow_id),
+                continued_from(msg.headers),
+            ):
+                outcome = await self._attempt(command, attempt)
         except asyncio.CancelledError:
             await self._hand_back(msg, attempt, delay=None)  # shutting down: at once
             raise
@@ -96,6 +114,7 @@ class RunWorker:
         elif outcome == "retry":
             await self._hand_back(msg, attempt, delay=self._settings.ack_wait_s)
         # "held elsewhere": the attempt holding the run acknowledges it
+        return outcome
 
     async def _hand_back(self, msg: Msg, attempt: _Attempt, delay: float | None) -> None:
         with contextlib.suppress(Exception):
@@ -161,9 +180,15 @@ class RunWorker:
             last_seq=state.last_seq,
             max_event_bytes=self._settings.max_event_bytes,
         )
+        if command.cached_from is not None and state.finished is None:
+            replayed = await self._replay(command, state, emitter, run_log)
+            if replayed is not None:
+                return replayed
         executor = RunExecutor(
             command, plan_for(command.workflow), emitter, state, metrics=self._metrics
         )
+        if self._before_success is not None and command.cache is not None:
+            executor.before_success = functools.partial(self._before_success, command)
         if delivered >= self._settings.max_deliver and state.finished is None:
             log.error("run %s reached its last delivery; ending it", command.run_id)
             executor.fail("the engine could not complete the run after repeated attempts")
@@ -190,6 +215,21 @@ class RunWorker:
                 await asyncio.gather(execution, return_exceptions=True)
             self._control.unregister(command.run_id)
             self._metrics.active_runs.dec()
+
+    async def _replay(
+        self, command: RunCommand, state: RunState, emitter: RunEmitter, run_log: RunLog
+    ) -> str | None:
+        """A cache hit: the earlier run's events, copied; None when they are gone (aged out),
+        and the run executes after all."""
+        try:
+            finished = await replay_cached(self._nc, command, emitter, skip=state.last_seq)
+        except RunLogFailed:
+            return self._after_failure(command, run_log.failure.result())
+        if finished is None:
+            return None
+        self._metrics.cached_runs.inc()
+        self._metrics.runs_finished.labels(finished.status.value).inc()
+        return "done"
 
     def _after_failure(self, command: RunCommand, failure: RunLogFailed) -> str:
         if isinstance(failure, Fenced):

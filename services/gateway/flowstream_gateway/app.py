@@ -12,6 +12,7 @@ from flowstream_shared.credentials import CredentialRecord, Sealer
 from flowstream_shared.telemetry.tracing import tracing_enabled
 from flowstream_shared.topology import ensure_topology
 
+from flowstream_gateway.admission import Admission
 from flowstream_gateway.api_keys import ApiKeyRecord, ApiKeyStore
 from flowstream_gateway.apis import ApiRecord, ApiStore
 from flowstream_gateway.auth import principal_for
@@ -26,6 +27,7 @@ from flowstream_gateway.limits import BodySizeLimit
 from flowstream_gateway.metrics import GatewayMetrics, HttpMetrics
 from flowstream_gateway.nats_callout import CalloutResponder
 from flowstream_gateway.openapi import install_openapi
+from flowstream_gateway.queue import QueueView
 from flowstream_gateway.routes import (
     apis as apis_routes,
 )
@@ -39,6 +41,7 @@ from flowstream_gateway.routes import (
     monitor,
     openai_compat,
     ops,
+    queue,
     websockets,
     workflows,
 )
@@ -94,6 +97,7 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
         )
         apis = ApiStore(api_cache, credential_store)
         hub.append(EventHub(nc))
+        admission = Admission(await js.key_value(subjects.RATES_BUCKET), resolved)
         runs = RunService(
             nc,
             js,
@@ -102,6 +106,8 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
             await js.key_value(subjects.CONTROL_BUCKET),
             IdempotencyKeys(await js.key_value(subjects.IDEMPOTENCY_BUCKET)),
             resolved,
+            admission,
+            await js.key_value(subjects.RESULTS_BUCKET),
         )
         app.state.services = Services(
             settings=resolved,
@@ -117,6 +123,8 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
             history=HistoryClient(nc),
             credentials=credential_store,
             apis=apis,
+            admission=admission,
+            queue=QueueView(nc, js, await js.key_value(subjects.SLOTS_BUCKET), resolved),
         )
         callout: CalloutResponder | None = None
         if resolved.nats_callout_issuer_seed is not None:
@@ -156,6 +164,7 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
         me.router,
         openai_compat.router,
         credentials.router,
+        queue.router,
         console_router,
         apis_routes.router,
         monitor.router,

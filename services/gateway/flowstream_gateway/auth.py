@@ -20,6 +20,10 @@ class Principal:
     user_id: str
     # Set when the caller used an API key: the only workflow it may touch.
     workflow_id: str | None = None
+    # The API key's id (never the key): per-key limits and quotas.
+    key_id: str | None = None
+    # A JWT with `"admin": true`, or a user listed in FLOWSTREAM_QUEUE_ADMINS: sees every queue.
+    admin: bool = False
 
     def require_workflow(self, workflow_id: str) -> None:
         """An API key reaches its own workflow only; anything else does not exist for it."""
@@ -79,7 +83,7 @@ async def principal_for(token: str, services: Any) -> Principal:
         record = await services.api_keys.lookup(token)
         if record is None:
             raise unauthorized("Access token is invalid")
-        return Principal(user_id=record.user_id, workflow_id=record.workflow_id)
+        return Principal(user_id=record.user_id, workflow_id=record.workflow_id, key_id=record.id)
     verified: VerifiedTokens = services.verified_tokens
     known = verified.get(token)
     if known is not None:
@@ -98,7 +102,8 @@ async def principal_for(token: str, services: Any) -> Principal:
     subject = claims.get("sub")
     if not isinstance(subject, str) or not subject:
         raise unauthorized("Access token has no subject")
-    principal = Principal(user_id=subject)
+    admin = claims.get("admin") is True or subject in services.settings.queue_admins
+    principal = Principal(user_id=subject, admin=admin)
     expires = claims.get("exp")
     # A token without `exp` is re-verified after a minute rather than trusted for ever.
     verified.add(token, principal, float(expires) if expires else time.time() + 60)

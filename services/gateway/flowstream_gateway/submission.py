@@ -18,7 +18,7 @@ from flowstream_shared.workflow import WorkflowGraph
 from pydantic import BaseModel, ConfigDict, Field
 
 from flowstream_gateway.errors import invalid_param
-from flowstream_gateway.runs import RunHandle
+from flowstream_gateway.runs import CACHE_FIELD, PRIORITY_FIELD, RunHandle
 from flowstream_gateway.workflows import WorkflowRecord
 
 
@@ -50,6 +50,8 @@ class RunOptions(BaseModel):
         description="pause before each top-level node (`step`) or before `breakpoints`; "
         "continue with `POST /api/executions/{id}/step` or resume",
     )
+    priority: int | None = PRIORITY_FIELD
+    cache: bool = CACHE_FIELD
 
     def given_inputs(self) -> dict[str, Any]:
         both = self.inputs is not None and self.input_data is not None
@@ -104,6 +106,8 @@ def accepted(
         "workflow_version": workflow.version,
         "execution_name": name,
         "status": RunStatus.PENDING.value,
+        "priority": command.priority,
+        "cached": command.cached_from is not None,
         "inputs": inputs,
         "debug": command.debug.model_dump() if command.debug else None,
         "created_at": command.created_at,

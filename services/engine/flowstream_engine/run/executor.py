@@ -30,6 +30,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import httpx
@@ -102,6 +103,9 @@ class RunExecutor:
         self.default_attempts = command.workflow.definition.config.retry_count + 1
         self._halt: Halt | None = None
         self._root: Scheduler | None = None
+        # Told of a succeeded run's end before its `workflow_finished` is emitted, so what it
+        # records (a cached result) exists before any client learns the run has ended.
+        self.before_success: Callable[[WorkflowFinishedData], Awaitable[None]] | None = None
         self._index = self.state.node_index
         self.steps = 0
         self.tokens = self.state.total_tokens
@@ -322,8 +326,6 @@ class RunExecutor:
             return self.state.finished.data  # already ended: a redelivered command
         started_at = self.state.started_at or self._command.created_at
         if self.state.started_at is None:
-            if self.metrics is not None:  # the first attempt to start it: accepted → picked up
-                self.metrics.queue_wait.observe(max(0.0, time.time() - self._command.created_at))
             self._emit_started(started_at)
         self._report_interrupted()
         # The deadline halts the run like a stop does, so every interrupted node still reports.
@@ -450,6 +452,8 @@ class RunExecutor:
             exceptions_count=self.handled_errors,
             created_by=self._created_by(),
         )
+        if status == RunStatus.SUCCEEDED and self.before_success is not None:
+            await self.before_success(data)
         try:
             self.emit(EventName.WORKFLOW_FINISHED, data)
         except EventTooLarge as exc:

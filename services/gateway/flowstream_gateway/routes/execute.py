@@ -46,28 +46,42 @@ async def _execute(
     inputs = checked_inputs(workflow, body)
     if body.run_async is not None:
         mode = ResponseMode.BLOCKING
-    handle = await services.runs.start(
-        principal.user_id,
-        workflow,
-        inputs,
-        Submit(
-            mode,
-            follow=body.run_async is not True,
-            execution_name=body.execution_name,
-            idempotency_key=idempotency_key,
-            run_timeout=body.timeout,
-            debug=body.debug,
-        ),
-    )
+    streaming = mode == ResponseMode.STREAMING
+    ticket = services.open_stream(principal.user_id, principal.key_id) if streaming else None
+    try:
+        handle = await services.runs.start(
+            principal.user_id,
+            workflow,
+            inputs,
+            Submit(
+                mode,
+                follow=body.run_async is not True,
+                execution_name=body.execution_name,
+                idempotency_key=idempotency_key,
+                run_timeout=body.timeout,
+                debug=body.debug,
+                priority=body.priority,
+                app_key=principal.key_id,
+                use_cache=body.cache,
+            ),
+        )
+    except BaseException:
+        if ticket is not None:
+            ticket.release()
+        raise
     services.metrics.runs_submitted.labels("api", "async" if body.run_async else mode.value).inc()
     if body.run_async:
         return JSONResponse(
             accepted(handle, workflow, inputs, body.execution_name), status_code=202
         )
-    if mode == ResponseMode.BLOCKING:
+    if not streaming:
         return await block_on_run(handle, services.runs)
     return stream_run(
-        handle, services.runs, api_framing(services.settings.sse_keepalive_s), body.on_disconnect
+        handle,
+        services.runs,
+        api_framing(services.settings.sse_keepalive_s),
+        body.on_disconnect,
+        ticket,
     )
 
 

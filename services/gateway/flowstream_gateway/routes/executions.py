@@ -7,6 +7,7 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Header, Query, Response
 from fastapi.responses import JSONResponse
+from flowstream_shared import subjects
 from flowstream_shared.commands import ResponseMode, RunOwner
 from flowstream_shared.events import RunStatus
 from flowstream_shared.history import (
@@ -24,6 +25,7 @@ from flowstream_gateway.auth import CurrentPrincipal, Principal
 from flowstream_gateway.errors import ApiError, invalid_param, not_found
 from flowstream_gateway.execution_status import elapsed_time, progress, running_nodes, status_fields
 from flowstream_gateway.live_state import LiveState, live_state
+from flowstream_gateway.queue import find_queued, is_picked_up, move_to_band
 from flowstream_gateway.routes.execution_models import (
     CONTROL_RESPONSES,
     ExecutionAccepted,
@@ -79,6 +81,16 @@ async def unfinished_run(run_id: str, principal: Principal, services: Services) 
     return owner
 
 
+async def cancel(services: Services, run_id: str, reason: str) -> None:
+    """Stop a run. One still queued moves to the top band, so an engine ends it `stopped` now
+    rather than when its turn would have come (every run ends with its `workflow_finished`)."""
+    await services.runs.cancel(run_id, reason)
+    queued = await find_queued(services.nc, run_id)
+    top = subjects.PRIORITY_BANDS - 1
+    if queued is not None and queued.band != top and not await is_picked_up(services.js, queued):
+        await move_to_band(services.nc, services.js, queued, top)
+
+
 async def start_run(
     workflow_id: str,
     body: RunOptions,
@@ -104,6 +116,9 @@ async def start_run(
             idempotency_key=idempotency_key,
             run_timeout=body.timeout,
             debug=body.debug,
+            priority=body.priority,
+            app_key=principal.key_id,
+            use_cache=body.cache,
         ),
     )
     services.metrics.runs_submitted.labels(channel, "blocking" if wait else "async").inc()
@@ -214,9 +229,16 @@ async def summary(principal: CurrentPrincipal, services: ServicesDep) -> dict[st
 )
 async def get_execution(run_id: str, principal: CurrentPrincipal, services: ServicesDep) -> Any:
     owner = await owned_run(run_id, principal, services)
-    detail = await services.history.ask(
-        HistoryOp.GET, RunQuery(user_id=principal.user_id, run_id=run_id)
-    )
+    try:
+        detail = await services.history.ask(
+            HistoryOp.GET, RunQuery(user_id=principal.user_id, run_id=run_id)
+        )
+    except ApiError as exc:
+        # Not recorded yet: a run still waiting in the queue is described from there.
+        waiting = await services.queue.describe(run_id) if exc.status == 404 else None
+        if waiting is None:
+            raise
+        return {**waiting, "nodes": []}
     run = detail["run"]
     view = {**run, **status_fields(run, running_nodes(detail["nodes"]), time.time())}
     if run.get("status") == RunStatus.PAUSED.value:
@@ -290,7 +312,7 @@ async def change_status(
         await services.runs.resume(run_id)
         result = "resuming"
     elif wanted in ("cancelled", "stopped"):
-        await services.runs.cancel(run_id, body.reason or "Stopped by user.")
+        await cancel(services, run_id, body.reason or "Stopped by user.")
         result = "cancelling"
     return JSONResponse(
         {
@@ -347,7 +369,7 @@ async def cancel_execution(
     run_id: str, principal: CurrentPrincipal, services: ServicesDep
 ) -> JSONResponse:
     await unfinished_run(run_id, principal, services)
-    await services.runs.cancel(run_id, "Stopped by user.")
+    await cancel(services, run_id, "Stopped by user.")
     return JSONResponse({"id": run_id, "result": "cancelling"}, status_code=202)
 
 
@@ -400,11 +422,16 @@ async def execution_events(
     last_event_id: Annotated[int | None, Header(alias="Last-Event-ID", ge=0)] = None,
 ) -> RunEventStream:
     owner = await owned_run(run_id, principal, services)
-    source = AttachedRun(services.hub, owner, services.settings.deadline_grace_s)
-    await source.open(services.js, last_event_id)
+    ticket = services.open_stream(principal.user_id, principal.key_id)
+    try:
+        source = AttachedRun(services.hub, owner, services.settings.deadline_grace_s)
+        await source.open(services.js, last_event_id)
+    except BaseException:
+        ticket.release()
+        raise
     # Watching, not owning: a client leaving an attached stream never cancels the run.
     return stream_run(
-        source, services.runs, api_framing(services.settings.sse_keepalive_s), "continue"
+        source, services.runs, api_framing(services.settings.sse_keepalive_s), "continue", ticket
     )
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
 from typing import Annotated, Any
 
@@ -46,11 +47,20 @@ async def _active(services: Services, user_id: str, limit: int) -> list[dict[str
 async def system_load(services: Services) -> dict[str, Any]:
     """Cluster-wide: runs waiting for an engine, runs the engines hold, and how full they are
     against `FLOWSTREAM_ENGINE_CAPACITY`."""
-    try:
-        info = await services.js.consumer_info(subjects.RUNS_STREAM, subjects.ENGINE_CONSUMER)
-        queued, executing = int(info.num_pending), int(info.num_ack_pending)
-    except Exception:
-        queued, executing = 0, 0
+
+    async def band(consumer: str) -> tuple[int, int]:
+        try:
+            info = await services.js.consumer_info(subjects.RUNS_STREAM, consumer)
+        except Exception:
+            return 0, 0
+        return int(info.num_pending or 0), int(info.num_ack_pending or 0)
+
+    consumers = [
+        subjects.ENGINE_CONSUMER,
+        *(subjects.band_consumer(b) for b in range(subjects.PRIORITY_BANDS)),
+    ]
+    counts = await asyncio.gather(*(band(c) for c in consumers))
+    queued, executing = sum(q for q, _ in counts), sum(e for _, e in counts)
     capacity = services.settings.engine_capacity or services.settings.engine_concurrency
     return {
         "queue_depth": queued,

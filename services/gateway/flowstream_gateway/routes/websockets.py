@@ -28,6 +28,8 @@ router = APIRouter(tags=["executions"])
 
 # Close codes in the application range, mirroring the HTTP statuses.
 UNAUTHORIZED, FORBIDDEN, NOT_FOUND, TIMEOUT = 4401, 4403, 4404, 4504
+# The open-stream quota is full: the quota error body's status, as 4000 + HTTP status.
+TRY_AGAIN_LATER = 4429
 # RFC 6455 "service restart": this replica is stopping; reconnect (any replica).
 SERVICE_RESTART = 1012
 FIRST_MESSAGE_TIMEOUT_S = 10.0
@@ -87,8 +89,17 @@ async def run_socket(websocket: WebSocket, run_id: str, token: str | None = None
     except ApiError as exc:
         await websocket.close(UNAUTHORIZED if exc.status == 401 else NOT_FOUND, exc.message)
         return
+    try:
+        ticket = services.open_stream(principal.user_id, principal.key_id)
+    except ApiError as exc:
+        await websocket.close(TRY_AGAIN_LATER, exc.message)
+        return
     source = AttachedRun(services.hub, owner, services.settings.deadline_grace_s)
-    await source.open(services.js, None)
+    try:
+        await source.open(services.js, None)
+    except BaseException:
+        ticket.release()
+        raise
     deadline = source.arm_deadline()
     watcher = asyncio.create_task(_watch_disconnect(websocket, source.feed.queue))
     try:
@@ -97,6 +108,7 @@ async def run_socket(websocket: WebSocket, run_id: str, token: str | None = None
         deadline.cancel()
         watcher.cancel()
         source.close()
+        ticket.release()
 
 
 @router.websocket("/ws")
@@ -109,6 +121,11 @@ async def user_socket(websocket: WebSocket, token: str | None = None) -> None:
     except ApiError as exc:
         await websocket.close(UNAUTHORIZED if exc.status == 401 else FORBIDDEN, exc.message)
         return
+    try:
+        ticket = services.open_stream(principal.user_id, principal.key_id)
+    except ApiError as exc:
+        await websocket.close(TRY_AGAIN_LATER, exc.message)
+        return
     feed = await services.hub.watch_owner(owner_token(principal.user_id))
     watcher = asyncio.create_task(_watch_disconnect(websocket, feed.queue))
     try:
@@ -116,3 +133,4 @@ async def user_socket(websocket: WebSocket, token: str | None = None) -> None:
     finally:
         watcher.cancel()
         services.hub.unwatch_owner(feed)
+        ticket.release()
