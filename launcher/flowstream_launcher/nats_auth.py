@@ -97,21 +97,42 @@ def env_variable(identity: Identity) -> str:
 ISSUER_VARIABLE = "NATS_CALLOUT_ISSUER"
 
 
+@dataclass(frozen=True)
+class ClusterNode:
+    """This server's place in a JetStream cluster on `host`: its name, the port it routes on,
+    and its peers' route ports."""
+
+    name: str
+    cluster: str
+    route_port: int
+    peer_route_ports: tuple[int, ...]
+
+
 def render_config(
-    auth: NatsAuth, port: int, monitor_port: int, store_dir: Path, host: str = "127.0.0.1"
+    auth: NatsAuth,
+    port: int,
+    monitor_port: int,
+    store_dir: Path,
+    host: str = "127.0.0.1",
+    cluster: ClusterNode | None = None,
 ) -> str:
     """A nats-server configuration with JetStream and authorization on: the services' static
     users, an admin, and every other connection decided by the gateway's auth callout."""
     passwords = {i: json.dumps(auth.passwords[i.value]) for i in _STATIC}
-    return "\n".join(
-        [
-            f"host: {json.dumps(host)}",
-            f"port: {port}",
-            f"http: {json.dumps(f'{host}:{monitor_port}')}",  # monitoring stays local
-            f"jetstream {{ store_dir: {json.dumps(str(store_dir))} }}",
-            render_authorization(passwords, auth.issuer_public_key),
+    lines = [
+        f"host: {json.dumps(host)}",
+        f"port: {port}",
+        f"http: {json.dumps(f'{host}:{monitor_port}')}",  # monitoring stays local
+        f"jetstream {{ store_dir: {json.dumps(str(store_dir))} }}",
+    ]
+    if cluster is not None:
+        routes = ", ".join(json.dumps(f"nats-route://{host}:{p}") for p in cluster.peer_route_ports)
+        lines += [
+            f"server_name: {json.dumps(cluster.name)}",
+            f"cluster {{ name: {json.dumps(cluster.cluster)}, "
+            f"listen: {json.dumps(f'{host}:{cluster.route_port}')}, routes: [{routes}] }}",
         ]
-    )
+    return "\n".join([*lines, render_authorization(passwords, auth.issuer_public_key)])
 
 
 def render_deployed_authorization() -> str:

@@ -12,7 +12,7 @@ from pathlib import Path
 
 from flowstream_shared.nats_access import Identity
 
-from flowstream_launcher.nats_auth import NatsAuth, render_config
+from flowstream_launcher.nats_auth import ClusterNode, NatsAuth, render_config
 
 READY_LINE = b"Server is ready"
 
@@ -75,6 +75,7 @@ async def start_nats_server(
     ready_timeout: float = 20.0,
     own_session: bool = False,
     auth: NatsAuth | None = None,
+    cluster: ClusterNode | None = None,
 ) -> NatsServer:
     """Start `nats-server` with JetStream and authorization on; return once it is ready.
 
@@ -86,7 +87,9 @@ async def start_nats_server(
     monitor = monitor_port or free_port()
     auth = auth or NatsAuth.generate()
     config = store_dir / "nats-server.conf"
-    await asyncio.to_thread(_write_private, config, render_config(auth, port, monitor, store_dir))
+    await asyncio.to_thread(
+        _write_private, config, render_config(auth, port, monitor, store_dir, cluster=cluster)
+    )
     process = await asyncio.create_subprocess_exec(
         nats_server_binary(),
         "-c", str(config),

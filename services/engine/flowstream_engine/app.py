@@ -23,20 +23,24 @@ from flowstream_engine.credentials import CredentialResolver, configure_credenti
 from flowstream_engine.dispatcher import Dispatcher, DispatchSettings
 from flowstream_engine.egress import policy_for
 from flowstream_engine.http import close_shared_client, configure_egress
-from flowstream_engine.lease import Leases
+from flowstream_engine.lease import Leases, lease_ttl
 from flowstream_engine.limits import configure_limits
 from flowstream_engine.metrics import EngineMetrics
 from flowstream_engine.pickup import Pickup, ResultCache
 from flowstream_engine.publisher import AckedPublisher
 from flowstream_engine.render.renderer import close_shared_renderer
-from flowstream_engine.run_log import LogSettings
+from flowstream_engine.run_log import LogSettings, window_for
 from flowstream_engine.settings import EngineSettings
 from flowstream_engine.worker import RunWorker, WorkerSettings
 
 log = logging.getLogger("flowstream.engine")
 
 
-def create_app(settings: EngineSettings | None = None) -> AsgiFastStream:
+def create_app(
+    settings: EngineSettings | None = None, control: ControlRegistry | None = None
+) -> AsgiFastStream:
+    """`control` is the process's run registry: `__main__` drains it the moment it is told to
+    stop, before the broker's shutdown cancels the runs."""
     settings = settings or EngineSettings()
     # Per-message logs at DEBUG: at thousands of runs per second INFO lines would dominate.
     broker = nats_connection.broker(
@@ -48,7 +52,7 @@ def create_app(settings: EngineSettings | None = None) -> AsgiFastStream:
         # engine resumes it now, instead of finishing runs that may last minutes.
         graceful_timeout=None,
     )
-    control = ControlRegistry()
+    control = control or ControlRegistry()
     metrics = EngineMetrics(settings.run_timeout)
     publisher: list[AckedPublisher] = []
     dispatcher: list[Dispatcher] = []
@@ -119,6 +123,7 @@ def create_app(settings: EngineSettings | None = None) -> AsgiFastStream:
         nc = broker.connection
         js = nc.jetstream()
         await await_topology(js, settings)
+        events = await js.stream_info(subjects.EVENTS_STREAM)
         await configure_egress(policy_for(settings))
         configure_limits(settings)  # node output size and template budgets
         await _configure_credentials(js, settings)
@@ -128,7 +133,7 @@ def create_app(settings: EngineSettings | None = None) -> AsgiFastStream:
         publisher.append(AckedPublisher(nc))
         await publisher[0].start()
         leases = Leases(
-            publisher[0], await js.key_value(subjects.LEASES_BUCKET), settings.engine_ack_wait_s
+            publisher[0], await js.key_value(subjects.LEASES_BUCKET), lease_ttl(settings)
         )
         results = ResultCache(await js.key_value(subjects.RESULTS_BUCKET))
         worker = RunWorker(
@@ -144,6 +149,7 @@ def create_app(settings: EngineSettings | None = None) -> AsgiFastStream:
                 log=LogSettings(
                     ack_timeout_s=settings.engine_publish_ack_timeout_s,
                     retry_budget_s=settings.engine_publish_retry_s,
+                    window=window_for(events.config.num_replicas or 1),
                 ),
             ),
             before_success=results.store,

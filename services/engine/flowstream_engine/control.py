@@ -39,6 +39,7 @@ def run_id_of_key(key: str) -> str:
 
 class ControlRegistry:
     def __init__(self) -> None:
+        self._draining = False
         self._active: dict[str, RunExecutor] = {}
         self._cancels: dict[str, tuple[float, ControlCommand]] = {}
         self._pauses: dict[str, tuple[float, ControlCommand]] = {}
@@ -47,7 +48,17 @@ class ControlRegistry:
     def active_runs(self) -> int:
         return len(self._active)
 
+    def drain(self) -> None:
+        """The engine is stopping: no node that acts on the outside world starts any more (it
+        waits in `RunExecutor.durable` for the cancellation that hands its run back), since the
+        engine resuming the run would act a second time."""
+        self._draining = True
+        for executor in self._active.values():
+            executor.shutting_down = True
+
     def register(self, run_id: str, executor: RunExecutor) -> None:
+        if self._draining:
+            executor.shutting_down = True
         self._active[run_id] = executor
         pause = self._pauses.get(run_id)
         if pause is not None:

@@ -117,6 +117,7 @@ class Dispatcher:
         self._wake = asyncio.Event()
         self._tasks: set[asyncio.Task[None]] = set()
         self._loop: asyncio.Task[None] | None = None
+        self._stopping = False
         self._ready_sub: Subscription | None = None
         self._inboxes: dict[int, Subscription] = {}
 
@@ -126,15 +127,18 @@ class Dispatcher:
 
     async def stop(self) -> None:
         """Hand every run back at once (each handler naks when cancelled)."""
+        self._stopping = True
         if self._ready_sub is not None:
             with contextlib.suppress(Exception):
                 await self._ready_sub.unsubscribe()
-        if self._loop is not None:
-            self._loop.cancel()
-            await asyncio.gather(self._loop, return_exceptions=True)
-        for task in list(self._tasks):
+        # The loop and the runs stop together: a loop whose cancellation was swallowed (nats-py
+        # turns it into ConnectionClosedError once the connection closes) may wait for a slot,
+        # and only a cancelled run frees one. The flag ends the loop then.
+        loop = [self._loop] if self._loop is not None else []
+        for task in [*loop, *self._tasks]:
             task.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
+        self._wake.set()
+        await asyncio.gather(*loop, *self._tasks, return_exceptions=True)
         with contextlib.suppress(Exception):
             await self._nc.flush(timeout=2)  # the hand-backs (naks) reach the server first
         for inbox in self._inboxes.values():
@@ -150,6 +154,9 @@ class Dispatcher:
     async def _run_loop(self) -> None:
         while True:
             await self._slots.acquire()
+            if self._stopping:
+                self._slots.release()
+                return
             try:
                 msg, band = await self._next()
             except BaseException:
@@ -161,6 +168,8 @@ class Dispatcher:
 
     async def _next(self) -> tuple[Msg, int]:
         while True:
+            if self._stopping:
+                raise asyncio.CancelledError
             self._wake.clear()  # a ready message during the sweep wakes the next one at once
             for band in self._order.order():
                 generation = self._order.generation[band]

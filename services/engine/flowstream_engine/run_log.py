@@ -72,6 +72,17 @@ class LogSettings:
     window_bytes: int = 4 << 20
 
 
+def window_for(replicas: int) -> int:
+    """How many of a run's events may be in flight at once.
+
+    A replicated stream checks `Nats-Expected-Last-Subject-Sequence` only while no other message
+    checked against the same subject is still being proposed, and refuses the rest (error
+    10164): every event of an attempt is checked against its claim marker, so on a replicated
+    stream a run's events go one at a time (runs still go side by side).
+    """
+    return 1 if replicas > 1 else LogSettings.window
+
+
 @dataclass(frozen=True)
 class Earlier:
     """The run has been claimed before, by the attempt whose marker has this sequence."""
@@ -105,9 +116,14 @@ async def claim_run(
             return Claim(ack.seq, resumed=after is not None)
         except StreamRefused as exc:
             actual = exc.wrong_last_sequence
-            if actual is None:
+            if actual is not None:
+                return None if after is not None else Earlier(actual)
+            if exc.permanent:
                 raise LogUnavailable(f"claiming run {run.run_id}: {exc}") from exc
-            return None if after is not None else Earlier(actual)
+            if time.monotonic() > deadline:
+                raise LogUnavailable(f"claiming run {run.run_id}: {exc}") from exc
+            await asyncio.sleep(delay)  # another claim on the run is being proposed
+            delay = min(delay * 2, 2.0)
         except PublishError as exc:
             if time.monotonic() > deadline:
                 raise LogUnavailable(f"claiming run {run.run_id}: {exc}") from exc

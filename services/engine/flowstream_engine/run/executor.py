@@ -386,6 +386,8 @@ class RunExecutor:
             await self._emitter.flush()
         except RunLogFailed:
             await asyncio.Event().wait()
+        if self.shutting_down:  # the engine stops: wait for the cancellation that hands it over
+            await asyncio.Event().wait()
 
     def _emit_started(self, started_at: float) -> None:
         inputs = dict(self._command.inputs)
