@@ -55,6 +55,9 @@ class RunRecord(_Model):
     started_at: float | None = None
     finished_at: float | None = None
     last_seq: int = 0
+    # Set on an answer that carries a summary of the value instead of the value (too large).
+    inputs_truncated: bool = False
+    outputs_truncated: bool = False
     # The last `workflow_progress`: completed top-level steps as a percentage (100 once done).
     progress: float | None = None
 
@@ -77,6 +80,8 @@ class NodeExecutionRecord(_Model):
     elapsed_ms: float | None = None
     created_at: float | None = None
     finished_at: float | None = None
+    inputs_truncated: bool = False
+    outputs_truncated: bool = False
     # Custom metrics the node emitted (`execution_metadata.metrics` of its `node_finished`).
     metrics: dict[str, float] | None = None
 
@@ -87,6 +92,8 @@ class TimelineEntry(_Model):
     seq: int
     event: str
     payload: dict[str, Any]
+    # The payload is a summary: the event was too large to answer whole.
+    truncated: bool = False
 
 
 class RunQuery(_Model):
@@ -98,6 +105,9 @@ class RunQuery(_Model):
     # The stream sequence of that latest event: once the `history` consumer has acknowledged
     # that far, every replica's writes of the run are done.
     events_seq: int | None = Field(default=None, ge=0)
+    # The timeline from the event after this `seq`, at most `limit` events (one page).
+    after_seq: int = Field(default=0, ge=0)
+    limit: int = Field(default=1000, ge=1, le=1000)
 
 
 class SeenPositions(_Model):
@@ -151,6 +161,14 @@ class RunPage(_Model):
 class RunDetail(_Model):
     run: RunRecord
     nodes: list[NodeExecutionRecord]
+    # Only the first node executions are here: the rest did not fit one answer.
+    nodes_truncated: bool = False
+
+
+class TimelinePage(_Model):
+    entries: list[TimelineEntry]
+    # Ask again from here for the rest (None: this page ends the timeline).
+    next_after_seq: int | None = None
 
 
 class Bottleneck(_Model):

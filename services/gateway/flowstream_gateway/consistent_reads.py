@@ -80,15 +80,16 @@ class ConsistentReads:
             return None, None
         return last, seq_of(last)
 
-    async def run(self, op: HistoryOp, owner: RunOwner) -> RunRead:
-        """History's answer to a read of one run, once it reflects the run's latest stored
-        event, with that event."""
+    async def run(self, op: HistoryOp, owner: RunOwner, **paging: int) -> RunRead:
+        """History's answer to a read of one run (`paging`: a timeline's `after_seq` and
+        `limit`), once it reflects the run's latest stored event, with that event."""
         last, seq = await self.latest(owner)
         query = RunQuery(
             user_id=owner.user_id,
             run_id=owner.run_id,
             applied_seq=seq,
             events_seq=last.seq if last is not None else None,
+            **paging,
         )
         try:
             reply = await self._history.reply(op, query)

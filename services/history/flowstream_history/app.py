@@ -132,7 +132,14 @@ def create_app(settings: HistorySettings | None = None) -> AsgiFastStream:
             pending_bytes_limit=INTAKE_PENDING_BYTES,
         )
         barrier = ReadBarrier(store, AckFloor(js), recorded, settings.history_read_wait_s)
-        queries = Queries(store, settings.history_stats_window, barrier, metrics)
+        queries = Queries(
+            store,
+            settings.history_stats_window,
+            barrier,
+            metrics,
+            reply_max_bytes=settings.history_reply_max_bytes,
+            list_value_max_bytes=settings.history_list_value_max_bytes,
+        )
         parts["running"] = Running(queries, recorder, watcher, intake)
 
     async def ready() -> None:

@@ -28,6 +28,7 @@ from flowstream_shared.history import (
 )
 from pydantic import ValidationError
 
+from flowstream_history import replies
 from flowstream_history.consistency import ReadBarrier
 from flowstream_history.custom_metrics import aggregate_custom_metrics
 from flowstream_history.stats import workflow_stats
@@ -56,11 +57,16 @@ class Queries:
         stats_window: int,
         barrier: ReadBarrier | None = None,
         metrics: HistoryMetrics | None = None,
+        reply_max_bytes: int = 768 << 10,
+        list_value_max_bytes: int = 4096,
     ) -> None:
         self._store = store
         self._stats_window = stats_window
         self._barrier = barrier
         self._metrics = metrics
+        # Every reply is one NATS message: it must fit under the server's max_payload.
+        self._budget = reply_max_bytes
+        self._list_value_bytes = list_value_max_bytes
 
     async def answer(self, op: HistoryOp, body: bytes) -> bytes:
         try:
@@ -105,14 +111,18 @@ class Queries:
             if run is None:
                 return _error("not_found", f"execution {query.run_id} not found", 404)
             if op == HistoryOp.GET:
-                return _ok(RunDetail(run=run, nodes=await store.nodes(run.id)), behind)
+                detail = RunDetail(run=run, nodes=await store.nodes(run.id))
+                return _ok(replies.run_detail(detail, self._budget), behind)
             if op == HistoryOp.NODES:
-                return _ok(await store.nodes(run.id), behind)
-            return _ok(await store.timeline(run.id), behind)
+                return _ok(replies.fitted_nodes(await store.nodes(run.id), self._budget)[0], behind)
+            entries = await store.timeline(run.id, query.after_seq, query.limit + 1)
+            more = len(entries) > query.limit
+            return _ok(replies.timeline_page(entries[: query.limit], self._budget, more), behind)
         if op == HistoryOp.LIST:
             list_query = ListQuery.model_validate_json(body)
             behind = not await self._caught_up(list_query)
-            return _ok(await store.list_runs(list_query), behind)
+            page = await store.list_runs(list_query)
+            return _ok(replies.list_page(page, self._list_value_bytes, self._budget), behind)
         if op == HistoryOp.STATS:
             stats_query = StatsQuery.model_validate_json(body)
             behind = not await self._caught_up(stats_query)
@@ -136,7 +146,7 @@ class Queries:
             return _ok(
                 [
                     ActiveRun(
-                        run=run,
+                        run=replies.summarized(run, self._list_value_bytes),
                         running_nodes=[
                             ActiveNode(node_id=n.node_id, title=n.title, started_at=n.created_at)
                             for n in nodes

@@ -32,3 +32,7 @@ class HistorySettings(NatsSettings, DataSettings):
     history_read_wait_s: float = Field(default=2.0, ge=0)
     # SQLite: connections (and threads) serving reads, beside the one that writes.
     history_sqlite_readers: int = Field(default=4, ge=1, le=64)
+    # Replies to the gateway are one NATS message each: keep them under its max_payload.
+    history_reply_max_bytes: int = Field(default=768 << 10, ge=16 << 10)
+    # Inputs and outputs of each run in a list are summarized to this many bytes.
+    history_list_value_max_bytes: int = Field(default=4096, ge=256)

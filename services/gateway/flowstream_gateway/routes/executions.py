@@ -227,8 +227,10 @@ async def summary(principal: CurrentPrincipal, services: ServicesDep) -> dict[st
         "titles of the nodes running now), `elapsed_time` (seconds, still counting while it "
         "runs) and, while paused, `paused_before` (the node ids it holds) and `pause_reason`; "
         "while it waits (`pending`), `queue_position` (1: next), `waiting_for` (`engine`, or "
-        "the concurrency limit it waits for) and `priority`. Once any client has seen the run "
-        "finish, this reflects it."
+        "the concurrency limit it waits for) and `priority`. Values too large for one answer "
+        "are summarized: `inputs_truncated` / `outputs_truncated` on the run and on each node "
+        "execution say so, and `nodes_truncated` that only the first node executions are "
+        "listed. Once any client has seen the run finish, this reflects it."
     ),
 )
 async def get_execution(run_id: str, principal: CurrentPrincipal, services: ServicesDep) -> Any:
@@ -237,7 +239,7 @@ async def get_execution(run_id: str, principal: CurrentPrincipal, services: Serv
     last = read.last
     detail: dict[str, Any]
     if read.result is None:  # not recorded yet: what the run index and the event log say
-        detail = {"run": unrecorded_run(owner, last), "nodes": []}
+        detail = {"run": unrecorded_run(owner, last), "nodes": [], "nodes_truncated": False}
     elif read.behind:  # history behind the log: the log's word on status and end
         detail = {**read.result, "run": caught_up_run(read.result["run"], last)}
     else:
@@ -250,7 +252,7 @@ async def get_execution(run_id: str, principal: CurrentPrincipal, services: Serv
         view["pause_reason"] = state.pause_reason
     if run.get("status") == RunStatus.PENDING.value:
         view.update(await _place_in_queue(services, run_id))
-    return {**view, "nodes": detail["nodes"]}
+    return {**view, "nodes": detail["nodes"], "nodes_truncated": detail["nodes_truncated"]}
 
 
 async def _place_in_queue(services: Services, run_id: str) -> dict[str, Any]:
@@ -267,16 +269,37 @@ async def _place_in_queue(services: Services, run_id: str) -> dict[str, Any]:
 
 @router.get(
     "/{run_id}/history",
-    summary="The run's events in order (its timeline)",
-    description="Each entry: `seq`, `event`, `payload`, and `timestamp`, `status`, `message`.",
+    summary="The run's events in order (its timeline), a page at a time",
+    description=(
+        "Each entry: `seq`, `event`, `payload`, and `timestamp`, `status`, `message`. At most "
+        "`limit` events after `after_seq`, and never more than one answer holds; when more "
+        'follow, a `Link: <…?after_seq=N>; rel="next"` header points at the next page. An '
+        "event too large for a page of its own comes summarized, with `truncated: true`."
+    ),
 )
-async def execution_history(run_id: str, principal: CurrentPrincipal, services: ServicesDep) -> Any:
+async def execution_history(
+    run_id: str,
+    principal: CurrentPrincipal,
+    services: ServicesDep,
+    response: Response,
+    after_seq: Annotated[int, Query(ge=0)] = 0,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 1000,
+) -> Any:
     owner = await owned_run(run_id, principal, services)
-    read = await services.reads.run(HistoryOp.TIMELINE, owner)
-    timeline = read.result
-    if timeline is None or read.behind:  # not recorded (yet): straight from the event log
-        timeline = await services.reads.log_timeline(owner)
-    return history_entries(timeline)
+    read = await services.reads.run(HistoryOp.TIMELINE, owner, after_seq=after_seq, limit=limit)
+    page: dict[str, Any]
+    if read.result is None or read.behind:  # not recorded (yet): straight from the event log
+        entries = [e for e in await services.reads.log_timeline(owner) if e["seq"] > after_seq]
+        following = entries[limit - 1]["seq"] if len(entries) > limit else None
+        page = {"entries": entries[:limit], "next_after_seq": following}
+    else:
+        page = read.result
+    following = page["next_after_seq"]
+    if following is not None:
+        response.headers["Link"] = (
+            f'</api/executions/{run_id}/history?after_seq={following}&limit={limit}>; rel="next"'
+        )
+    return history_entries(page["entries"])
 
 
 @router.put(

@@ -340,11 +340,14 @@ class SqliteStore:
 
         return await self._read(query)
 
-    async def timeline(self, run_id: str) -> list[TimelineEntry]:
+    async def timeline(
+        self, run_id: str, after_seq: int = 0, limit: int | None = None
+    ) -> list[TimelineEntry]:
         def query(db: sqlite3.Connection) -> list[TimelineEntry]:
             rows = db.execute(
-                "SELECT seq, event, payload FROM execution_events WHERE run_id = ? ORDER BY seq",
-                (run_id,),
+                "SELECT seq, event, payload FROM execution_events WHERE run_id = ? AND seq > ? "
+                "ORDER BY seq LIMIT ?",
+                (run_id, after_seq, -1 if limit is None else limit),
             )
             return [
                 TimelineEntry(seq=r["seq"], event=r["event"], payload=json.loads(r["payload"]))
