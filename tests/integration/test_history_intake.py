@@ -98,7 +98,7 @@ async def test_a_run_without_an_owner_is_visible_to_its_owner_once_indexed(
         assert detail["run"]["status"] == "succeeded" and detail["run"]["user_id"] == owner.user_id
         assert [n["node_id"] for n in detail["nodes"]] == ["start", "greet", "end"]
         timeline = await ask(admin, HistoryOp.TIMELINE, query)
-        assert [e["seq"] for e in timeline.result] == list(range(1, len(events) + 1))
+        assert [e["seq"] for e in timeline.result["entries"]] == list(range(1, len(events) + 1))
         assert not any(STALLED in line for line in history.lines)
 
 
