@@ -6,12 +6,15 @@ A read-after-finish check asks four things at once, on the gateway the client la
 - `GET /api/executions/{id}/history`: the timeline reaches the `workflow_finished` seq;
 - `GET /api/executions?status=<status>` around the run's creation time: the run is listed;
 - `GET /v1/workflows/run/{id}` (Dify's run detail): the status the client saw.
-Any other answer is a stale read, kept with what was answered.
+Any other answer is a stale read, kept with what was answered. A `503` with `Retry-After` is
+the API saying it cannot answer consistently yet: the client asks again as told, for up to
+`RETRY_FOR_S`, and only what it is finally answered counts.
 """
 
 from __future__ import annotations
 
 import asyncio
+import time
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -21,6 +24,7 @@ from chaos.streams import RunFollower
 
 ENDPOINTS = ("record", "timeline", "list_by_status", "dify_detail")
 READ_TIMEOUT_S = 10.0
+RETRY_FOR_S = 30.0
 
 
 @dataclass
@@ -33,8 +37,20 @@ class ReadCheck:
 
 
 async def _get(clients: list[httpx.AsyncClient], path: str, **params: Any) -> tuple[int, Any]:
-    """The first answer any gateway gives: a gateway that is down is no stale read, a client
-    asks the next one."""
+    """The answer a client following `Retry-After` ends up with."""
+    give_up_at = time.monotonic() + RETRY_FOR_S
+    while True:
+        code, body, retry_after = await _get_once(clients, path, **params)
+        if code != 503 or retry_after is None or time.monotonic() + retry_after > give_up_at:
+            return code, body
+        await asyncio.sleep(retry_after)
+
+
+async def _get_once(
+    clients: list[httpx.AsyncClient], path: str, **params: Any
+) -> tuple[int, Any, float | None]:
+    """The first answer any gateway gives, and its `Retry-After`: a gateway that is down is no
+    stale read, a client asks the next one."""
     failure = ""
     for client in clients:
         try:
@@ -43,11 +59,13 @@ async def _get(clients: list[httpx.AsyncClient], path: str, **params: Any) -> tu
         except httpx.HTTPError as exc:
             failure = f"{type(exc).__name__}: {exc}"
     else:
-        return 0, failure
+        return 0, failure, None
+    retry_after = response.headers.get("retry-after")
+    wait = float(retry_after) if retry_after and retry_after.isdigit() else None
     try:
-        return response.status_code, response.json()
+        return response.status_code, response.json(), wait
     except ValueError:
-        return response.status_code, response.text[:200]
+        return response.status_code, response.text[:200], wait
 
 
 async def read_after_finish(clients: list[httpx.AsyncClient], follower: RunFollower) -> ReadCheck:

@@ -66,7 +66,11 @@ async def _load_and_check(
     )
     load_started = time.monotonic()
     records = await run_clients(
-        target, settings.runs, settings.concurrency, settings.run_patience_s, settings.load_limit_s
+        target,
+        settings.runs,
+        scenario.clients_at_once(settings.concurrency),
+        settings.run_patience_s,
+        settings.load_limit_s,
     )
     load_seconds = time.monotonic() - load_started
     load_done.set()
@@ -182,7 +186,7 @@ def _figures(
         "checks": {name: check.as_json() for name, check in found.items()},
         "failed_checks": failed,
         "settings": {
-            "concurrency": settings.concurrency,
+            "concurrency": scenario.clients_at_once(settings.concurrency),
             "call_ms": settings.call_ms,
             "faults": not settings.no_faults,
         },

@@ -239,3 +239,45 @@ async def test_reads_answer_during_heavy_sqlite_write_contention(
                 assert reads[0].json()["status"] == "succeeded"
 
     assert [s for s in statuses if s[1] != 200] == []
+
+
+@contextmanager
+def store_locked(path: Path) -> Iterator[None]:
+    """Another process's write transaction on history's SQLite file for as long as it lasts."""
+    db = sqlite3.connect(path, isolation_level=None, timeout=30)
+    try:
+        db.execute("BEGIN IMMEDIATE")
+        yield
+        db.execute("COMMIT")
+    finally:
+        db.close()
+
+
+async def test_a_list_history_cannot_confirm_is_a_retry_never_a_stale_answer(
+    one_run_at_a_time: tuple[Stack, Path],
+) -> None:
+    stack, database = one_run_at_a_time
+    user = f"locked-{uuid.uuid4().hex[:8]}"
+    workflow_id = await stack.create_workflow(user, GREET)
+    listing = {"workflow_id": workflow_id, "status": "succeeded"}
+    async with stack.client(user) as client:
+        with store_locked(database):
+            end = await finish_seen(client, workflow_id, "locked")
+            run_id = end["workflow_run_id"]
+            listed = await client.get("/api/executions", params=listing)
+            record = await client.get(f"/api/executions/{run_id}")
+        # History cannot record the run while its store is locked: the list says "retry",
+        # the record comes from the event log.
+        assert listed.status_code == 503, listed.text
+        assert listed.headers["retry-after"] and listed.json()["code"] == "service_unavailable"
+        assert record.status_code == 200 and record.json()["status"] == "succeeded"
+
+        async def listed_once_recorded() -> httpx.Response:
+            while True:
+                response = await client.get("/api/executions", params=listing)
+                if response.status_code != 503:
+                    return response
+                await asyncio.sleep(float(response.headers["retry-after"]))  # as told
+
+        after = await asyncio.wait_for(listed_once_recorded(), timeout=60)
+    assert after.status_code == 200 and [i["id"] for i in after.json()["items"]] == [run_id]

@@ -30,7 +30,7 @@ from flowstream_shared.subjects import RunAddress
 from nats.aio.client import Client
 from nats.js import JetStreamContext
 
-from flowstream_gateway.errors import ApiError
+from flowstream_gateway.errors import ApiError, unavailable
 from flowstream_gateway.history_client import HistoryClient
 from flowstream_gateway.live_state import state_of
 from flowstream_gateway.runs import RunService
@@ -103,8 +103,15 @@ class ConsistentReads:
 
     async def ask(self, op: HistoryOp, query: Q) -> Any:
         """Any other read, once history has recorded what the event stream and the run index
-        hold now."""
-        return await self._history.ask(op, query.model_copy(update=await self.positions()))
+        hold now. Lists and statistics have no event-log fallback: one history cannot confirm
+        within its wait is `503` with `Retry-After`, never an answer behind what a client saw."""
+        reply = await self._history.reply(op, query.model_copy(update=await self.positions()))
+        if reply.behind:
+            raise unavailable(
+                "history has not yet recorded everything the event log holds (its store is "
+                "slow or unavailable); retry shortly"
+            )
+        return reply.result
 
     async def positions(self) -> dict[str, int | None]:
         events, runs = await asyncio.gather(self._events_seq(), self._runs_seq())

@@ -88,6 +88,12 @@ NATS_UNAVAILABLE: tuple[type[Exception], ...] = (
 RETRY_AFTER_S = 2
 
 
+def unavailable(message: str) -> ApiError:
+    """`503` with `Retry-After`: nothing is wrong with the request; asked again shortly, the
+    same request may succeed."""
+    return ApiError(503, "service_unavailable", message, {"Retry-After": str(RETRY_AFTER_S)})
+
+
 def nats_unavailable() -> JSONResponse:
     return error_response(
         503,

@@ -18,7 +18,7 @@ from nats.errors import NoRespondersError
 from nats.errors import TimeoutError as NatsTimeout
 from pydantic import BaseModel
 
-from flowstream_gateway.errors import ApiError
+from flowstream_gateway.errors import ApiError, unavailable
 
 # How long a read keeps asking a history that is away, and the longest pause between two asks.
 AWAY_FOR_S = 6.0
@@ -48,7 +48,7 @@ class HistoryClient:
                 return await self._ask(op, query)
             except _Away as exc:
                 if time.monotonic() + pause > give_up_at:
-                    raise ApiError(503, "service_unavailable", str(exc)) from exc
+                    raise unavailable(str(exc)) from exc
             await asyncio.sleep(pause)
             pause = min(pause * 2, PAUSE_MAX_S)
 
@@ -62,9 +62,7 @@ class HistoryClient:
         except NoRespondersError as exc:
             raise _Away("the history service is not answering") from exc
         except NatsTimeout as exc:
-            raise ApiError(
-                503, "service_unavailable", "the history service did not answer in time"
-            ) from exc
+            raise unavailable("the history service did not answer in time") from exc
         reply = HistoryReply.model_validate_json(message.data)
         if reply.error is not None:
             if reply.error.status == 503:
