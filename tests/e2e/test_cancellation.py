@@ -122,3 +122,14 @@ async def test_the_run_deadline_fails_the_run_and_ends_the_stream(stack: Stack) 
     assert "after" not in started
     assert len(finished) == 1 and finished[0]["status"] == "failed"
     assert "timed out" in finished[0]["error"]
+
+
+async def test_a_requests_config_timeout_replaces_the_workflows_deadline(stack: Stack) -> None:
+    # The workflow allows an hour; the request (seed 003's execute body) allows one second.
+    workflow_id = await stack.create_workflow("alice", delay_then_template(60, timeout=3600))
+    body = {"input_data": {}, "config": {"async": False, "timeout": 1}}
+    async with stack.client("alice") as client:
+        answer = await client.post(f"/api/workflows/{workflow_id}/execute", json=body)
+    assert answer.status_code == 200, answer.text
+    run = answer.json()["data"]
+    assert run["status"] == "failed" and run["error"] == "workflow timed out after 1s", run

@@ -56,6 +56,21 @@ async def test_the_token_may_come_as_the_first_message(stack: Stack) -> None:
     assert events[-1]["data"]["outputs"] == {"answer": "Hello w!"}
 
 
+async def test_the_token_may_come_in_an_authorization_header(stack: Stack) -> None:
+    workflow_id = await stack.create_workflow("alice", GREET)
+    async with stack.client("alice") as client:
+        run_id = (
+            await client.post(
+                "/api/executions", json={"workflow_id": workflow_id, "inputs": {"name": "h"}}
+            )
+        ).json()["id"]
+    headers = {"Authorization": f"Bearer {stack.token('alice')}"}
+    url = _ws_url(stack, f"/ws/executions/{run_id}")
+    async with connect(url, additional_headers=headers) as socket:
+        events = await asyncio.wait_for(_messages(socket), timeout=30)
+    assert events[-1]["data"]["outputs"] == {"answer": "Hello h!"}
+
+
 @pytest.mark.parametrize(("user", "code"), [(None, 4401), ("mallory", 4404)])
 async def test_sockets_refuse_strangers(stack: Stack, user: str | None, code: int) -> None:
     workflow_id = await stack.create_workflow("alice", GREET)

@@ -10,6 +10,7 @@ import uuid
 
 from flowstream_engine.control import ControlRegistry
 from flowstream_engine.state import RunState
+from flowstream_gateway.submission import RunOptions
 from flowstream_shared.commands import ControlAction, ControlCommand, DebugOptions, RunCommand
 from flowstream_shared.events import (
     EventName,
@@ -227,3 +228,10 @@ async def test_a_consumed_step_is_not_applied_again_by_the_next_engine() -> None
 
     assert finished.status == RunStatus.FAILED and "timed out" in (finished.error or "")
     assert timeline(again.log.events) == ["workflow_finished"]  # no node, no second pause
+
+
+def test_step_by_step_is_step_mode_on_every_run_route() -> None:
+    assert RunOptions.model_validate({"step_by_step": True}).debug == DebugOptions(step=True)
+    both = RunOptions.model_validate({"step_by_step": True, "debug": {"breakpoints": ["b"]}})
+    assert both.debug == DebugOptions(step=True, breakpoints=["b"])
+    assert RunOptions.model_validate({}).debug is None

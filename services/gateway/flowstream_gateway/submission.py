@@ -4,7 +4,8 @@ run submission makes before `RunService.start`.
 Besides flowstream's `inputs`, a run request may be written as the orchestration documents that
 preceded flowstream write it: `input_data` (the same as `inputs`), `execution_name`, and
 `config: {async, timeout}` (`async: false` waits for the end; `timeout` replaces the workflow's
-own deadline for this run). `debug: {step, breakpoints}` runs it under a debugger.
+own deadline for this run). `debug: {step, breakpoints}` runs it under a debugger
+(`step_by_step: true` is `debug: {step: true}`).
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from flowstream_shared.commands import DebugOptions
 from flowstream_shared.events import RunStatus
 from flowstream_shared.inputs import InputError, input_declarations, validate_inputs
 from flowstream_shared.workflow import WorkflowGraph
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from flowstream_gateway.errors import invalid_param
 from flowstream_gateway.runs import CACHE_FIELD, PRIORITY_FIELD, RunHandle
@@ -50,8 +51,15 @@ class RunOptions(BaseModel):
         description="pause before each top-level node (`step`) or before `breakpoints`; "
         "continue with `POST /api/executions/{id}/step` or resume",
     )
+    step_by_step: bool = Field(default=False, description='the same as `debug: {"step": true}`')
     priority: int | None = PRIORITY_FIELD
     cache: bool = CACHE_FIELD
+
+    @model_validator(mode="after")
+    def _step_by_step_is_step_mode(self) -> RunOptions:
+        if self.step_by_step:
+            self.debug = (self.debug or DebugOptions()).model_copy(update={"step": True})
+        return self
 
     def given_inputs(self) -> dict[str, Any]:
         both = self.inputs is not None and self.input_data is not None

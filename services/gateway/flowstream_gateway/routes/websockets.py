@@ -1,10 +1,11 @@
 """WebSocket streams: one run (`/ws/executions/{id}`) or every run of the caller (`/ws`).
 
-The token comes in `?token=` or as the first message, `{"token": "..."}` (browsers cannot set
-headers on a WebSocket). Each event is one text message with the event's JSON, exactly the
-payload of the SSE frames, with `type`, `execution_id`, `status` and `timestamp` added in front
-(`seed_views.ws_message`); `/ws/executions/{id}` (also `/ws/{id}`) closes after
-`workflow_finished`. A quiet socket gets `{"type": "heartbeat"}` every `FLOWSTREAM_WS_HEARTBEAT_S`.
+The token comes in an `Authorization: Bearer` header (clients that can set one), in `?token=`,
+or as the first message, `{"token": "..."}` (browsers cannot set headers on a WebSocket). Each
+event is one text message with the event's JSON, exactly the payload of the SSE frames, with
+`type`, `execution_id`, `status` and `timestamp` added in front (`seed_views.ws_message`);
+`/ws/executions/{id}` (also `/ws/{id}`) closes after `workflow_finished`. A quiet socket gets
+`{"type": "heartbeat"}` every `FLOWSTREAM_WS_HEARTBEAT_S`.
 """
 
 from __future__ import annotations
@@ -36,6 +37,9 @@ FIRST_MESSAGE_TIMEOUT_S = 10.0
 
 
 async def _principal(websocket: WebSocket, token: str | None, services: Services) -> Principal:
+    scheme, _, credentials = websocket.headers.get("authorization", "").partition(" ")
+    if token is None and scheme.lower() == "bearer" and credentials.strip():
+        token = credentials.strip()
     if token is None:
         try:
             first = await asyncio.wait_for(websocket.receive_text(), FIRST_MESSAGE_TIMEOUT_S)
