@@ -211,6 +211,7 @@ def read_after_finish(records: list[ClientRecord]) -> tuple[dict[str, Check], di
     per_endpoint = {endpoint: Check() for endpoint in ENDPOINTS}
     checks = 0
     stale_runs = 0
+    unanswered: dict[str, int] = {}
     for record in records:
         if record.read is None:
             continue
@@ -219,7 +220,14 @@ def read_after_finish(records: list[ClientRecord]) -> tuple[dict[str, Check], di
             stale_runs += 1
         for endpoint, answer in record.read.stale.items():
             per_endpoint[endpoint].fail(f"run {record.run_id}: {answer}")
-    figures = {"checks": checks, "checks_with_a_stale_read": stale_runs}
+        for endpoint in record.read.unanswered:
+            unanswered[endpoint] = unanswered.get(endpoint, 0) + 1
+    figures = {
+        "checks": checks,
+        "checks_with_a_stale_read": stale_runs,
+        # Still `503` after the client's retries: consistency kept over availability.
+        "unanswered_after_retries": unanswered,
+    }
     return {f"stale_{name}": check for name, check in per_endpoint.items()}, figures
 
 

@@ -71,7 +71,12 @@ async def run_clients(
 
         async def one(record: ClientRecord) -> None:
             async with gate:
-                await _run_client(target, clients, record, patience_s)
+                last_url = await _run_client(target, clients, record, patience_s)
+            if last_url is not None:
+                # Outside the gate: a read told to retry later holds no client's place, so the
+                # load goes on while history is away.
+                ordered = [clients[last_url], *(c for u, c in clients.items() if u != last_url)]
+                record.read = await read_after_finish(ordered, record.follower)
 
         tasks = [asyncio.create_task(one(record)) for record in records]
         _, late = await asyncio.wait(tasks, timeout=limit_s)
@@ -91,7 +96,8 @@ async def _run_client(
     clients: dict[str, httpx.AsyncClient],
     record: ClientRecord,
     patience_s: float,
-) -> None:
+) -> str | None:
+    """Follow one run to its end; the gateway it ended on (None: it never ended)."""
     give_up_at = time.monotonic() + patience_s
     urls = target.gateway_urls()
     rotation = itertools.cycle(range(len(urls)))
@@ -102,7 +108,7 @@ async def _run_client(
     while follower.finished is None:
         if time.monotonic() > give_up_at:
             record.gave_up = f"no workflow_finished after {patience_s:g} s"
-            return
+            return None
         url = target.gateway_urls()[next(rotation)]
         client = clients[url]
         try:
@@ -111,14 +117,13 @@ async def _run_client(
             record.refusals.append(str(exc))
             if not exc.retry:
                 record.gave_up = f"refused: {exc}"
-                return
+                return None
         except (StreamEnded, httpx.HTTPError, OSError, TimeoutError) as exc:
             record.refusals.append(f"{type(exc).__name__}: {exc}"[:200])
         if follower.finished is None:
             record.resumes += 1
             await asyncio.sleep(next(pauses))
-    others = [c for u, c in clients.items() if u != url]
-    record.read = await read_after_finish([client, *others], record.follower)
+    return url
 
 
 async def _one_connection(

@@ -112,8 +112,9 @@ def markdown(results: dict[str, Any]) -> str:
         "### Clients and side effects",
         "",
         "| scenario | resumes | `event: resume` frames | WS 1012 closes | refused submissions "
-        "| node calls | repeats in flight at a fault | read-after-finish checks |",
-        "|---|---:|---:|---:|---:|---:|---:|---:|",
+        "| node calls | repeats in flight at a fault | read-after-finish checks "
+        "| reads still `503` after 45 s of retries |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for name in names:
         s = scenarios[name]
@@ -121,10 +122,17 @@ def markdown(results: dict[str, Any]) -> str:
         lines.append(
             f"| {name} | {c.get('resumes')} | {c.get('resume_frames')} | "
             f"{c.get('ws_restart_closes')} | {c.get('refusals')} | {e.get('calls')} | "
-            f"{e.get('repeats_in_flight_at_a_fault')} | {r.get('checks')} |"
+            f"{e.get('repeats_in_flight_at_a_fault')} | {r.get('checks')} | "
+            f"{_unanswered(r.get('unanswered_after_retries'))} |"
         )
     lines += [END]
     return "\n".join(lines)
+
+
+def _unanswered(counts: dict[str, int] | None) -> str:
+    if counts is None:
+        return "—"
+    return ", ".join(f"{endpoint} {n}" for endpoint, n in sorted(counts.items())) or "0"
 
 
 def write_doc(results: dict[str, Any], doc: Path = DOC) -> None:
