@@ -4,11 +4,14 @@ evidence gathered (log, peer, history) and the checks over it."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from pathlib import Path
 from typing import Any
 
 import httpx
+from flowstream_shared import subjects
+from nats.aio.client import Client
 
 from chaos import checks
 from chaos.cluster import Topology
@@ -22,6 +25,9 @@ from chaos.settings import ChaosSettings
 from chaos.workflow import chaos_workflow
 
 SETTLE_POLL_S = 3.0
+# How long history may take to record the log's backlog once the load is over (FerretDB 1.x on
+# its SQLite backend records ~540 events/s here; a scenario leaves up to ~20,000 events).
+HISTORY_DRAIN_S = 90.0
 
 
 async def run_scenario(
@@ -80,8 +86,10 @@ async def _load_and_check(
     nc = await stack.connect()
     try:
         event_log = await _settled_log(nc_read=lambda: read_log(nc), patience_s=settings.settle_s)
+        drained_s = await _history_drained(nc, patience_s=HISTORY_DRAIN_S)
     finally:
         await nc.close()
+    log(f"{scenario.name}: history recorded the whole log {drained_s:.1f} s after it settled")
     async with httpx.AsyncClient(base_url=stack.peer_url, trust_env=False, timeout=30) as peer:
         calls = [tuple(call) for call in (await peer.get("/calls")).json()]
     async with stack.client(stack.gateway_urls[0]) as client:
@@ -89,6 +97,20 @@ async def _load_and_check(
     return _figures(
         scenario, settings, records, event_log, calls, faults, comparisons, load_seconds
     )
+
+
+async def _history_drained(nc: Client, patience_s: float) -> float:
+    """Seconds until history has recorded everything stored (its consumer has nothing pending
+    or unacknowledged), or `patience_s`: records are compared with the log after that."""
+    started = time.monotonic()
+    js = nc.jetstream()
+    while time.monotonic() - started < patience_s:
+        with contextlib.suppress(Exception):  # NATS or the consumer briefly away: ask again
+            info = await js.consumer_info(subjects.EVENTS_STREAM, subjects.HISTORY_CONSUMER)
+            if not info.num_pending and not info.num_ack_pending:
+                break
+        await asyncio.sleep(SETTLE_POLL_S)
+    return time.monotonic() - started
 
 
 async def _settled_log(nc_read: Any, patience_s: float) -> EventLog:
