@@ -94,9 +94,10 @@ async def _load_and_check(
         calls = [tuple(call) for call in (await peer.get("/calls")).json()]
     async with stack.client(stack.gateway_urls[0]) as client:
         comparisons = await _history_against_log(client, event_log, settings.settle_s)
-    return _figures(
+    figures = _figures(
         scenario, settings, records, event_log, calls, faults, comparisons, load_seconds
     )
+    return figures | {"history_recorded_log_after_s": round(drained_s, 1)}
 
 
 async def _history_drained(nc: Client, patience_s: float) -> float:
