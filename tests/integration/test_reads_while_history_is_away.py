@@ -70,11 +70,20 @@ async def test_a_run_is_read_from_the_event_log_while_history_is_away(
     assert timeline.status_code == 200, timeline.text
     assert [e["seq"] for e in timeline.json()] == list(range(1, len(events) + 1))
 
-    # A list needs history: it waits for it to come back rather than answering 503.
-    listed = asyncio.create_task(
-        client.get("/api/executions", params={"status": "succeeded"}, headers=auth)
-    )
+    # A list needs history: the gateway waits a few seconds for it to come back, and past that
+    # answers 503 with Retry-After (never a list without the run); a client asking again as
+    # told gets the run once history is back.
+    async def listed_as_told() -> httpx.Response:
+        while True:
+            response = await client.get(
+                "/api/executions", params={"status": "succeeded"}, headers=auth
+            )
+            if response.status_code != 503:
+                return response
+            await asyncio.sleep(float(response.headers["retry-after"]))
+
+    listed = asyncio.create_task(listed_as_told())
     async with history_process(nats_server, {"FLOWSTREAM_DATA_DIR": str(tmp_path)}):
-        answer = await listed
+        answer = await asyncio.wait_for(listed, timeout=60)
     assert answer.status_code == 200, answer.text
     assert [item["id"] for item in answer.json()["items"]] == [owner.run_id]
