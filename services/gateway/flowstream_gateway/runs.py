@@ -13,6 +13,7 @@ import time
 import uuid
 from collections.abc import Coroutine
 from dataclasses import dataclass
+from functools import partial
 from typing import Annotated, Any
 
 from fastapi import Header
@@ -40,6 +41,7 @@ from nats.js.kv import KeyValue
 from pydantic import Field
 
 from flowstream_gateway.admission import Admission, Caller
+from flowstream_gateway.election import through_election
 from flowstream_gateway.errors import ApiError
 from flowstream_gateway.hub import EventHub, RunFeed, Signal, StreamedEvent
 from flowstream_gateway.idempotency import IdempotencyKeys, fingerprint
@@ -243,13 +245,17 @@ class RunService:
     ) -> None:
         # A repeated submission publishes its command again: if the first never reached the
         # queue this one runs, and if it did the engine finds the run already claimed.
+        # Each write waits through a stream leader's election (nothing stored until it ends).
         writes: list[Coroutine[Any, Any, object]] = [
-            self._js.publish(
-                command.subject,
-                command.model_dump_json(by_alias=True).encode(),
-                timeout=SUBMIT_TIMEOUT_S,
-                headers=inject({"Nats-Msg-Id": command.run_id}),  # + the request's trace
-                stream=subjects.RUNS_STREAM,
+            through_election(
+                partial(
+                    self._js.publish,
+                    command.subject,
+                    command.model_dump_json(by_alias=True).encode(),
+                    timeout=SUBMIT_TIMEOUT_S,
+                    headers=inject({"Nats-Msg-Id": command.run_id}),  # + the request's trace
+                    stream=subjects.RUNS_STREAM,
+                )
             )
         ]
         if earlier is None:
@@ -265,7 +271,8 @@ class RunService:
                 priority=command.priority,
             )
             # Both writes in flight at once: the run index costs no extra latency.
-            writes.append(self._runs_kv.put(command.run_id, owner.model_dump_json().encode()))
+            index_entry = owner.model_dump_json().encode()
+            writes.append(through_election(partial(self._runs_kv.put, command.run_id, index_entry)))
         try:
             await asyncio.gather(*writes)
         except (NatsTimeout, TimeoutError) as exc:
