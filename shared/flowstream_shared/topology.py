@@ -45,6 +45,9 @@ T = TypeVar("T")
 # or a node restarting) answers API requests late, with no responders or "unavailable": a
 # service starting then waits for it rather than failing its start-up.
 TOPOLOGY_PATIENCE_S = 60.0
+# "No suitable peers for placement": a replicated stream asked of a cluster whose meta leader
+# has not heard from enough of its peers yet.
+NO_PEERS_YET = 10005
 _NOT_ANSWERING = (
     NatsTimeout,
     asyncio.TimeoutError,
@@ -174,7 +177,9 @@ def buckets(settings: NatsSettings) -> list[KeyValueConfig]:
 async def _ensure_stream(js: JetStreamContext, config: StreamConfig) -> None:
     try:
         await js.add_stream(config=config)
-    except BadRequestError:
+    except BadRequestError as exc:
+        if exc.err_code == NO_PEERS_YET:
+            raise
         # Exists with another configuration (an operator changed max age, say): converge.
         await js.update_stream(config=config)
 
@@ -210,7 +215,9 @@ async def until_answered(
     while True:
         try:
             return await step()
-        except _NOT_ANSWERING as exc:
+        except (*_NOT_ANSWERING, BadRequestError) as exc:
+            if isinstance(exc, BadRequestError) and exc.err_code != NO_PEERS_YET:
+                raise
             if time.monotonic() + delay > deadline:
                 raise
             log.warning("JetStream is not answering (%s: %r); asking again", what, exc)
