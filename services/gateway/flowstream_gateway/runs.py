@@ -41,7 +41,7 @@ from nats.js.kv import KeyValue
 from pydantic import Field
 
 from flowstream_gateway.admission import Admission, Caller
-from flowstream_gateway.election import through_election
+from flowstream_gateway.election import read_through_election, through_election
 from flowstream_gateway.errors import ApiError
 from flowstream_gateway.hub import EventHub, RunFeed, Signal, StreamedEvent
 from flowstream_gateway.idempotency import IdempotencyKeys, fingerprint
@@ -314,7 +314,7 @@ class RunService:
 
     async def owner(self, run_id: str) -> RunOwner | None:
         try:
-            entry = await self._runs_kv.get(run_id)
+            entry = await read_through_election(partial(self._runs_kv.get, run_id))
         except (KeyNotFoundError, KeyDeletedError):
             return None
         if not entry.value:
