@@ -11,6 +11,7 @@ import asyncio
 import json
 import time
 import uuid
+from asyncio import CancelledError
 from collections.abc import Coroutine
 from dataclasses import dataclass
 from functools import partial
@@ -273,24 +274,14 @@ class RunService:
             # Both writes in flight at once: the run index costs no extra latency.
             index_entry = owner.model_dump_json().encode()
             writes.append(through_election(partial(self._runs_kv.put, command.run_id, index_entry)))
-        try:
-            await asyncio.gather(*writes)
-        except (NatsTimeout, TimeoutError) as exc:
-            raise ApiError(
-                503,
-                "service_unavailable",
-                f"the run queue did not confirm run {command.run_id} in time; it may still "
-                "start. Retry with the same Idempotency-Key header to get this run, never a "
-                "second one",
-                {"Retry-After": "1"},
-            ) from exc
-        except Exception as exc:
-            raise ApiError(
-                503,
-                "service_unavailable",
-                f"could not queue the run: {exc}",
-                {"Retry-After": "1"},
-            ) from exc
+        outcomes = await asyncio.gather(*writes, return_exceptions=True)
+        failures = [outcome for outcome in outcomes if isinstance(outcome, BaseException)]
+        if failures:
+            raise _refusal(
+                command.run_id,
+                queued=not isinstance(outcomes[0], BaseException),
+                failure=failures[0],
+            )
         # Wakes an idle engine (a core message: an engine that misses it finds the command on
         # its next check); no round trip.
         await self._nc.publish(subjects.ready_subject(command.priority), b"")
@@ -371,6 +362,25 @@ class RunService:
             self._control_kv.put(key, payload),
             self._nc.publish(subjects.control_subject(run_id), payload),
         )
+
+
+def _refusal(run_id: str, queued: bool, failure: BaseException) -> ApiError:
+    """The 503 of a submission whose writes did not all succeed. Unless the queue refused the
+    command outright, the run may start (its command stored, or stored unconfirmed): the answer
+    says so, and how to get this run rather than a second one."""
+    if isinstance(failure, CancelledError):
+        raise failure
+    if queued or isinstance(failure, NatsTimeout | TimeoutError):
+        return ApiError(
+            503,
+            "service_unavailable",
+            f"the run queue did not confirm run {run_id} in time; it may still start. Retry "
+            "with the same Idempotency-Key header to get this run, never a second one",
+            {"Retry-After": "1"},
+        )
+    return ApiError(
+        503, "service_unavailable", f"could not queue the run: {failure}", {"Retry-After": "1"}
+    )
 
 
 def pause_key(run_id: str) -> str:
