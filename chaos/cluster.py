@@ -7,6 +7,8 @@ port (`/jsz`), a stream's leader from JetStream's stream info.
 
 from __future__ import annotations
 
+import asyncio
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -101,3 +103,62 @@ async def meta_leader(topology: Topology, up: set[str]) -> str | None:
             if leader:
                 return str(leader)
     return None
+
+
+@dataclass(frozen=True)
+class ClusterHealth:
+    healthy: bool
+    reason: str
+
+
+async def cluster_health(topology: Topology) -> ClusterHealth:
+    """Whole again: every node answers `/healthz` (JetStream current with the meta leader, every
+    stream and consumer it hosts current), every node names the same meta leader, and every
+    stream has a leader that counts all its replicas current."""
+    async with httpx.AsyncClient(trust_env=False, timeout=2.0) as client:
+        leaders: set[str | None] = set()
+        for node in topology.nodes:
+            try:
+                health = await client.get(f"{node.monitor_url}/healthz")
+                if health.status_code != 200:
+                    return ClusterHealth(False, f"{node.name}: {health.text.strip()[:200]}")
+                body: dict[str, Any] = (
+                    await client.get(f"{node.monitor_url}/jsz", params={"streams": "true"})
+                ).json()
+            except (httpx.HTTPError, ValueError) as exc:
+                return ClusterHealth(False, f"{node.name}: {type(exc).__name__}")
+            leaders.add((body.get("meta_cluster") or {}).get("leader"))
+            for account in body.get("account_details") or []:
+                for stream in account.get("stream_detail") or []:
+                    unwell = _stream_unwell(stream, node.name)
+                    if unwell:
+                        return ClusterHealth(False, f"{node.name}: {unwell}")
+        if len(leaders) != 1 or None in leaders:
+            return ClusterHealth(False, f"meta leaders named: {sorted(map(str, leaders))}")
+    return ClusterHealth(True, "")
+
+
+def _stream_unwell(stream: dict[str, Any], node: str) -> str | None:
+    cluster = stream.get("cluster") or {}
+    name = stream.get("name")
+    if not cluster.get("leader"):
+        return f"stream {name} has no leader"
+    if cluster.get("leader") != node:
+        return None  # only the leader knows how far its followers are
+    behind = [r.get("name") for r in cluster.get("replicas") or [] if not r.get("current")]
+    if behind:
+        return f"stream {name}: replicas {behind} not current"
+    return None
+
+
+async def wait_healthy(topology: Topology, timeout_s: float) -> float:
+    """Wait until :func:`cluster_health` says the cluster is whole; answer how long it took."""
+    started = time.monotonic()
+    health = ClusterHealth(False, "not asked yet")
+    while time.monotonic() - started < timeout_s:
+        health = await cluster_health(topology)
+        if health.healthy:
+            return time.monotonic() - started
+        # Monitoring endpoints only: nothing to subscribe to.
+        await asyncio.sleep(0.25)
+    raise TimeoutError(f"the cluster was not whole within {timeout_s:g} s: {health.reason}")

@@ -18,12 +18,14 @@ from typing import Any
 
 from flowstream_shared import subjects
 
-from chaos.cluster import meta_leader
+from chaos.cluster import meta_leader, wait_healthy
 from chaos.processes import ManagedProcess, Service, Stack, log
 
 # How long a process stays down before it is started again.
 DOWN_S = 2.0
 LOCK_S = 8.0
+# How long a restarted cluster node may take to catch up before the fault is reported.
+CLUSTER_WHOLE_TIMEOUT_S = 60.0
 
 
 @dataclass
@@ -96,6 +98,15 @@ async def _nats_node_down(
     await asyncio.sleep(DOWN_S)
     await node.process.start()
     await stack.wait_nats({name})
+    if stack.topology.clustered:
+        # One fault at a time: the next one strikes only once the restarted node has caught
+        # up and every stream has a leader again (docs/chaos.md).
+        try:
+            took = await wait_healthy(stack.topology, CLUSTER_WHOLE_TIMEOUT_S)
+        except TimeoutError as exc:
+            record.detail += f"; {exc}"
+        else:
+            record.detail += f"; cluster whole {took:.1f} s after the restart"
     record.restored_at = time.time()
     return record
 

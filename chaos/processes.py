@@ -35,7 +35,7 @@ from flowstream_shared.nats_access import Identity
 from nats.aio.client import Client
 from pydantic import SecretStr
 
-from chaos.cluster import NodeAddress, Topology
+from chaos.cluster import NodeAddress, Topology, wait_healthy
 from chaos.settings import ROOT
 from tests.mongo.server import FerretDB, start_ferretdb
 
@@ -185,6 +185,8 @@ class Stack:
             self.nats_nodes.append(NatsNode(address, process))
             await process.start()
         await self.wait_nats({node.name for node in self.nats_nodes})
+        if self.topology.clustered:
+            await wait_healthy(self.topology, READY_TIMEOUT_S)
 
     def nats_node(self, name: str) -> NatsNode:
         return next(node for node in self.nats_nodes if node.name == name)

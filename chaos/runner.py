@@ -14,7 +14,7 @@ from flowstream_shared import subjects
 from nats.aio.client import Client
 
 from chaos import checks
-from chaos.cluster import Topology
+from chaos.cluster import Topology, wait_healthy
 from chaos.eventlog import EventLog, read_log
 from chaos.faults import FaultRecord, inject
 from chaos.load import ClientRecord, LoadTarget, run_clients, summary_of
@@ -42,6 +42,8 @@ async def run_scenario(
         if scenario.ferretdb:
             await stack.start_ferretdb()
         await stack.start_services(scenario.engines, scenario.gateways)
+        if topology.clustered:  # the streams the gateway declared all have leaders
+            await wait_healthy(topology, 60.0)
         log(f"{scenario.name}: stack up in {time.monotonic() - started:.1f} s ({work_dir})")
         return await _load_and_check(scenario, settings, stack)
     finally:

@@ -118,7 +118,10 @@ async def follow_ws(ws_url: str, token: str, follower: RunFollower) -> None:
     try:
         async with websockets.connect(url, open_timeout=10, close_timeout=2) as socket:
             async for message in socket:
-                follower.deliver(json.loads(message), None, replayed=True)
+                payload = json.loads(message)
+                if "event" not in payload:
+                    continue  # `{"type": "heartbeat"}` on an idle socket: not an event
+                follower.deliver(payload, None, replayed=True)
                 if follower.finished is not None:
                     return
     except ConnectionClosed as exc:

@@ -7,7 +7,13 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
+from collections.abc import Awaitable, Callable
+from functools import partial
+from typing import TypeVar
 
+from nats.errors import NoRespondersError
+from nats.errors import TimeoutError as NatsTimeout
 from nats.js import JetStreamContext
 from nats.js.api import (
     AckPolicy,
@@ -20,12 +26,35 @@ from nats.js.api import (
     StreamConfig,
     SubjectTransform,
 )
-from nats.js.errors import BadRequestError, BucketNotFoundError, NotFoundError
+from nats.js.errors import (
+    BadRequestError,
+    BucketNotFoundError,
+    NotFoundError,
+    ServerError,
+    ServiceUnavailableError,
+)
 
 from flowstream_shared import subjects
 from flowstream_shared.settings import NatsSettings
 
 log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+# A JetStream cluster that is still electing its meta leader or a stream's leader (just started,
+# or a node restarting) answers API requests late, with no responders or "unavailable": a
+# service starting then waits for it rather than failing its start-up.
+TOPOLOGY_PATIENCE_S = 60.0
+# "No suitable peers for placement": a replicated stream asked of a cluster whose meta leader
+# has not heard from enough of its peers yet.
+NO_PEERS_YET = 10005
+_NOT_ANSWERING = (
+    NatsTimeout,
+    asyncio.TimeoutError,
+    NoRespondersError,
+    ServiceUnavailableError,
+    ServerError,
+)
 
 # A retried publish inside this window is stored once (Nats-Msg-Id).
 DUPLICATE_WINDOW_S = 120.0
@@ -148,7 +177,9 @@ def buckets(settings: NatsSettings) -> list[KeyValueConfig]:
 async def _ensure_stream(js: JetStreamContext, config: StreamConfig) -> None:
     try:
         await js.add_stream(config=config)
-    except BadRequestError:
+    except BadRequestError as exc:
+        if exc.err_code == NO_PEERS_YET:
+            raise
         # Exists with another configuration (an operator changed max age, say): converge.
         await js.update_stream(config=config)
 
@@ -167,7 +198,7 @@ async def await_topology(js: JetStreamContext, settings: NatsSettings) -> None:
         assert name is not None
         while True:
             try:
-                await js.stream_info(name)
+                await until_answered(partial(js.stream_info, name), f"stream {name}")
                 break
             except NotFoundError:
                 log.info("waiting for stream %s to be declared (by a gateway)", name)
@@ -175,17 +206,39 @@ async def await_topology(js: JetStreamContext, settings: NatsSettings) -> None:
                 delay = min(delay * 2, 5.0)
 
 
-async def ensure_topology(js: JetStreamContext, settings: NatsSettings) -> None:
-    await _ensure_stream(js, runs_stream(settings))
-    await _ensure_stream(js, events_stream(settings))
-    await _ensure_stream(js, dead_letter_stream(settings))
-    for bucket in buckets(settings):
+async def until_answered(
+    step: Callable[[], Awaitable[T]], what: str, patience_s: float = TOPOLOGY_PATIENCE_S
+) -> T:
+    """Run a JetStream API step (idempotent), again while the cluster is not answering."""
+    deadline = time.monotonic() + patience_s
+    delay = 0.2
+    while True:
         try:
-            await js.key_value(bucket.bucket)
-        except (BucketNotFoundError, NotFoundError):
-            await js.create_key_value(config=bucket)
-            continue
-        await _converge_bucket(js, bucket)
+            return await step()
+        except (*_NOT_ANSWERING, BadRequestError) as exc:
+            if isinstance(exc, BadRequestError) and exc.err_code != NO_PEERS_YET:
+                raise
+            if time.monotonic() + delay > deadline:
+                raise
+            log.warning("JetStream is not answering (%s: %r); asking again", what, exc)
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 2.0)
+
+
+async def ensure_topology(js: JetStreamContext, settings: NatsSettings) -> None:
+    for stream in (runs_stream(settings), events_stream(settings), dead_letter_stream(settings)):
+        await until_answered(partial(_ensure_stream, js, stream), f"stream {stream.name}")
+    for bucket in buckets(settings):
+        await until_answered(partial(_ensure_bucket, js, bucket), f"bucket {bucket.bucket}")
+
+
+async def _ensure_bucket(js: JetStreamContext, bucket: KeyValueConfig) -> None:
+    try:
+        await js.key_value(bucket.bucket)
+    except (BucketNotFoundError, NotFoundError):
+        await js.create_key_value(config=bucket)
+        return
+    await _converge_bucket(js, bucket)
 
 
 async def _converge_bucket(js: JetStreamContext, bucket: KeyValueConfig) -> None:

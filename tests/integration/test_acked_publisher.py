@@ -7,6 +7,7 @@ handler raises instead of failing the future): a run waiting on it would never e
 from __future__ import annotations
 
 import asyncio
+import gc
 import uuid
 
 import pytest
@@ -42,8 +43,10 @@ async def test_a_refused_publish_fails_its_future_at_once(publisher: AckedPublis
 
 
 async def test_a_subject_no_stream_stores_fails_clearly(publisher: AckedPublisher) -> None:
-    with pytest.raises(NoStream):
+    with pytest.raises(NoStream) as refused:
         await (await publisher.publish(f"nowhere.{uuid.uuid4().hex}", b"{}", {}, 2.0))
+    # A cluster answers the same while it elects the stream's leader: sent again, it is stored.
+    assert not refused.value.permanent
 
 
 async def test_an_acknowledgement_that_never_comes_times_out(
@@ -54,3 +57,21 @@ async def test_an_acknowledgement_that_never_comes_times_out(
     await nc.flush()
     with pytest.raises(AckTimeout):
         await (await publisher.publish(silent, b"{}", {}, 0.3))
+
+
+async def test_a_best_effort_publish_reads_its_own_failure(publisher: AckedPublisher) -> None:
+    """A lease renewal nobody waits for: when it fails (no responders while a cluster elects a
+    leader), its failure is read, never reported as "Future exception was never retrieved"."""
+    loop = asyncio.get_running_loop()
+    reported: list[dict[str, object]] = []
+    previous = loop.get_exception_handler()
+    loop.set_exception_handler(lambda _, context: reported.append(context))
+    try:
+        sent = await publisher.send(f"nowhere.{uuid.uuid4().hex}", b"{}", {}, 2.0)
+        await asyncio.wait([sent])  # waits without reading the outcome
+        assert sent.done()  # failed: no stream stores the subject (the test above)
+        del sent
+        gc.collect()
+    finally:
+        loop.set_exception_handler(previous)
+    assert not reported

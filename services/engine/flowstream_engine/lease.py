@@ -57,7 +57,7 @@ class Leases:
     async def renew(self, run_id: str) -> None:
         """Hold (or keep holding) the run; best effort: the claim marker is the real fence."""
         with contextlib.suppress(Exception):
-            await self._publisher.publish(
+            await self._publisher.send(
                 f"$KV.{subjects.LEASES_BUCKET}.{run_id}",
                 ENGINE_ID.encode(),
                 {TTL_HEADER: self._ttl},

@@ -72,7 +72,8 @@ class AckTimeout(PublishError):
 
 
 class NoStream(PublishError):
-    """No stream listens on the subject (yet)."""
+    """Nobody answered ("no responders"): no stream listens on the subject yet, or, in a
+    cluster, the stream's leader is being elected. Transient: retried like a lost answer."""
 
 
 class AckedPublisher:
@@ -117,6 +118,15 @@ class AckedPublisher:
                 future.set_exception(PublishError(f"could not send: {exc}"))
         return future
 
+    async def send(
+        self, subject: str, payload: bytes, headers: Mapping[str, str], ack_timeout_s: float
+    ) -> asyncio.Future[PubAck]:
+        """Publish best effort: nobody needs to wait for the answer, which is read and dropped
+        when it comes (a failed future nobody reads is reported as an error when collected)."""
+        future = await self.publish(subject, payload, headers, ack_timeout_s)
+        future.add_done_callback(_read_outcome)
+        return future
+
     def _expire(self, token: str, timeout: float) -> None:
         future = self._pending.pop(token, None)
         if future is not None and not future.done():
@@ -133,9 +143,14 @@ class AckedPublisher:
             future.set_exception(outcome)
 
 
+def _read_outcome(future: asyncio.Future[PubAck]) -> None:
+    if not future.cancelled():
+        future.exception()
+
+
 def _parse(msg: Msg) -> PubAck | PublishError:
     if (msg.headers or {}).get("Status") == _NO_RESPONDERS:
-        return NoStream("no stream stores this subject")
+        return NoStream("no responders: no stream (or no stream leader) took the message")
     try:
         answer = json.loads(msg.data)
     except ValueError:

@@ -13,11 +13,13 @@ import hashlib
 import json
 import uuid
 from dataclasses import dataclass
+from functools import partial
 from typing import Any
 
 from nats.js.errors import KeyNotFoundError, KeyWrongLastSequenceError
 from nats.js.kv import KeyValue
 
+from flowstream_gateway.election import through_election
 from flowstream_gateway.errors import ApiError
 
 _RACE_ATTEMPTS = 5
@@ -65,9 +67,9 @@ class IdempotencyKeys:
         delay = 0.01
         for _ in range(_RACE_ATTEMPTS - 1):
             try:
-                await self._kv.create(key, record)
+                await through_election(partial(self._kv.create, key, record))
                 return
             except KeyNotFoundError:
                 await asyncio.sleep(delay)
                 delay *= 2
-        await self._kv.create(key, record)
+        await through_election(partial(self._kv.create, key, record))

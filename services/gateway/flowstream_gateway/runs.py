@@ -11,8 +11,10 @@ import asyncio
 import json
 import time
 import uuid
+from asyncio import CancelledError
 from collections.abc import Coroutine
 from dataclasses import dataclass
+from functools import partial
 from typing import Annotated, Any
 
 from fastapi import Header
@@ -40,6 +42,7 @@ from nats.js.kv import KeyValue
 from pydantic import Field
 
 from flowstream_gateway.admission import Admission, Caller
+from flowstream_gateway.election import read_through_election, through_election
 from flowstream_gateway.errors import ApiError
 from flowstream_gateway.hub import EventHub, RunFeed, Signal, StreamedEvent
 from flowstream_gateway.idempotency import IdempotencyKeys, fingerprint
@@ -243,13 +246,17 @@ class RunService:
     ) -> None:
         # A repeated submission publishes its command again: if the first never reached the
         # queue this one runs, and if it did the engine finds the run already claimed.
+        # Each write waits through a stream leader's election (nothing stored until it ends).
         writes: list[Coroutine[Any, Any, object]] = [
-            self._js.publish(
-                command.subject,
-                command.model_dump_json(by_alias=True).encode(),
-                timeout=SUBMIT_TIMEOUT_S,
-                headers=inject({"Nats-Msg-Id": command.run_id}),  # + the request's trace
-                stream=subjects.RUNS_STREAM,
+            through_election(
+                partial(
+                    self._js.publish,
+                    command.subject,
+                    command.model_dump_json(by_alias=True).encode(),
+                    timeout=SUBMIT_TIMEOUT_S,
+                    headers=inject({"Nats-Msg-Id": command.run_id}),  # + the request's trace
+                    stream=subjects.RUNS_STREAM,
+                )
             )
         ]
         if earlier is None:
@@ -265,25 +272,16 @@ class RunService:
                 priority=command.priority,
             )
             # Both writes in flight at once: the run index costs no extra latency.
-            writes.append(self._runs_kv.put(command.run_id, owner.model_dump_json().encode()))
-        try:
-            await asyncio.gather(*writes)
-        except (NatsTimeout, TimeoutError) as exc:
-            raise ApiError(
-                503,
-                "service_unavailable",
-                f"the run queue did not confirm run {command.run_id} in time; it may still "
-                "start. Retry with the same Idempotency-Key header to get this run, never a "
-                "second one",
-                {"Retry-After": "1"},
-            ) from exc
-        except Exception as exc:
-            raise ApiError(
-                503,
-                "service_unavailable",
-                f"could not queue the run: {exc}",
-                {"Retry-After": "1"},
-            ) from exc
+            index_entry = owner.model_dump_json().encode()
+            writes.append(through_election(partial(self._runs_kv.put, command.run_id, index_entry)))
+        outcomes = await asyncio.gather(*writes, return_exceptions=True)
+        failures = [outcome for outcome in outcomes if isinstance(outcome, BaseException)]
+        if failures:
+            raise _refusal(
+                command.run_id,
+                queued=not isinstance(outcomes[0], BaseException),
+                failure=failures[0],
+            )
         # Wakes an idle engine (a core message: an engine that misses it finds the command on
         # its next check); no round trip.
         await self._nc.publish(subjects.ready_subject(command.priority), b"")
@@ -307,7 +305,7 @@ class RunService:
 
     async def owner(self, run_id: str) -> RunOwner | None:
         try:
-            entry = await self._runs_kv.get(run_id)
+            entry = await read_through_election(partial(self._runs_kv.get, run_id))
         except (KeyNotFoundError, KeyDeletedError):
             return None
         if not entry.value:
@@ -364,6 +362,25 @@ class RunService:
             self._control_kv.put(key, payload),
             self._nc.publish(subjects.control_subject(run_id), payload),
         )
+
+
+def _refusal(run_id: str, queued: bool, failure: BaseException) -> ApiError:
+    """The 503 of a submission whose writes did not all succeed. Unless the queue refused the
+    command outright, the run may start (its command stored, or stored unconfirmed): the answer
+    says so, and how to get this run rather than a second one."""
+    if isinstance(failure, CancelledError):
+        raise failure
+    if queued or isinstance(failure, NatsTimeout | TimeoutError):
+        return ApiError(
+            503,
+            "service_unavailable",
+            f"the run queue did not confirm run {run_id} in time; it may still start. Retry "
+            "with the same Idempotency-Key header to get this run, never a second one",
+            {"Retry-After": "1"},
+        )
+    return ApiError(
+        503, "service_unavailable", f"could not queue the run: {failure}", {"Retry-After": "1"}
+    )
 
 
 def pause_key(run_id: str) -> str:
