@@ -78,7 +78,7 @@ async def _load_and_check(
         settings.runs,
         scenario.clients_at_once(settings.concurrency),
         settings.run_patience_s,
-        settings.load_limit_s,
+        settings.load_limit_s * scenario.load_limit_factor,
     )
     load_seconds = time.monotonic() - load_started
     load_done.set()
