@@ -44,7 +44,9 @@ async def child_stack(
     extra_env: Mapping[str, str] | None = None,
     echo: bool = False,
     ready_timeout: float = 90.0,
+    nats_url: str | None = None,
 ) -> AsyncIterator[ChildStack]:
+    """`nats_url`: run on that NATS (e.g. a cluster) instead of starting an embedded server."""
     ports = {name: free_port() for name in ("nats", "gateway", "engine", "history")}
     secret = secrets.token_urlsafe(48)
     credentials_key = generate_private_key()
@@ -61,6 +63,8 @@ async def child_stack(
         **(extra_env or {}),
     }
     env.pop("FLOWSTREAM_NATS_URL", None)
+    if nats_url is not None:
+        env["FLOWSTREAM_NATS_URL"] = nats_url
     process = await asyncio.create_subprocess_exec(
         sys.executable, "-m", "flowstream_launcher", "run",
         cwd=cwd, env=env,
@@ -68,7 +72,7 @@ async def child_stack(
     )  # fmt: skip
     stack = ChildStack(
         base_url=f"http://127.0.0.1:{ports['gateway']}",
-        nats_url=f"nats://127.0.0.1:{ports['nats']}",
+        nats_url=nats_url or f"nats://127.0.0.1:{ports['nats']}",
         secret=secret,
         ports=ports,
         credentials_public_key=public_key_of(credentials_key),
