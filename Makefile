@@ -17,13 +17,13 @@ export UV_PYTHON_DOWNLOADS := never
 export UV_PYTHON := $(PYTHON)
 export UV_PROJECT_ENVIRONMENT := $(VENV)
 
-.PHONY: run test lint typecheck unit integration e2e bench docs install sdk clean \
-	console clients clients-test chromium screenshots
+.PHONY: run test lint typecheck unit integration e2e bench profile docs install sdk clean \
+	console clients clients-test chromium screenshots wrk
 
 run: $(STAMP)
 	$(BIN)/python -m flowstream_launcher run
 
-test: $(STAMP) lint typecheck sdk clients-test chromium
+test: $(STAMP) lint typecheck sdk clients-test chromium wrk
 	$(BIN)/pytest -q -p no:cacheprovider
 
 lint: $(STAMP)
@@ -44,8 +44,12 @@ integration: $(STAMP)
 e2e: $(STAMP) sdk
 	$(BIN)/pytest -q tests/e2e
 
-bench: $(STAMP)
+bench: $(STAMP) wrk
 	$(BIN)/python -m bench
+
+# py-spy flame graphs of each service under load, into docs/profiles/ (see docs/benchmarks.md).
+profile: $(STAMP) wrk
+	$(BIN)/python -m bench.profile
 
 # The API documents are generated from the code; `make test` fails when they are stale.
 docs: $(STAMP)
@@ -102,6 +106,11 @@ CHROMIUM := /usr/bin/chromium
 chromium:
 	@test -x $(CHROMIUM) || { apt-get update -qq && \
 		DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends chromium; }
+
+# The benchmark's load generator: Debian's wrk (C, LuaJIT scripts), installed when missing.
+wrk:
+	@command -v wrk >/dev/null || { apt-get update -qq && \
+		DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends wrk; }
 
 # The browser test, keeping its screenshots in docs/console/ (shown by the docs).
 screenshots: $(STAMP) clients chromium

@@ -1,10 +1,10 @@
 """The benchmark's knobs, read from the environment once.
 
-`BENCH_SECONDS` (default 10) is the length of each throughput phase. Below 10 the run is a quick
-one: every other phase shrinks with it (fewer sequential runs, streams and samples), the results go
-to `bench/results/quick.json`, and docs/benchmarks.md is left alone. Each size can still be set on
-its own (`BENCH_RUNS`, `BENCH_STREAMS`, ...). `BENCH_SKIP` names phases to leave out, comma
-separated: ceilings, restate, chain, disconnect, engines, streams, history.
+`BENCH_SECONDS` (default 10) is the length of each load phase (one wrk run). Below 10 the run is a
+quick one: every other phase shrinks with it (fewer streams, chain runs and samples), the results
+go to `bench/results/quick.json`, and docs/benchmarks.md is left alone. Each size can still be set
+on its own (`BENCH_STREAMS`, `BENCH_CHAIN_RUNS`, ...). `BENCH_SKIP` names phases to leave out,
+comma separated: see `PHASES`.
 """
 
 from __future__ import annotations
@@ -18,7 +18,12 @@ RESULTS_DIR = ROOT / "bench" / "results"
 CACHE_DIR = ROOT / "bench" / ".cache"  # git-ignored: the peer's installs live here
 DOC = ROOT / "docs" / "benchmarks.md"
 FULL_SECONDS = 10.0
-PHASES = frozenset({"ceilings", "restate", "chain", "disconnect", "engines", "streams", "history"})
+PHASES = frozenset(
+    {
+        "ceilings", "restate", "chain", "disconnect", "engines", "gateways", "cluster",
+        "streams", "history",
+    }
+)  # fmt: skip
 
 
 def _int(name: str, full: int, quick: int, is_quick: bool) -> int:
@@ -30,7 +35,6 @@ def _int(name: str, full: int, quick: int, is_quick: bool) -> int:
 class BenchSettings:
     seconds: float
     quick: bool
-    runs: int  # sequential runs at one client
     streams: int  # concurrently open SSE streams on one gateway
     chain_runs: int
     disconnect_samples: int
@@ -53,7 +57,6 @@ class BenchSettings:
         return cls(
             seconds=seconds,
             quick=quick,
-            runs=_int("BENCH_RUNS", 100, 30, quick),
             streams=_int("BENCH_STREAMS", 10_000, 500, quick),
             chain_runs=_int("BENCH_CHAIN_RUNS", 5, 2, quick),
             disconnect_samples=_int("BENCH_DISCONNECTS", 20, 5, quick),

@@ -1,0 +1,65 @@
+"""The figures section and its goals are computed from the results JSON alone."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from bench.report import BEGIN, END, markdown, write_doc
+from bench.report_rows import goal_rows, ratios
+
+
+def _ladder(runs_per_s: float, p50_ms: float, prefix: str = "") -> dict[str, Any]:
+    return {
+        f"{prefix}runs_per_s_c1": runs_per_s / 4,
+        f"{prefix}p50_ms_c1": p50_ms,
+        f"{prefix}runs_per_s_c32": runs_per_s,
+        f"{prefix}p50_ms_c32": p50_ms * 10,
+    }
+
+
+RESULTS: dict[str, Any] = {
+    "e2e": {**_ladder(300.0, 6.0), "p99_ms_c32": 100.0},
+    "ceiling": _ladder(600.0, 2.0, prefix="sse_"),
+    "peers": {"restate": _ladder(150.0, 12.0)},
+    "scale": {
+        "chain": {"per_node_us": 450.0},
+        "streams": {"gateway_rss_per_stream_kb": 12.5},
+        "gateways": {"each_receives_only_its_own_events": True},
+        "cluster": {"vs_single_node": 0.5},
+    },
+}
+
+
+def _verdicts() -> dict[str, str]:
+    return {goal: verdict for goal, _, verdict in goal_rows(RESULTS)}
+
+
+def test_ratios_are_ours_over_theirs_at_the_same_connections() -> None:
+    found = ratios(RESULTS)
+    assert found["runs_per_s_c32_vs_restate"] == 2.0
+    assert found["p50_ms_c1_vs_restate"] == 0.5
+    assert found["runs_per_s_c32_vs_sse_ceiling"] == 0.5
+    assert found["p99_ms_c32_vs_restate"] is None  # the peer has no such figure
+
+
+def test_each_goal_is_met_or_missed_from_the_figures() -> None:
+    verdicts = _verdicts()
+    assert verdicts["runs/s at 32 connections ≥ 1.5x Restate's"] == "met"
+    assert verdicts["p50 at 1 connection ≤ 0.6x Restate's"] == "met"
+    assert verdicts["overhead per node ≤ 300 µs"] == "missed"
+    assert verdicts["≤ 16 KiB gateway memory per idle open stream"] == "met"
+    assert verdicts["3 gateways: each receives only the events of its own streams"] == "met"
+    assert verdicts["3-node cluster, replicas 3: ≥ 0.6x the single node's runs/s"] == "missed"
+    assert verdicts["client disconnect → `stopped` ≤ 100 ms"] == "—"  # not measured
+
+
+def test_the_doc_is_rewritten_between_its_markers_only(tmp_path: Path) -> None:
+    doc = tmp_path / "benchmarks.md"
+    doc.write_text(f"intro\n{BEGIN}\nold figures\n{END}\nanalysis\n")
+    write_doc(RESULTS, doc)
+    text = doc.read_text()
+    assert text.startswith("intro\n") and text.endswith("\nanalysis\n")
+    assert "old figures" not in text
+    assert markdown(RESULTS) in text
+    assert "| 32 | 2.00x |" in text  # runs/s at 32 connections against Restate
