@@ -66,7 +66,8 @@ def _version(argv: list[str]) -> str:
         done = subprocess.run(argv, capture_output=True, text=True, timeout=10, check=False)
     except (OSError, subprocess.TimeoutExpired) as exc:
         return f"unknown ({exc})"
-    return (done.stdout or done.stderr).strip().splitlines()[0]
+    first_line = (done.stdout or done.stderr).strip().splitlines()[0]
+    return first_line.split(" Copyright")[0]  # wrk prints its copyright on the same line
 
 
 def _machine() -> dict[str, Any]:

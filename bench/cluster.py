@@ -19,11 +19,11 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-from flowstream_launcher.child_stack import child_stack
+from flowstream_launcher.child_stack import ChildStack, child_stack
 from flowstream_launcher.dev_auth import issue_token
 from flowstream_launcher.nats_server import free_port, nats_server_binary
 
-from bench import api, load, stack_processes
+from bench import api, load, stack_processes, wrk
 from bench.nats_monitor import NatsMonitor
 from bench.procs import Helper, helper_process, log
 from bench.settings import ROOT, BenchSettings
@@ -111,6 +111,12 @@ async def jetstream_cluster(workdir: Path) -> AsyncIterator[Cluster]:
         yield cluster
 
 
+def _complaints(stack: ChildStack, last: int = 4) -> str:
+    """The services' last warnings and errors: why runs do not finish on the cluster."""
+    lines = [line for line in stack.output if " WARNING " in line or " ERROR " in line]
+    return "\n".join(lines[-last:]) or "(nothing)"
+
+
 async def versus_single_node(settings: BenchSettings, single: dict[str, Any]) -> dict[str, Any]:
     """The 3-node cluster's figures, and their ratio to the single node's (`single` is the
     single-node ladder of this run)."""
@@ -132,7 +138,10 @@ async def versus_single_node(settings: BenchSettings, single: dict[str, Any]) ->
                     **cluster.pids,
                 }
                 monitor = cluster.monitor
-                await load.warm_up(target)
+                try:
+                    await load.warm_up(target)
+                except wrk.WrkError as exc:
+                    raise RuntimeError(f"{exc}; the stack said:\n{_complaints(stack)}") from exc
                 detail: dict[str, Any] = {}
                 for connections in (1, 32):
                     await settled(monitor)

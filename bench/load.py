@@ -41,7 +41,11 @@ async def warm_up(target: wrk.Target, runs: int = WARM_UP_RUNS) -> None:
     """Imports, caches, connection pools: paid before anything is measured."""
     stats = await wrk.run(target, 1, WARM_UP_LIMIT_S, max_runs=runs)
     if stats.runs == 0:
-        why = stats.first_failure or f"{stats.errors} socket errors or timeouts"
+        why = stats.first_failure or (
+            f"{stats.errors} socket errors or timeouts"
+            if stats.errors
+            else f"no run ended within {WARM_UP_LIMIT_S:g} s"
+        )
         raise wrk.WrkError(f"no successful run while warming up: {why}")
 
 

@@ -321,5 +321,24 @@ def missing_notes(results: dict[str, Any]) -> list[str]:
         elif isinstance(peer, dict) and peer.get("skipped"):
             notes.append(f"{name}: {peer['skipped']}")
     for phase, why in (results.get("not_measured") or {}).items():
-        notes.append(f"{phase}: {why}")
+        notes.append(f"{phase}: {' / '.join(str(why).splitlines())[:600]}")
     return notes
+
+
+def summary_rows(results: dict[str, Any]) -> list[list[str]]:
+    """The README's table: the headline figures of the three systems side by side."""
+    systems = ("flowstream", "restate", "sse_ceiling")
+    return [
+        [label, *(f"{num(figure(results, system, name, n))}{unit}" for system in systems)]
+        for label, name, n, unit in (
+            ("runs/s, 32 connections", "runs_per_s", 32, ""),
+            ("runs/s, 256 connections", "runs_per_s", 256, ""),
+            ("p50, 1 connection", "p50_ms", 1, " ms"),
+            ("p99, 32 connections", "p99_ms", 32, " ms"),
+        )
+    ]
+
+
+def goals_met(results: dict[str, Any]) -> tuple[int, int]:
+    verdicts = [row[2] for row in goal_rows(results)]
+    return verdicts.count("met"), len(verdicts)

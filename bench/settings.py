@@ -17,6 +17,7 @@ ROOT = Path(__file__).resolve().parents[1]
 RESULTS_DIR = ROOT / "bench" / "results"
 CACHE_DIR = ROOT / "bench" / ".cache"  # git-ignored: the peer's installs live here
 DOC = ROOT / "docs" / "benchmarks.md"
+README = ROOT / "README.md"
 FULL_SECONDS = 10.0
 PHASES = frozenset(
     {

@@ -2,8 +2,8 @@
 
 A phase leaves work behind: history projecting the events it produced (a 1,000-node chain makes
 thousands), an engine finishing stopped runs. Measuring the next phase while that backlog drains
-would charge one phase's cost to the next, so every phase starts once the engine's queue and
-history's consumer have nothing pending or unacknowledged. Read from NATS's monitoring port, so
+would charge one phase's cost to the next, so every phase starts once the run queue is empty (a
+command leaves it when its run has ended) and history has acknowledged every event. Read from NATS's monitoring port, so
 the benchmark needs no NATS identity of its own.
 """
 
@@ -21,14 +21,14 @@ POLL_S = 0.1
 
 async def idle(monitor: NatsMonitor) -> bool:
     streams, consumers = await monitor.jetstream()
-    engine = consumers.get((subjects.RUNS_STREAM, subjects.ENGINE_CONSUMER))
-    history = consumers.get((subjects.EVENTS_STREAM, subjects.HISTORY_CONSUMER))
+    queue = streams.get(subjects.RUNS_STREAM)
     events = streams.get(subjects.EVENTS_STREAM)
-    if engine is None or history is None or events is None:
+    history = consumers.get((subjects.EVENTS_STREAM, subjects.HISTORY_CONSUMER))
+    if queue is None or events is None or history is None:
         return False  # not declared yet, or a leader is being elected
+    # A work queue: a command leaves the stream when an engine has finished its run.
     return bool(
-        engine["num_pending"] == 0
-        and engine["num_ack_pending"] == 0
+        queue["state"]["messages"] == 0
         and history["ack_floor"]["stream_seq"] >= events["state"]["last_seq"]
     )
 

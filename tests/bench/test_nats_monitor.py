@@ -71,7 +71,7 @@ def test_local_ports_lists_a_listening_socket() -> None:
         assert sock.getsockname()[1] in local_ports(os.getpid())
 
 
-async def test_the_stack_is_idle_only_when_the_engine_queue_is_empty(
+async def test_the_stack_is_idle_only_when_the_run_queue_is_empty(
     server: NatsServer,
 ) -> None:
     monitor = monitor_of(server)
@@ -81,7 +81,6 @@ async def test_the_stack_is_idle_only_when_the_engine_queue_is_empty(
         js = nc.jetstream()
         await ensure_topology(js, NatsSettings(nats_url=server.url))
         await js.add_consumer(subjects.EVENTS_STREAM, durable_name=subjects.HISTORY_CONSUMER)
-        await js.add_consumer(subjects.RUNS_STREAM, durable_name=subjects.ENGINE_CONSUMER)
         assert await idle(monitor)
         await js.publish(subjects.submit_subject("r1"), b"{}")
         assert not await idle(monitor)

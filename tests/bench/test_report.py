@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from bench.report import BEGIN, END, markdown, write_doc
+from bench.report import BEGIN, END, SUMMARY_BEGIN, SUMMARY_END, markdown, write_doc
 from bench.report_rows import goal_rows, ratios
 
 
@@ -57,9 +57,19 @@ def test_each_goal_is_met_or_missed_from_the_figures() -> None:
 def test_the_doc_is_rewritten_between_its_markers_only(tmp_path: Path) -> None:
     doc = tmp_path / "benchmarks.md"
     doc.write_text(f"intro\n{BEGIN}\nold figures\n{END}\nanalysis\n")
-    write_doc(RESULTS, doc)
+    write_doc(RESULTS, doc, readme=None)
     text = doc.read_text()
     assert text.startswith("intro\n") and text.endswith("\nanalysis\n")
     assert "old figures" not in text
     assert markdown(RESULTS) in text
     assert "| 32 | 2.00x |" in text  # runs/s at 32 connections against Restate
+
+
+def test_the_readme_gets_the_headline_figures(tmp_path: Path) -> None:
+    doc, readme = tmp_path / "benchmarks.md", tmp_path / "README.md"
+    doc.write_text(f"{BEGIN}\n{END}\n")
+    readme.write_text(f"# x\n{SUMMARY_BEGIN}\n{SUMMARY_END}\nrest\n")
+    write_doc(RESULTS, doc, readme)
+    text = readme.read_text()
+    assert "| runs/s, 32 connections | 300.0 | 150.0 | 600.0 |" in text
+    assert text.endswith("\nrest\n")
