@@ -75,6 +75,24 @@ def own_samples(all_frames: list[Frame]) -> tuple[int, Counter[str]]:
     return total, own
 
 
-def hottest(svg_file: Path, top: int = 15) -> tuple[int, list[tuple[str, int]]]:
-    total, own = own_samples(frames(svg_file.read_text()))
-    return total, own.most_common(top)
+_FILE = re.compile(r"\(([^()]*)\)$")
+
+
+def package(function: str) -> str:
+    """`name (nats/aio/client.py)` → `nats`; a file at the top level is its own package."""
+    found = _FILE.search(function)
+    path = found.group(1) if found else function
+    first = path.split("/", 1)[0]
+    return first.removesuffix(".py")
+
+
+def by_package(own: Counter[str]) -> Counter[str]:
+    grouped: Counter[str] = Counter()
+    for function, count in own.items():
+        grouped[package(function)] += count
+    return grouped
+
+
+def hottest(svg_file: Path) -> tuple[int, Counter[str]]:
+    """Total samples and own samples per function of one flame graph."""
+    return own_samples(frames(svg_file.read_text()))

@@ -3,8 +3,8 @@
 A phase leaves work behind: history projecting the events it produced (a 1,000-node chain makes
 thousands), an engine finishing stopped runs. Measuring the next phase while that backlog drains
 would charge one phase's cost to the next, so every phase starts once the run queue is empty (a
-command leaves it when its run has ended) and history has acknowledged every event. Read from NATS's monitoring port, so
-the benchmark needs no NATS identity of its own.
+command leaves it when its run has ended) and history has acknowledged every event. Read from
+NATS's monitoring port, so the benchmark needs no NATS identity of its own.
 """
 
 from __future__ import annotations

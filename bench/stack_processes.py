@@ -7,7 +7,7 @@ from pathlib import Path
 
 from flowstream_launcher.child_stack import ChildStack
 
-from bench.nats_monitor import NatsMonitor
+from bench.nats_monitor import NatsMonitor, local_ports
 from bench.procs import service_pid
 
 # nats-server logs this at start-up; the launcher relays its log into the stack's output.
@@ -24,18 +24,18 @@ def monitor_of(stack: ChildStack) -> NatsMonitor:
 
 
 def nats_server_pid(port: int) -> int:
-    """The nats-server process listening on `port` (`-p <port>` on its command line)."""
+    """The nats-server process listening on `port`, found by its sockets (however it was told
+    the port: flags or a configuration file)."""
     for entry in Path("/proc").iterdir():
         if not entry.name.isdigit():
             continue
         try:
-            argv = (entry / "cmdline").read_bytes().split(b"\0")
-        except OSError:
+            program = (entry / "cmdline").read_bytes().split(b"\0", 1)[0]
+            if program.endswith(b"nats-server") and port in local_ports(int(entry.name)):
+                return int(entry.name)
+        except OSError:  # gone, or not ours
             continue
-        is_nats = bool(argv) and argv[0].endswith(b"nats-server") and b"-p" in argv
-        if is_nats and argv[argv.index(b"-p") + 1] == str(port).encode():
-            return int(entry.name)
-    raise LookupError(f"no nats-server with -p {port}")
+    raise LookupError(f"no nats-server listening on port {port}")
 
 
 def processes(stack: ChildStack, embedded_nats: bool = True) -> dict[str, int]:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from bench.flame import frames, own_samples
+from bench.flame import by_package, frames, own_samples
 
 
 def _frame(title: str, y: int, x: int, w: int) -> str:
@@ -39,3 +39,8 @@ def test_a_graph_drawn_bottom_up_reads_the_same() -> None:
     for y, mirrored in (("52", "900"), ("68", "884"), ("84", "868"), ("100", "852")):
         flipped = flipped.replace(f'y="{y}"', f'y="{mirrored}"')
     assert own_samples(frames(flipped)) == own_samples(frames(SVG))
+
+
+def test_own_samples_add_up_per_package() -> None:
+    _, own = own_samples(frames(SVG))
+    assert by_package(own) == {"app": 3, "json": 4, "asyncio": 3}
