@@ -10,7 +10,8 @@ Phases, in order, all in one run (see docs/benchmarks.md for how each figure is 
 3. on the same stack: a 1,000-node chain (`bench.scale`), disconnect → `stopped`
    (`bench.streams`), a second engine (`bench.scale`), three gateways (`bench.gateways`);
 4. on stacks of their own: N open SSE streams (`bench.streams`), a 3-node JetStream cluster
-   (`bench.cluster`), history projection per store (`bench.history`);
+   (`bench.cluster`), history projection per store (`bench.history`), the queue's cost per run
+   in process (`bench.limits`);
 5. the peer (`bench.restate_peer`): the same workflow on Restate, installed into bench/.cache/.
 
 Prints a table and writes `bench/results/latest.json` and the figures of docs/benchmarks.md; a
@@ -42,6 +43,7 @@ from bench import (
     ceilings,
     cluster,
     gateways,
+    limits,
     load,
     replicas,
     report,
@@ -192,6 +194,7 @@ async def _main() -> None:
             "disconnect_samples": settings.disconnect_samples,
             "history_runs": settings.history_runs,
             "rtt_requests": settings.rtt_requests,
+            "limit_runs": settings.limit_runs,
             "skipped": sorted(settings.skip),
             "fd_limit": fd_limit,
         },
@@ -212,6 +215,10 @@ async def _main() -> None:
         log(f"history: projection of {settings.history_runs} runs per store")
         return await scale.history_rates(settings)
 
+    async def queue_costs() -> Any:
+        log(f"limits: the queue's cost per run, {settings.limit_runs} runs per step")
+        return await limits.measure(settings.limit_runs)
+
     async def restate() -> Any:
         log("peer: Restate (installed into bench/.cache/ on first use)")
         return await restate_peer.measure(settings, _peer_pause)
@@ -220,6 +227,7 @@ async def _main() -> None:
     await phases.run("streams", scale_results, "streams", open_streams)
     await phases.run("cluster", scale_results, "cluster", three_nodes)
     await phases.run("history", scale_results, "history", history)
+    await phases.run("limits", scale_results, "queue", queue_costs)
     await phases.run("restate", peers, "restate", restate)
     peers["celery"] = {"skipped": CELERY_NOTE}
     results["peers"] = peers

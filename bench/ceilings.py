@@ -10,6 +10,7 @@
 from __future__ import annotations
 
 import json
+import os
 import tempfile
 import time
 import uuid
@@ -22,7 +23,7 @@ import nats
 from flowstream_launcher.nats_server import free_port
 
 from bench import load, wrk
-from bench.nats_echo import READY
+from bench.nats_echo import READY, URL_VARIABLE
 from bench.procs import helper_process, log, python_module, wait_http_ok, wait_line
 from bench.samples import median, percentile
 from bench.settings import ROOT, BenchSettings
@@ -63,8 +64,9 @@ async def sse_ceiling(
 
 async def nats_rtt(nats_url: str, requests: int) -> dict[str, Any]:
     subject = f"bench.echo.{uuid.uuid4().hex}"
-    argv = python_module("bench.nats_echo", nats_url, subject)
-    async with helper_process("nats-echo", argv, cwd=ROOT) as echo:
+    argv = python_module("bench.nats_echo", subject)
+    env = {**os.environ, URL_VARIABLE: nats_url}
+    async with helper_process("nats-echo", argv, env=env, cwd=ROOT) as echo:
         await wait_line(echo, READY)
         nc = await nats.connect(nats_url)
         try:

@@ -1,31 +1,28 @@
 """Single node vs a 3-node JetStream cluster with replicas 3, on loopback.
 
-Three `nats-server` processes (the binary the launcher uses) form one cluster, each with its own
-store, client, route and monitoring ports. The launcher then starts the stack on it, as it would
-on any external NATS (`FLOWSTREAM_NATS_URL`, here the first node; clients learn the others from
-it), with `FLOWSTREAM_STREAM_REPLICAS=3`: every stream and bucket is stored three times, and a
-publish is acknowledged once a majority has it. Measured at 1 and 32 connections, against the
-single-node figures of the same run.
+The launcher's cluster (`flowstream_launcher.nats_cluster`: three `nats-server` processes, each
+with its own store, client, route and monitoring ports, authorization on) is started first; the
+launcher then starts the stack on it, as it would on any external NATS (`FLOWSTREAM_NATS_URL`,
+every node), each service as its own NATS identity, with `FLOWSTREAM_STREAM_REPLICAS=3`: every
+stream and bucket is stored three times, and a publish is acknowledged once a majority has it.
+Measured at 1 and 32 connections, against the single-node figures of the same run.
 """
 
 from __future__ import annotations
 
-import asyncio
 import tempfile
 from collections.abc import AsyncIterator
-from contextlib import AsyncExitStack, asynccontextmanager
-from dataclasses import dataclass
+from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
-import httpx
 from flowstream_launcher.child_stack import ChildStack, child_stack
 from flowstream_launcher.dev_auth import issue_token
-from flowstream_launcher.nats_server import free_port, nats_server_binary
+from flowstream_launcher.nats_cluster import NatsCluster, start_nats_cluster
 
 from bench import api, load, stack_processes, wrk
 from bench.nats_monitor import NatsMonitor
-from bench.procs import Helper, helper_process, log
+from bench.procs import log
 from bench.settings import ROOT, BenchSettings
 from bench.settle import settled
 from bench.workflows import THREE_STEP, run_target, store
@@ -34,81 +31,23 @@ NODES = 3
 CLUSTER_NAME = "flowstream-bench"
 
 
-@dataclass(frozen=True)
-class Node:
-    name: str
-    client_port: int
-    route_port: int
-    monitor_port: int
-
-    @property
-    def url(self) -> str:
-        return f"nats://127.0.0.1:{self.client_port}"
-
-    @property
-    def monitor_url(self) -> str:
-        return f"http://127.0.0.1:{self.monitor_port}"
-
-
-def node_config(node: Node, nodes: list[Node], store_dir: Path) -> str:
-    routes = ", ".join(f'"nats-route://127.0.0.1:{n.route_port}"' for n in nodes)
-    return (
-        f'server_name: "{node.name}"\n'
-        f'listen: "127.0.0.1:{node.client_port}"\n'
-        f'http: "127.0.0.1:{node.monitor_port}"\n'
-        f'jetstream {{ store_dir: "{store_dir}" }}\n'
-        f'cluster {{\n  name: "{CLUSTER_NAME}"\n'
-        f'  listen: "127.0.0.1:{node.route_port}"\n  routes: [{routes}]\n}}\n'
-    )
-
-
-@dataclass(frozen=True)
-class Cluster:
-    nodes: list[Node]
-    helpers: list[Helper]
-
-    @property
-    def monitor(self) -> NatsMonitor:
-        return NatsMonitor([n.monitor_url for n in self.nodes])
-
-    @property
-    def pids(self) -> dict[str, int]:
-        return {n.name: h.process.pid for n, h in zip(self.nodes, self.helpers, strict=True)}
-
-
-async def _meta_leader_elected(cluster: Cluster, timeout_s: float = 60.0) -> None:
-    """Every node up and agreeing on a JetStream meta leader: streams can be created."""
-    async with httpx.AsyncClient(trust_env=False, timeout=2) as client:
-        async with asyncio.timeout(timeout_s):
-            while True:
-                leaders: set[str | None] = set()
-                for node, helper in zip(cluster.nodes, cluster.helpers, strict=True):
-                    if helper.process.returncode is not None:
-                        raise RuntimeError(f"{node.name} exited:\n{helper.tail()}")
-                    try:
-                        body = (await client.get(f"{node.monitor_url}/jsz")).json()
-                    except (httpx.HTTPError, ValueError):
-                        leaders.add(None)
-                        continue
-                    leaders.add((body.get("meta_cluster") or {}).get("leader"))
-                if None not in leaders and "" not in leaders and len(leaders) == 1:
-                    return
-                await asyncio.sleep(0.2)
-
-
 @asynccontextmanager
-async def jetstream_cluster(workdir: Path) -> AsyncIterator[Cluster]:
-    nodes = [Node(f"bench-{i}", free_port(), free_port(), free_port()) for i in range(1, NODES + 1)]
-    async with AsyncExitStack() as exits:
-        helpers = []
-        for node in nodes:
-            config = workdir / f"{node.name}.conf"
-            config.write_text(node_config(node, nodes, workdir / node.name))
-            argv = [nats_server_binary(), "-c", str(config)]
-            helpers.append(await exits.enter_async_context(helper_process(node.name, argv)))
-        cluster = Cluster(nodes, helpers)
-        await _meta_leader_elected(cluster)
+async def jetstream_cluster(workdir: Path) -> AsyncIterator[NatsCluster]:
+    """Three nodes agreeing on a JetStream meta leader: replicated streams can be created."""
+    cluster = await start_nats_cluster(workdir / "nats", NODES, name=CLUSTER_NAME)
+    try:
         yield cluster
+    finally:
+        await cluster.stop()
+
+
+def monitor_of(cluster: NatsCluster) -> NatsMonitor:
+    return NatsMonitor([f"http://127.0.0.1:{s.monitor_port}" for s in cluster.servers])
+
+
+def pids(cluster: NatsCluster) -> dict[str, int]:
+    """The nodes' processes, named as the CPU table names them."""
+    return {f"nats-server-{i}": s.process.pid for i, s in enumerate(cluster.servers, start=1)}
 
 
 def _complaints(stack: ChildStack, last: int = 4) -> str:
@@ -124,10 +63,7 @@ async def versus_single_node(settings: BenchSettings, single: dict[str, Any]) ->
         async with jetstream_cluster(Path(tmp)) as cluster:
             extra_env = {"FLOWSTREAM_STREAM_REPLICAS": str(NODES)}
             async with child_stack(
-                Path(tmp) / "data",
-                cwd=ROOT,
-                extra_env=extra_env,
-                nats_url=cluster.nodes[0].url,
+                Path(tmp) / "data", cwd=ROOT, extra_env=extra_env, nats=cluster
             ) as stack:
                 token = issue_token(stack.secret, "bench")
                 async with api.client(stack.base_url, token) as client:
@@ -135,9 +71,9 @@ async def versus_single_node(settings: BenchSettings, single: dict[str, Any]) ->
                 target = run_target(stack.base_url, path, token)
                 processes = {
                     **stack_processes.processes(stack, embedded_nats=False),
-                    **cluster.pids,
+                    **pids(cluster),
                 }
-                monitor = cluster.monitor
+                monitor = monitor_of(cluster)
                 try:
                     await load.warm_up(target)
                 except wrk.WrkError as exc:

@@ -1,7 +1,8 @@
 """More engine or gateway processes joining a running stack, as a deployment would add replicas.
 
-Each gets what the launcher gives its own copy of the service (NATS, the JWT secret or the
-credential key it needs) and a free port, and is ready when its `/readyz` answers.
+Each gets what the launcher gives its own copy of the service (the NATS address and the service's
+NATS identity, the JWT secret or the credential key it needs) and a free port, and is ready when
+its `/readyz` answers.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from dataclasses import dataclass
 import httpx
 from flowstream_launcher.child_stack import ChildStack
 from flowstream_launcher.nats_server import free_port
+from flowstream_shared.nats_access import Identity
 
 from bench.procs import Helper, helper_process, python_module, wait_http_ok
 
@@ -33,10 +35,11 @@ class Replica:
         return f"http://127.0.0.1:{self.port}"
 
 
-def _env(stack: ChildStack, extra: dict[str, str]) -> dict[str, str]:
+def _env(stack: ChildStack, identity: Identity, extra: dict[str, str]) -> dict[str, str]:
+    """The caller's environment, this service's NATS address and identity, and `extra`."""
     return {
         **os.environ,
-        "FLOWSTREAM_NATS_URL": stack.nats_url,
+        **stack.service_env(identity),
         "PYTHONUNBUFFERED": "1",
         **extra,
     }
@@ -56,6 +59,7 @@ async def engine(stack: ChildStack, name: str = "engine-2") -> AsyncIterator[Rep
     port = free_port()
     env = _env(
         stack,
+        Identity.ENGINE,
         {
             "FLOWSTREAM_ENGINE_PORT": str(port),
             "FLOWSTREAM_CREDENTIALS_PRIVATE_KEY": stack.credentials_private_key,
@@ -70,6 +74,7 @@ async def gateway(stack: ChildStack, name: str) -> AsyncIterator[Replica]:
     port = free_port()
     env = _env(
         stack,
+        Identity.GATEWAY,
         {
             "FLOWSTREAM_GATEWAY_PORT": str(port),
             "FLOWSTREAM_JWT_SECRET": stack.secret,

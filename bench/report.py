@@ -23,6 +23,7 @@ from bench.report_rows import (
     load_rows,
     message_rows,
     missing_notes,
+    queue_rows,
     ratio_rows,
     ratios,
     scale_rows,
@@ -53,6 +54,7 @@ GATEWAY_HEADER = [
     "gateways", "gateway", "connections", "runs/s", "runs", "NATS messages received",
     "per run of its own",
 ]  # fmt: skip
+QUEUE_HEADER = ["step", "who pays, when", "median", "p95"]
 
 
 def _table(header: list[str], rows: list[list[str]], right_from: int = 1) -> list[str]:
@@ -105,6 +107,10 @@ def markdown(results: dict[str, Any]) -> str:
         "### Scale",
         "",
         *_table(["figure", "value"], scale_rows(results)),
+        "",
+        "### The queue's cost on the hot path (in process, one run at a time)",
+        "",
+        *_table(QUEUE_HEADER, queue_rows(results), right_from=2),
         "",
         f"{MISSING}: not in the results file (the phase was skipped, failed, or predates it).",
     ]
@@ -173,6 +179,7 @@ def print_tables(results: dict[str, Any]) -> None:
     _print("NATS messages per run (32 connections)", MESSAGES_HEADER, message_rows(results))
     _print("Gateways", GATEWAY_HEADER, gateway_rows(results))
     _print("Scale", ["figure", "value"], scale_rows(results))
+    _print("The queue's cost per run", QUEUE_HEADER, queue_rows(results))
     _print("Goals", ["goal", "measured", "status"], goal_rows(results))
     for note in missing_notes(results):
         print(f"not measured: {note}")

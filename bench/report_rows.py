@@ -126,6 +126,7 @@ def cpu_rows(results: dict[str, Any]) -> list[list[str]]:
     """system, process, CPU ms per run at 1 / 32 / 256 connections, cores busy at 32."""
     places = {
         "flowstream": "e2e.detail",
+        "flowstream, 3-node cluster": "scale.cluster.detail",  # 1 and 32 connections only
         "SSE ceiling": "ceiling.sse_detail",
         "Restate": "peers.restate.detail",
     }
@@ -240,6 +241,36 @@ def scale_rows(results: dict[str, Any]) -> list[list[str]]:
             f"{num(g('scale.cluster.p50_ms_c1'))} ms",
         ],
     ]
+    return rows
+
+
+# bench/limits.py's steps: what each is, and who pays it when.
+QUEUE_STEPS = {
+    "submit_publish": ("command publish (baseline)", "gateway, every run"),
+    "ready_message": ("ready message", "gateway, every run"),
+    "pickup_top_band": ("pickup, highest band", "engine, every run"),
+    "pickup_bottom_band": (
+        "pickup, nine empty bands first (worst case)",
+        "engine, rare: empty bands are skipped until a ready message names them",
+    ),
+    "rate_limit": ("rate-limit count", "gateway, with a rate limit"),
+    "active_quota": ("concurrent-run quota, enter + leave", "gateway + engine, with the quota"),
+    "concurrency_slot": ("concurrency slot, take + release", "engine, with a limit"),
+    "cache_lookup": ("result-cache lookup", "gateway, with `config.cache`"),
+}
+
+
+def queue_rows(results: dict[str, Any]) -> list[list[str]]:
+    """step, who pays it and when, median and p95 of one run's added latency."""
+    found = get(results, "scale.queue") or {}
+    rows: list[list[str]] = []
+    for key, figures in found.items():
+        if not isinstance(figures, dict):
+            continue
+        step, who = QUEUE_STEPS.get(key, (key, MISSING))
+        rows.append(
+            [step, who, f"{num(figures.get('median_us'))} µs", f"{num(figures.get('p95_us'))} µs"]
+        )
     return rows
 
 

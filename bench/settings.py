@@ -22,7 +22,7 @@ FULL_SECONDS = 10.0
 PHASES = frozenset(
     {
         "ceilings", "restate", "chain", "disconnect", "engines", "gateways", "cluster",
-        "streams", "history",
+        "streams", "history", "limits",
     }
 )  # fmt: skip
 
@@ -41,6 +41,7 @@ class BenchSettings:
     disconnect_samples: int
     history_runs: int
     rtt_requests: int
+    limit_runs: int  # runs per step of the queue's cost (bench/limits.py)
     skip: frozenset[str]
 
     @classmethod
@@ -63,6 +64,7 @@ class BenchSettings:
             disconnect_samples=_int("BENCH_DISCONNECTS", 20, 5, quick),
             history_runs=_int("BENCH_HISTORY_RUNS", 300, 60, quick),
             rtt_requests=_int("BENCH_RTT_REQUESTS", 5_000, 1_000, quick),
+            limit_runs=_int("BENCH_LIMIT_RUNS", 500, 100, quick),
             skip=skip,
         )
 

@@ -84,7 +84,12 @@ async def disconnect_to_stopped(
 async def open_streams(settings: BenchSettings) -> dict[str, Any]:
     """N open SSE streams on one gateway process: its RSS per stream."""
     n = settings.streams
-    extra_env = {"FLOWSTREAM_ENGINE_CONCURRENCY": str(min(100_000, n + 256))}
+    # One user holds every stream: its stream quota (256 by default) is raised with the engine's
+    # concurrency, or the gateway would answer 429 past the quota.
+    extra_env = {
+        "FLOWSTREAM_ENGINE_CONCURRENCY": str(min(100_000, n + 256)),
+        "FLOWSTREAM_USER_MAX_STREAMS": str(n + 256),
+    }
     with tempfile.TemporaryDirectory(prefix="flowstream-bench-streams-") as data_dir:
         async with child_stack(Path(data_dir), cwd=ROOT, extra_env=extra_env) as stack:
             token = issue_token(stack.secret, "bench")

@@ -8,10 +8,18 @@ import sys
 from collections.abc import Sequence
 from datetime import timedelta
 
+from flowstream_shared import subjects
 from flowstream_shared.credentials import generate_private_key, public_key_of
+from flowstream_shared.nats_access import Identity
 from pydantic import ValidationError
 
 from flowstream_launcher.dev_auth import DEV_USER, NoSecretError, issue_token, jwt_secret
+from flowstream_launcher.nats_auth import (
+    ISSUER_VARIABLE,
+    SERVICE_IDENTITIES,
+    NatsAuth,
+    env_variable,
+)
 from flowstream_launcher.settings import LauncherSettings
 from flowstream_launcher.stack import run_stack
 
@@ -49,7 +57,33 @@ def _parser() -> argparse.ArgumentParser:
         help="print a new credentials key pair: the private key for the engine, the public "
         "key for the gateway",
     )
+    commands.add_parser(
+        "nats-secrets",
+        help="print fresh NATS passwords and an auth callout key for a deployment, as "
+        "environment lines (deploy/.env); see docs/nats.md",
+    )
+    owner = commands.add_parser(
+        "owner", help="print the NATS subject token of a user id and the subjects of its events"
+    )
+    owner.add_argument("user", help="a user id (a JWT's `sub`)")
     return parser
+
+
+def _nats_secrets() -> int:
+    auth = NatsAuth.generate()
+    print("# NATS identities (deploy/nats/flowstream-auth.conf reads them); keep them secret")
+    for identity in (*SERVICE_IDENTITIES, Identity.ADMIN):
+        print(f"{env_variable(identity)}={auth.passwords[identity.value]}")
+    print(f"{ISSUER_VARIABLE}={auth.issuer_public_key}")
+    print(f"{ISSUER_VARIABLE}_SEED={auth.issuer_seed}")
+    return 0
+
+
+def _owner(user: str) -> int:
+    token = subjects.owner_token(user)
+    print(token)
+    print(f"events: {subjects.owner_events(token)}", file=sys.stderr)
+    return 0
 
 
 def _credentials_key() -> int:
@@ -84,6 +118,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _run()
         if args.command == "credentials-key":
             return _credentials_key()
+        if args.command == "nats-secrets":
+            return _nats_secrets()
+        if args.command == "owner":
+            return _owner(args.user)
         return _token(args.user, args.ttl_days)
     except ValidationError as exc:
         print(f"flowstream: invalid FLOWSTREAM_* setting:\n{exc}", file=sys.stderr)

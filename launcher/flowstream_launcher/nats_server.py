@@ -10,6 +10,10 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
+from flowstream_shared.nats_access import Identity
+
+from flowstream_launcher.nats_auth import ClusterNode, NatsAuth, render_config
+
 READY_LINE = b"Server is ready"
 
 
@@ -39,11 +43,18 @@ class NatsServer:
     process: asyncio.subprocess.Process
     port: int
     monitor_port: int
+    auth: NatsAuth
     _relay: asyncio.Task[None]
 
     @property
-    def url(self) -> str:
+    def address(self) -> str:
+        """Where the server listens; every connection must authenticate."""
         return f"nats://127.0.0.1:{self.port}"
+
+    @property
+    def url(self) -> str:
+        """The address with the admin identity in it: for operators' tools and tests."""
+        return self.auth.url_for(Identity.ADMIN, self.address)
 
     async def stop(self) -> None:
         if self.process.returncode is None:
@@ -63,21 +74,25 @@ async def start_nats_server(
     echo: bool = False,
     ready_timeout: float = 20.0,
     own_session: bool = False,
+    auth: NatsAuth | None = None,
+    cluster: ClusterNode | None = None,
 ) -> NatsServer:
-    """Start `nats-server -js` and return once it logs that it is ready.
+    """Start `nats-server` with JetStream and authorization on; return once it is ready.
 
-    `own_session` keeps a terminal's Ctrl-C from reaching the server directly, so whoever started it
-    can stop the services that use it first.
+    `auth` holds the identities' credentials (a fresh set when not given). `own_session` keeps a
+    terminal's Ctrl-C from reaching the server directly, so whoever started it can stop the
+    services that use it first.
     """
     await asyncio.to_thread(store_dir.mkdir, parents=True, exist_ok=True)
     monitor = monitor_port or free_port()
+    auth = auth or NatsAuth.generate()
+    config = store_dir / "nats-server.conf"
+    await asyncio.to_thread(
+        _write_private, config, render_config(auth, port, monitor, store_dir, cluster=cluster)
+    )
     process = await asyncio.create_subprocess_exec(
         nats_server_binary(),
-        "-js",
-        "-a", "127.0.0.1",
-        "-p", str(port),
-        "-m", str(monitor),
-        "-sd", str(store_dir),
+        "-c", str(config),
         stdout=asyncio.subprocess.DEVNULL,
         stderr=asyncio.subprocess.PIPE,
         env={**os.environ},
@@ -108,4 +123,9 @@ async def start_nats_server(
         relay_task.cancel()
         detail = b"".join(tail).decode(errors="replace")
         raise NatsServerError(f"nats-server did not start on port {port}: {detail}") from exc
-    return NatsServer(process, port, monitor, relay_task)
+    return NatsServer(process, port, monitor, auth, relay_task)
+
+
+def _write_private(path: Path, text: str) -> None:
+    path.touch(mode=0o600)
+    path.write_text(text)

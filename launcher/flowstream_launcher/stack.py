@@ -12,12 +12,16 @@ import os
 import socket
 import sys
 from contextlib import AsyncExitStack
+from pathlib import Path
 
 import httpx
+from flowstream_shared import subjects
+from flowstream_shared.nats_access import Identity
 
-from flowstream_launcher.banner import render_banner
-from flowstream_launcher.dev_auth import issue_token, jwt_secret
+from flowstream_launcher.banner import nats_line, render_banner
+from flowstream_launcher.dev_auth import DEV_USER, issue_token, jwt_secret
 from flowstream_launcher.examples import Example, ExampleError, load_examples, read_examples
+from flowstream_launcher.nats_auth import NatsAuth
 from flowstream_launcher.nats_server import NatsServer, NatsServerError, start_nats_server
 from flowstream_launcher.readiness import NotReadyError, wait_all_ready
 from flowstream_launcher.security_env import credentials_private_key, egress_note, security_env
@@ -39,11 +43,48 @@ def service_specs(settings: LauncherSettings) -> list[ServiceSpec]:
     ]
 
 
-def service_env(settings: LauncherSettings, nats_url: str, secret: str) -> dict[str, str]:
-    return {
-        **os.environ,
-        "FLOWSTREAM_NATS_URL": nats_url,
-        "FLOWSTREAM_JWT_SECRET": secret,
+# Secrets are handed to the one service that uses them and stripped from everyone else's
+# environment: a workflow running in the engine can never find the JWT secret there.
+SECRET_SETTINGS = {
+    "gateway": frozenset(
+        {
+            "FLOWSTREAM_JWT_SECRET",
+            "FLOWSTREAM_CREDENTIALS_PUBLIC_KEY",
+            "FLOWSTREAM_NATS_CALLOUT_USER",
+            "FLOWSTREAM_NATS_CALLOUT_PASSWORD",
+            "FLOWSTREAM_NATS_CALLOUT_ISSUER_SEED",
+        }
+    ),
+    "engine": frozenset({"FLOWSTREAM_CREDENTIALS_PRIVATE_KEY"}),
+    "history": frozenset({"FLOWSTREAM_MONGODB_URI"}),
+}
+_NATS_IDENTITY = (
+    "FLOWSTREAM_NATS_USER",
+    "FLOWSTREAM_NATS_PASSWORD",
+    "FLOWSTREAM_NATS_TOKEN",
+    "FLOWSTREAM_NATS_NKEY_SEED",
+    "FLOWSTREAM_NATS_CREDS_FILE",
+)
+
+
+def service_env(
+    service: str,
+    settings: LauncherSettings,
+    nats_address: str,
+    nats_auth: NatsAuth | None,
+    computed: dict[str, str],
+) -> dict[str, str]:
+    """One service's environment: the caller's, less every secret that is not this service's,
+    plus what the launcher decided (ports, NATS address and this service's NATS identity)."""
+    foreign = set().union(*(v for k, v in SECRET_SETTINGS.items() if k != service))
+    env = {k: v for k, v in os.environ.items() if k not in foreign}
+    env |= {k: v for k, v in computed.items() if k not in foreign}
+    if nats_auth is not None:  # a NATS whose identities we know: each service is its own
+        for name in _NATS_IDENTITY:
+            env.pop(name, None)
+        env |= nats_auth.env_for(Identity(service))
+    return env | {
+        "FLOWSTREAM_NATS_URL": nats_address,
         # Explicit, so the services listen where the launcher probes whatever their own defaults.
         "FLOWSTREAM_DATA_DIR": str(settings.data_dir.resolve()),
         "FLOWSTREAM_GATEWAY_PORT": str(settings.gateway_port),
@@ -72,23 +113,33 @@ async def _run(settings: LauncherSettings, signals: StopSignals, cleanup: AsyncE
     examples = _read_examples(settings)
     secret = jwt_secret(settings, create=True)
     nats: NatsServer | None = None
-    nats_url = settings.nats_url
-    if nats_url is None:
+    nats_auth: NatsAuth | None = None
+    nats_address = settings.nats_url
+    if nats_address is None:
+        nats_auth = NatsAuth.load_or_create(settings.nats_auth_file)
         nats = await start_nats_server(
-            settings.nats_port, settings.nats_store_dir, echo=True, own_session=True
+            settings.nats_port,
+            settings.nats_store_dir,
+            echo=True,
+            own_session=True,
+            auth=nats_auth,
         )
         cleanup.push_async_callback(nats.stop)
-        nats_url = nats.url
+        nats_address = nats.address
+    elif settings.nats_identities_file is not None:
+        nats_auth = _identities(settings.nats_identities_file)
     supervisor = Supervisor(hurry=signals.hurry)
     cleanup.push_async_callback(supervisor.stop)
-    env = service_env(settings, nats_url, secret)
-    env.update(security_env(settings, nats, credentials_private_key(settings)))
+    computed = {"FLOWSTREAM_JWT_SECRET": secret}
+    computed |= security_env(settings, nats, credentials_private_key(settings))
     for spec in specs:
-        await supervisor.start(spec, env)
+        await supervisor.start(
+            spec, service_env(spec.name, settings, nats_address, nats_auth, computed)
+        )
 
     stop = asyncio.create_task(signals.requested.wait())
     died = asyncio.create_task(_first_exit(supervisor, nats))
-    startup = asyncio.create_task(_become_ready(settings, specs, secret, examples))
+    startup = asyncio.create_task(_become_ready(settings, specs, secret, examples, nats_address))
     try:
         done, _ = await asyncio.wait({stop, died, startup}, return_when=asyncio.FIRST_COMPLETED)
         if stop in done:
@@ -116,6 +167,15 @@ async def _run(settings: LauncherSettings, signals: StopSignals, cleanup: AsyncE
         await asyncio.gather(stop, died, startup, return_exceptions=True)
 
 
+def _identities(path: Path) -> NatsAuth:
+    try:
+        return NatsAuth.load(path)
+    except (OSError, ValueError, KeyError) as exc:
+        raise StartupError(
+            f"cannot read the NATS identities in {path} (FLOWSTREAM_NATS_IDENTITIES_FILE): {exc}"
+        ) from exc
+
+
 def _read_examples(settings: LauncherSettings) -> list[Example]:
     if not settings.examples_dir.is_dir():
         _say(f"no examples to load: {settings.examples_dir} is not a directory")
@@ -124,7 +184,11 @@ def _read_examples(settings: LauncherSettings) -> list[Example]:
 
 
 async def _become_ready(
-    settings: LauncherSettings, specs: list[ServiceSpec], secret: str, examples: list[Example]
+    settings: LauncherSettings,
+    specs: list[ServiceSpec],
+    secret: str,
+    examples: list[Example],
+    nats_address: str,
 ) -> str:
     """Wait for every service, load the examples, and return the banner to print."""
     await wait_all_ready({s.name: s.readiness_url for s in specs}, settings.ready_timeout_s)
@@ -136,7 +200,8 @@ async def _become_ready(
         trust_env=False,
     ) as client:
         ids = await load_examples(client, examples)
-    return render_banner(settings.gateway_url, token, ids.get("greet"), egress_note(settings))
+    nats = nats_line(nats_address, f"{subjects.EVENTS_PREFIX}.{subjects.owner_token(DEV_USER)}")
+    return render_banner(settings.gateway_url, token, ids.get("greet"), egress_note(settings), nats)
 
 
 async def _first_exit(supervisor: Supervisor, nats: NatsServer | None) -> tuple[str, int]:

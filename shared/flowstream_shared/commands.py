@@ -8,6 +8,8 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from flowstream_shared import subjects
+from flowstream_shared.apis import ApiSnapshot
 from flowstream_shared.workflow import WorkflowDefinition
 
 # Dify gives a run two ids: the run id and the task id used to stop it. Deriving one from the other
@@ -48,6 +50,8 @@ class RunOwner(BaseModel):
     execution_name: str | None = None
     # Dify's `user` the run was started for (None: started by the owner itself).
     end_user: str | None = None
+    priority: int = subjects.DEFAULT_PRIORITY
+    cached_from: str | None = None
 
 
 class ResponseMode(StrEnum):
@@ -63,6 +67,39 @@ class WorkflowSnapshot(BaseModel):
     workflow_id: str
     version: int = Field(ge=1)
     definition: WorkflowDefinition
+    # The registry APIs its API_CALL nodes name, as they were when the run was submitted.
+    apis: dict[str, ApiSnapshot] = Field(default_factory=dict)
+
+
+class DebugOptions(BaseModel):
+    """A run under a debugger: it pauses before each top-level node (`step`) or before the
+    named ones (`breakpoints`); `POST /api/executions/{id}/step` runs what is ready."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    step: bool = False
+    breakpoints: list[str] = Field(default_factory=list, max_length=1_000)
+
+
+class CacheEntryKey(BaseModel):
+    """Where a run's result is cached (KV `flowstream_results`) and for how long."""
+
+    model_config = ConfigDict(frozen=True, extra="ignore")
+
+    key: str
+    ttl_s: float
+
+
+class CacheEntry(BaseModel):
+    """A cached result: the run whose events answer later runs with the same key."""
+
+    model_config = ConfigDict(frozen=True, extra="ignore")
+
+    run_id: str
+    workflow_id: str
+    user_id: str
+    created_at: float
+    expires_at: float
 
 
 class RunCommand(BaseModel):
@@ -80,13 +117,38 @@ class RunCommand(BaseModel):
     response_mode: ResponseMode = ResponseMode.STREAMING
     created_at: float = Field(description="Unix seconds when the run was accepted")
     deadline: float = Field(description="Unix seconds after which the run fails with a timeout")
-    priority: int = 0
+    priority: int = Field(
+        default=subjects.DEFAULT_PRIORITY,
+        ge=0,
+        lt=subjects.PRIORITY_BANDS,
+        description="0 (lowest) to 9 (highest): engines take higher bands first",
+    )
+    debug: DebugOptions | None = None
+    # The app key the run was started with (its id, never the key): per-key limits.
+    app_key: str | None = None
+    # Quota keys (KV `flowstream_rates`) that count this run until it ends: the engine that
+    # ends it removes it from them.
+    quota_keys: list[str] = Field(default_factory=list)
+    # Store the result for reuse (a succeeded run writes a cache entry under this key).
+    cache: CacheEntryKey | None = None
+    # A cache hit: the run answers by replaying this earlier run's events, executing nothing.
+    cached_from: str | None = None
+
+    @property
+    def owner(self) -> str:
+        return subjects.owner_token(self.user_id)
+
+    @property
+    def subject(self) -> str:
+        return subjects.submit_subject(self.run_id, self.priority, self.owner)
 
 
 class ControlAction(StrEnum):
     CANCEL = "cancel"
     PAUSE = "pause"
     RESUME = "resume"
+    # Run the nodes held at the pause announced at `pause_seq`, then pause before the next ones.
+    STEP = "step"
 
 
 class ControlCommand(BaseModel):
@@ -96,3 +158,6 @@ class ControlCommand(BaseModel):
 
     action: ControlAction
     reason: str = ""
+    # STEP: the `seq` of the `workflow_paused` it releases, so a step is applied once, also by
+    # an engine that takes the run over.
+    pause_seq: int | None = None

@@ -54,6 +54,11 @@ class NodeStatus(StrEnum):
     RETRY = "retry"
 
 
+def _absent(value: object) -> bool:
+    """Optional markers are left out of events that do not carry them."""
+    return value is None
+
+
 class _Payload(BaseModel):
     model_config = ConfigDict(frozen=True, extra="ignore")
 
@@ -66,6 +71,9 @@ class WorkflowStartedData(_Payload):
     created_at: int
     # The run's owner travels with the run, so its records never depend on a lookup.
     user_id: str | None = None
+    # A result-cache hit: the run replays `cached_from`'s events and executes nothing.
+    cached: bool | None = Field(default=None, exclude_if=_absent)
+    cached_from: str | None = Field(default=None, exclude_if=_absent)
 
 
 class NodeStartedData(_Payload):
@@ -115,11 +123,14 @@ class NodeRetryData(NodeFinishedData):
 
 
 class WorkflowStatusData(_Payload):
-    """`workflow_paused` and `workflow_resumed`."""
+    """`workflow_paused` and `workflow_resumed`. A pause says why (`pause`: asked for;
+    `step` / `breakpoint`: a debugged run) and which nodes it holds (`node_ids`)."""
 
     id: str
     status: RunStatus
     created_at: int
+    reason: str | None = Field(default=None, exclude_if=lambda v: v is None)
+    node_ids: list[str] | None = Field(default=None, exclude_if=lambda v: v is None)
 
 
 class WorkflowProgressData(_Payload):
@@ -145,6 +156,8 @@ class WorkflowFinishedData(_Payload):
     exceptions_count: int = 0
     files: list[dict[str, Any]] = Field(default_factory=list)
     created_by: dict[str, Any] | None = None
+    cached: bool | None = Field(default=None, exclude_if=_absent)
+    cached_from: str | None = Field(default=None, exclude_if=_absent)
 
 
 class ErrorData(_Payload):

@@ -6,6 +6,11 @@ Compiled templates are cached by their source, so a definition run many times co
 
 Conditions also read `a contains b` and `a not contains b`: Jinja has no such operator, so the
 condition's tokens (never its text) are rewritten to the test `a is contains b`.
+
+Method calls are limited to :data:`METHODS`, checked when an expression compiles (so at write
+time): `x.contains(y)` works on strings, lists and objects, `x.startswith(y)` and the other
+string methods on strings, `get`/`keys`/`values`/`items` on objects. Any other call, such as
+`x.foo()` or `len(x)`, is refused rather than accepted and failing every run.
 """
 
 from __future__ import annotations
@@ -14,7 +19,7 @@ import json
 import re
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
-from functools import cached_property, lru_cache
+from functools import cached_property, lru_cache, partial
 from typing import Any
 
 from jinja2 import StrictUndefined, TemplateError, nodes
@@ -22,6 +27,7 @@ from jinja2.exceptions import SecurityError
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 
 __all__ = [
+    "METHODS",
     "Condition",
     "ExpressionError",
     "Reference",
@@ -59,13 +65,49 @@ def _finalize(value: Any) -> Any:
     return value
 
 
+# Methods an expression may call. `contains` is ours (strings, lists, objects); the string
+# methods are Python's own, read-only ones; objects offer the read-only dict methods.
+_STRING_METHODS = frozenset(
+    name
+    for name in dir(str)
+    if not name.startswith("_") and name not in {"format", "format_map", "encode", "maketrans"}
+)
+_MAPPING_METHODS = frozenset({"get", "keys", "values", "items"})
+_LIST_METHODS = frozenset({"count", "index"})
+METHODS = frozenset({"contains", *_STRING_METHODS, *_MAPPING_METHODS, *_LIST_METHODS})
+
+
+class _Method(StrictUndefined):
+    """A method that exists only to be called: `{{o.get('k')}}` works, while `{{o.get}}` is
+    still the undefined field `get` (a missing field must fail, not render a method)."""
+
+    __slots__ = ("_function",)
+    # What the sandbox and Jinja's context look up on a callable before calling it.
+    unsafe_callable = False
+    alters_data = False
+    jinja_pass_arg = None
+
+    def __init__(self, function: Any, obj: Any, name: str) -> None:
+        super().__init__(obj=obj, name=name)
+        self._function = function
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        return self._function(*args, **kwargs)
+
+
 class _Environment(ImmutableSandboxedEnvironment):
     def getattr(self, obj: Any, attribute: str) -> Any:
-        # `{{input.items}}` means the field `items`, never the dict method.
+        # `{{input.items}}` means the field `items`; the dict method only when there is none.
         if isinstance(obj, Mapping):
             if attribute in obj:
                 return obj[attribute]
+            if attribute == "contains":
+                return _Method(partial(_contains, obj), obj, attribute)
+            if attribute in _MAPPING_METHODS:
+                return _Method(getattr(obj, attribute), obj, attribute)
             return self.undefined(obj=obj, name=attribute)
+        if attribute == "contains" and (obj is None or isinstance(obj, str | list | tuple)):
+            return _Method(partial(_contains, obj), obj, attribute)
         return super().getattr(obj, attribute)
 
 
@@ -92,11 +134,31 @@ def _contains(container: Any, item: Any) -> bool:
 _env.tests["contains"] = _contains
 
 
+def _method_calls(tree: nodes.Node) -> set[int]:
+    """The `x.method` parts of `x.method(...)` calls; refuse a call to anything else."""
+    methods: set[int] = set()
+    for call in tree.find_all(nodes.Call):
+        callee = call.node
+        if isinstance(callee, nodes.Getattr) and callee.attr in METHODS:
+            methods.add(id(callee))
+            continue
+        name = callee.attr if isinstance(callee, nodes.Getattr) else getattr(callee, "name", "")
+        raise ExpressionError(
+            f"`{name}()` cannot be called in an expression; the methods that work are "
+            "contains, startswith, endswith, lower, upper, strip (and the other string "
+            "methods), get, keys, values, items"
+        )
+    return methods
+
+
 def _references(tree: nodes.Node) -> set[Reference]:
     found: set[Reference] = set()
     attr_roots: set[int] = set()
+    methods = _method_calls(tree)
     for access in tree.find_all((nodes.Getattr, nodes.Getitem)):
         field: str | None = None
+        if isinstance(access, nodes.Getattr) and id(access) in methods:
+            continue  # `x.contains(…)` reads `x`, not a field called `contains`
         if isinstance(access, nodes.Getattr):
             inner, field = access.node, access.attr
         elif isinstance(access, nodes.Getitem):

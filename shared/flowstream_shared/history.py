@@ -21,6 +21,8 @@ class HistoryOp(StrEnum):
     TIMELINE = "timeline"
     STATS = "stats"
     SUMMARY = "summary"
+    ACTIVE = "active"
+    METRICS = "metrics"
 
 
 class _Model(BaseModel):
@@ -48,6 +50,8 @@ class RunRecord(_Model):
     started_at: float | None = None
     finished_at: float | None = None
     last_seq: int = 0
+    # The last `workflow_progress`: completed top-level steps as a percentage (100 once done).
+    progress: float | None = None
 
 
 class NodeExecutionRecord(_Model):
@@ -68,6 +72,8 @@ class NodeExecutionRecord(_Model):
     elapsed_ms: float | None = None
     created_at: float | None = None
     finished_at: float | None = None
+    # Custom metrics the node emitted (`execution_metadata.metrics` of its `node_finished`).
+    metrics: dict[str, float] | None = None
 
 
 class TimelineEntry(_Model):
@@ -104,6 +110,16 @@ class SummaryQuery(_Model):
     user_id: str
 
 
+class ActiveQuery(_Model):
+    user_id: str
+    limit: int = Field(default=100, ge=1, le=1000)
+
+
+class MetricsQuery(_Model):
+    user_id: str
+    workflow_id: str
+
+
 class RunPage(_Model):
     items: list[RunRecord]
     total: int
@@ -117,16 +133,69 @@ class RunDetail(_Model):
     nodes: list[NodeExecutionRecord]
 
 
+class Bottleneck(_Model):
+    """A node's part in its workflow's run time, over the stats window."""
+
+    node_id: str
+    title: str | None
+    node_type: str
+    executions: int
+    avg_time: float  # seconds
+    p95_time: float  # seconds
+    total_time: float  # seconds
+    # The node's time as a percentage of the run time of the runs it ran in (a LOOP's includes
+    # its body's; nodes running side by side can together pass 100).
+    share: float
+
+
+class ErrorSummary(_Model):
+    error_type: str  # the failing node's type, `timeout` or `workflow`
+    count: int
+    last_occurrence: float | None  # Unix seconds
+    message: str | None  # the latest error of this type
+    node_id: str | None = None  # the node of that latest error, when a node failed
+
+
 class WorkflowStats(_Model):
     workflow_id: str
     total: int
     finished: int
     succeeded: int
+    # Percent of finished runs that succeeded (0 to 100); `success_ratio` is the same, 0 to 1.
     success_rate: float | None
+    success_ratio: float | None
     avg_duration_ms: float | None
     p95_duration_ms: float | None
     slowest_node: dict[str, Any] | None
     errors_by_type: dict[str, int]
+    # The same figures as the orchestration monitoring view names them.
+    total_executions: int
+    avg_execution_time: float | None  # seconds
+    bottlenecks: list[Bottleneck]
+    errors: list[ErrorSummary]
+
+
+class ActiveNode(_Model):
+    node_id: str
+    title: str | None
+    started_at: float | None
+
+
+class ActiveRun(_Model):
+    run: RunRecord
+    running_nodes: list[ActiveNode]
+
+
+class CustomMetric(_Model):
+    name: str
+    node_id: str
+    count: int
+    sum: float
+    avg: float
+    min: float
+    max: float
+    last: float
+    last_at: float | None
 
 
 class Summary(_Model):

@@ -14,9 +14,20 @@ import hashlib
 from dataclasses import dataclass
 
 RUNS_STREAM = "FLOWSTREAM_RUNS"
-# One subject per run command, so a waiting command can be found (its queue position) by id.
+# One subject per run command, `flowstream.runs.submit.<band>.<owner>.<run_id>`: engines pull
+# each priority band from its own consumer (highest first), a waiting command is found by its
+# run id (queue position, reprioritising) and an owner's queue is one subject filter (ADR 0035).
 SUBMIT_PREFIX = "flowstream.runs.submit"
 ALL_SUBMIT = f"{SUBMIT_PREFIX}.>"
+# Commands queued before priority bands existed (`flowstream.runs.submit.<run_id>`): the
+# consumer `engine` keeps serving them, as the lowest band, so an upgrade loses no run.
+LEGACY_SUBMIT = f"{SUBMIT_PREFIX}.*"
+PRIORITY_BANDS = 10  # priority 0 (lowest) .. 9 (highest), one band each
+DEFAULT_PRIORITY = 0
+# A core message without payload after each queued command: an idle engine wakes on it instead
+# of polling its consumers (`flowstream.runs.ready.<band>`).
+READY_PREFIX = "flowstream.runs.ready"
+ALL_READY = f"{READY_PREFIX}.*"
 
 EVENTS_STREAM = "FLOWSTREAM_EVENTS"
 EVENTS_PREFIX = "flowstream.events"
@@ -46,11 +57,22 @@ IDEMPOTENCY_BUCKET = "flowstream_idempotency"
 LEASES_BUCKET = "flowstream_leases"
 # Stored credentials (key = `<owner token>.<name>`): the gateway writes, the engine reads.
 CREDENTIALS_BUCKET = "flowstream_credentials"
+# The API registry (`/api/apis`): read and written by the gateway only; runs carry snapshots.
+APIS_BUCKET = "flowstream_apis"
+# Concurrency limits: one key per limited scope holding the runs that have a slot and the runs
+# waiting for one (compare-and-set). Engines read and write; gateways read (queue positions).
+SLOTS_BUCKET = "flowstream_slots"
+# Rate limits (fixed windows) and the concurrent-run quota: gateways read and write; engines
+# remove a finished run from the quota.
+RATES_BUCKET = "flowstream_rates"
+# Result cache entries (key = `<owner token>.<cache key hash>`): engines write after a run
+# succeeds, gateways read.
+RESULTS_BUCKET = "flowstream_results"
 
 HISTORY_PREFIX = "flowstream.history"
 ALL_HISTORY = f"{HISTORY_PREFIX}.*"
 
-ENGINE_CONSUMER = "engine"
+ENGINE_CONSUMER = "engine"  # the legacy band (commands without a band token)
 HISTORY_CONSUMER = "history"
 
 _OWNER_TOKEN_CHARS = 32
@@ -118,8 +140,53 @@ def workflow_events(owner: str, workflow_id: str) -> str:
     return f"{EVENTS_PREFIX}.{owner}.{workflow_id}.>"
 
 
-def submit_subject(run_id: str) -> str:
-    return f"{SUBMIT_PREFIX}.{run_id}"
+def check_priority(priority: int) -> int:
+    if not 0 <= priority < PRIORITY_BANDS:
+        raise ValueError(f"priority must be between 0 and {PRIORITY_BANDS - 1}")
+    return priority
+
+
+def submit_subject(run_id: str, priority: int, owner: str) -> str:
+    """Where a run command waits: its priority band, its owner's token, its run id."""
+    return f"{SUBMIT_PREFIX}.{check_priority(priority)}.{owner}.{run_id}"
+
+
+def band_filter(priority: int) -> str:
+    """Every command of one priority band: the filter of that band's consumer."""
+    return f"{SUBMIT_PREFIX}.{check_priority(priority)}.*.*"
+
+
+def owner_submissions(owner: str) -> str:
+    """Every queued command of one owner, all bands."""
+    return f"{SUBMIT_PREFIX}.*.{owner}.*"
+
+
+def queued_command(run_id: str) -> str:
+    """The queued command of one run, whatever its band."""
+    return f"{SUBMIT_PREFIX}.*.*.{run_id}"
+
+
+@dataclass(frozen=True, slots=True)
+class SubmitAddress:
+    priority: int
+    owner: str
+    run_id: str
+
+
+def parse_submit_subject(subject: str) -> SubmitAddress | None:
+    parts = subject.split(".")
+    if len(parts) != 6 or ".".join(parts[:3]) != SUBMIT_PREFIX or not parts[3].isdigit():
+        return None
+    return SubmitAddress(int(parts[3]), parts[4], parts[5])
+
+
+def band_consumer(priority: int) -> str:
+    """The durable pull consumer engines share for one band."""
+    return f"engine-p{check_priority(priority)}"
+
+
+def ready_subject(priority: int) -> str:
+    return f"{READY_PREFIX}.{priority}"
 
 
 def claim_subject(run_id: str) -> str:

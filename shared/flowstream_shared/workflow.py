@@ -13,6 +13,12 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from flowstream_shared.workflow_aliases import (
+    normalise_connection,
+    normalise_definition,
+    normalise_node,
+)
+
 NODE_ID_PATTERN = r"^[A-Za-z_][A-Za-z0-9_]{0,63}$"
 # Names that references already use; a node cannot take them.
 RESERVED_NODE_IDS = frozenset({"input", "loop", "execution", "sys"})
@@ -38,6 +44,17 @@ class ConnectionType(StrEnum):
     CONDITIONAL_FALSE = "CONDITIONAL_FALSE"
     PARALLEL = "PARALLEL"
     LOOP = "LOOP"
+    # Taken when its source succeeded and its own `condition` holds; out of any node but a
+    # CONDITION or a PARALLEL (those have their own branch types).
+    CONDITIONAL = "CONDITIONAL"
+
+
+def _is_none(value: Any) -> bool:
+    return value is None
+
+
+def _is_empty(value: Any) -> bool:
+    return not value
 
 
 class _Strict(BaseModel):
@@ -49,7 +66,12 @@ class RetryPolicy(_Strict):
     backoff: float = Field(default=1.0, ge=0, le=600, description="First delay in seconds")
 
 
+METRIC_NAME_PATTERN = r"^[A-Za-z_][A-Za-z0-9_.]{0,63}$"
+
+
 class Node(_Strict):
+    """A node. Also accepted: `node_type` for `type`, no `id` (one is made from the name)."""
+
     id: str = Field(pattern=NODE_ID_PATTERN)
     type: str = Field(min_length=1, max_length=64)
     name: str = Field(default="", max_length=200)
@@ -57,20 +79,102 @@ class Node(_Strict):
     retry: RetryPolicy | None = None
     timeout: float | None = Field(default=None, gt=0, le=86400)
     on_error: str = Field(default="fail", description="`fail`, `continue` or a node id")
+    # Kept for editors; the engine ignores them.
+    description: str = Field(default="", max_length=10_000, exclude_if=_is_empty)
+    position_x: float | None = Field(default=None, exclude_if=_is_none)
+    position_y: float | None = Field(default=None, exclude_if=_is_none)
+    metrics: dict[str, str] = Field(
+        default_factory=dict,
+        max_length=50,
+        exclude_if=_is_empty,
+        description="custom metrics: name → template evaluated when the node succeeds "
+        "(it may reference the node's own outputs); numbers only",
+    )
 
     @property
     def title(self) -> str:
         return self.name or self.id
 
 
+class NodeInput(Node):
+    """A node as a request body: without an `id`, one is made from its name. (Nodes inside a
+    definition are rewritten by the definition's own validator, once for all.)"""
+
+    id: str | None = Field(default=None, pattern=NODE_ID_PATTERN)  # type: ignore[assignment]
+
+    _normalise = model_validator(mode="before")(normalise_node)
+
+
 class Connection(_Strict):
+    """A connection. Also accepted: `from_node_id`/`to_node_id`, `connection_type`."""
+
+    id: str | None = Field(default=None, max_length=200, exclude_if=_is_none)
     source: str = Field(alias="from")
     target: str = Field(alias="to")
     type: ConnectionType = ConnectionType.SEQUENCE
+    condition: str | None = Field(
+        default=None, min_length=1, max_length=10_000, exclude_if=_is_none
+    )
+    # Kept for editors (labels, styles); the engine ignores it.
+    config: dict[str, Any] = Field(default_factory=dict, exclude_if=_is_empty)
+
+    @property
+    def key(self) -> str:
+        """How single-connection routes address it: its `id`, else `<from>-<to>` (node ids
+        never contain `-`, so the pair is unambiguous)."""
+        return self.id or f"{self.source}-{self.target}"
+
+
+class ConnectionInput(Connection):
+    """A connection as a request body, in any accepted spelling."""
+
+    _normalise = model_validator(mode="before")(normalise_connection)
+
+
+# `{{input.<name>}}` references, and nothing that runs code: a concurrency or cache key is
+# rendered for every queued run.
+_INPUT_KEY = r"^(?:[^{}]|\{\{\s*input\.[A-Za-z_][A-Za-z0-9_]*\s*\}\})*$"
+
+
+class RateLimit(_Strict):
+    """At most `limit` runs started per `period` seconds (fixed windows)."""
+
+    limit: int = Field(ge=1, le=1_000_000)
+    period: float = Field(default=60.0, ge=1, le=3600)
+
+
+class CacheConfig(_Strict):
+    """Reuse a succeeded run's result for the same key within `ttl` seconds."""
+
+    ttl: float = Field(default=300.0, gt=0, le=7 * 24 * 3600)
+    key: str | None = Field(
+        default=None,
+        max_length=500,
+        pattern=_INPUT_KEY,
+        description="A text with `{{input.<name>}}` references; default: the workflow version "
+        "and all inputs",
+    )
 
 
 class WorkflowConfig(_Strict):
     timeout: float | None = Field(default=None, gt=0, le=86400)
+    priority: int = Field(
+        default=0, ge=0, le=9, description="Default priority of the workflow's runs (0-9)"
+    )
+    max_concurrent_runs: int | None = Field(
+        default=None, ge=1, le=100_000, description="Runs of this workflow executing at once"
+    )
+    concurrency_key: str | None = Field(
+        default=None,
+        min_length=1,
+        max_length=500,
+        pattern=_INPUT_KEY,
+        description="Runs with the same rendered key share `concurrency_limit` slots, e.g. "
+        "`{{input.customer_id}}`",
+    )
+    concurrency_limit: int = Field(default=1, ge=1, le=100_000)
+    rate_limit: RateLimit | None = None
+    cache: CacheConfig | None = None
     retry_count: int = Field(default=0, ge=0, le=20)
     openai_input: str | None = Field(
         default=None,
@@ -82,12 +186,21 @@ class WorkflowConfig(_Strict):
 
 
 class WorkflowDefinition(_Strict):
+    """A workflow. Also accepted: `version` (a label such as `"1.0"`) for `version_label`, and
+    no `nodes` at all (a workflow to build step by step: a draft)."""
+
     name: str = Field(min_length=1, max_length=200)
     description: str = Field(default="", max_length=10_000)
     tags: list[str] = Field(default_factory=list, max_length=50)
     config: WorkflowConfig = Field(default_factory=WorkflowConfig)
-    nodes: list[Node] = Field(min_length=1, max_length=10_000)
+    nodes: list[Node] = Field(default_factory=list, max_length=10_000)
     connections: list[Connection] = Field(default_factory=list, max_length=50_000)
+    # A free-form label; flowstream's own versions are the integers every write makes.
+    version_label: str | None = Field(default=None, max_length=64, exclude_if=_is_none)
+    # An inactive workflow keeps its versions but refuses runs (409).
+    is_active: bool = Field(default=True, exclude_if=lambda v: v is True)
+
+    _normalise = model_validator(mode="before")(normalise_definition)
 
     def node(self, node_id: str) -> Node:
         for node in self.nodes:
@@ -128,6 +241,10 @@ class TemplateConfig(_Strict):
 
 class ConditionConfig(_Strict):
     condition: str = Field(min_length=1, max_length=10_000)
+    # Branch targets not resolved yet: a path names its node once that node exists, then it
+    # becomes a CONDITIONAL_TRUE/FALSE connection (see `workflow_aliases`).
+    true_path: str | None = None
+    false_path: str | None = None
 
 
 class DelayConfig(_Strict):
@@ -142,10 +259,16 @@ API_RESPONSE_FIELDS = frozenset({"status_code", "headers", "body"})
 class ApiCallConfig(_Strict):
     """An HTTP request. `url`, header and query values and every string inside `body` are
     templates; a string that is exactly one reference keeps the value's type (a JSON body can
-    be an object). `outputs` maps names to templates over `response` and the run's values."""
+    be an object). `outputs` maps names to templates over `response` and the run's values.
+
+    Instead of `url`, `api_id` names an API of the registry: its base URL, path template,
+    method, headers and credential apply, and `parameters` fill the path template (the others
+    go to the query string). Also accepted: `output_mapping` with plain dotted paths."""
 
     method: HttpMethod = "GET"
-    url: str = Field(min_length=1, max_length=10_000)
+    url: str | None = Field(default=None, min_length=1, max_length=10_000)
+    api_id: str | None = Field(default=None, min_length=1, max_length=128)
+    parameters: dict[str, Any] = Field(default_factory=dict)
     headers: dict[str, str] = Field(default_factory=dict)
     query: dict[str, str | int | float | bool] = Field(default_factory=dict)
     body: Any = None
@@ -160,6 +283,14 @@ class ApiCallConfig(_Strict):
         pattern=CREDENTIAL_REF_PATTERN,
         description="A stored credential of the owner, added as its header or query parameter",
     )
+
+    @model_validator(mode="after")
+    def _url_or_api(self) -> ApiCallConfig:
+        if (self.url is None) == (self.api_id is None):
+            raise ValueError("an API_CALL needs `url` or `api_id` (exactly one)")
+        if self.parameters and self.api_id is None:
+            raise ValueError("`parameters` fill an API's path template: set `api_id`")
+        return self
 
 
 class ParallelConfig(_Strict):

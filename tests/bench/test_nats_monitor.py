@@ -71,7 +71,7 @@ def test_local_ports_lists_a_listening_socket() -> None:
         assert sock.getsockname()[1] in local_ports(os.getpid())
 
 
-async def test_the_stack_is_idle_only_when_the_run_queue_is_empty(
+async def test_the_stack_is_idle_only_when_the_run_queue_is_empty_in_every_band(
     server: NatsServer,
 ) -> None:
     monitor = monitor_of(server)
@@ -79,10 +79,14 @@ async def test_the_stack_is_idle_only_when_the_run_queue_is_empty(
     nc = await nats.connect(server.url)
     try:
         js = nc.jetstream()
-        await ensure_topology(js, NatsSettings(nats_url=server.url))
+        await ensure_topology(js, NatsSettings(nats_url=server.address))
         await js.add_consumer(subjects.EVENTS_STREAM, durable_name=subjects.HISTORY_CONSUMER)
         assert await idle(monitor)
-        await js.publish(subjects.submit_subject("r1"), b"{}")
-        assert not await idle(monitor)
+        owner = subjects.owner_token("bench")
+        for band in (subjects.PRIORITY_BANDS - 1, 0):  # the highest band, then the lowest
+            await js.publish(subjects.submit_subject(f"r{band}", band, owner), b"{}")
+            assert not await idle(monitor)
+            await js.purge_stream(subjects.RUNS_STREAM)
+            assert await idle(monitor)
     finally:
         await nc.close()

@@ -6,7 +6,7 @@ from pathlib import Path
 from typing import Any
 
 from bench.report import BEGIN, END, SUMMARY_BEGIN, SUMMARY_END, markdown, write_doc
-from bench.report_rows import goal_rows, ratios
+from bench.report_rows import goal_rows, queue_rows, ratios
 
 
 def _ladder(runs_per_s: float, p50_ms: float, prefix: str = "") -> dict[str, Any]:
@@ -27,6 +27,10 @@ RESULTS: dict[str, Any] = {
         "streams": {"gateway_rss_per_stream_kb": 12.5},
         "gateways": {"each_receives_only_its_own_events": True},
         "cluster": {"vs_single_node": 0.5},
+        "queue": {
+            "submit_publish": {"median_us": 154.0, "p95_us": 217.0},
+            "cache_lookup": {"median_us": 200.4, "p95_us": 1240.0},
+        },
     },
 }
 
@@ -73,3 +77,13 @@ def test_the_readme_gets_the_headline_figures(tmp_path: Path) -> None:
     text = readme.read_text()
     assert "| runs/s, 32 connections | 300.0 | 150.0 | 600.0 |" in text
     assert text.endswith("\nrest\n")
+
+
+def test_the_queue_steps_are_named_with_who_pays_them() -> None:
+    assert queue_rows(RESULTS) == [
+        ["command publish (baseline)", "gateway, every run", "154.0 µs", "217.0 µs"],
+        ["result-cache lookup", "gateway, with `config.cache`", "200.4 µs", "1,240 µs"],
+    ]
+    assert "| result-cache lookup | gateway, with `config.cache` | 200.4 µs | 1,240 µs |" in (
+        markdown(RESULTS)
+    )

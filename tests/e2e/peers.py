@@ -13,6 +13,7 @@ REST peer (`http_peer`):
 | route | answers |
 |---|---|
 | `/users/{uid}` | JSON user; `nickname` is null and `roles` empty for uids starting `anon` |
+| `/data/{key}` (any method; `key` may hold `/`) | `{"data": {"id", "status", "received"}}` |
 | `/echo/{key}` (any method) | JSON of what it got: `method`, `query`, `headers`, `text`, `json` |
 | `/text/{key}` | `plain words` as text/plain |
 | `/status/{code}/{key}` | that status with a long text body |
@@ -23,6 +24,9 @@ REST peer (`http_peer`):
 | `/when/{key}` | answers once `/hold/{key}` has arrived |
 | `/meet/{key}?size=N` | a barrier: holds each call until N calls of `key` are in flight together |
 | `/redirect/{key}?to=URL` | `302` to `URL` |
+
+`/data/{key}`: `status` is `failure` for keys starting `fail`, else `success`; `received` is the
+JSON body it got; each call signals `arrived["data/<key>"]`.
 
 OpenAI-compatible peer (`chat_peer`): `POST /v1/chat/completions` streams `You said: <last
 message>` in 4-character deltas, then `usage` when asked. Model `refuse` answers 401; model
@@ -299,12 +303,27 @@ def _rest_app(peer: Peer) -> Starlette:
         finally:
             meeting.in_flight -= 1
 
+    async def data(request: Request) -> Response:
+        seen = await peer.record(request)
+        key = request.path_params["key"]
+        peer.arrived[f"data/{key}"].set()
+        return JSONResponse(
+            {
+                "data": {
+                    "id": key,
+                    "status": "failure" if key.startswith("fail") else "success",
+                    "received": seen.json() if seen.body else None,
+                }
+            }
+        )
+
     async def redirect(request: Request) -> Response:
         await peer.record(request)
         return RedirectResponse(request.query_params["to"], status_code=302)
 
     routes: list[tuple[str, Handler, list[str]]] = [
         ("/users/{uid}", user, ["GET"]),
+        ("/data/{key:path}", data, ALL_METHODS),
         ("/echo/{key}", echo, ALL_METHODS),
         ("/text/{key}", text, ALL_METHODS),
         ("/status/{code:int}/{key}", status, ALL_METHODS),

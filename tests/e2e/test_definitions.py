@@ -287,7 +287,7 @@ async def test_malformed_step_bodies_answer_400_naming_the_field(stack: Stack) -
     async with stack.client(user) as client:
         for kind, body, field in [
             ("nodes", {"id": "has space", "type": "TEMPLATE"}, "id"),
-            ("nodes", {"type": "TEMPLATE"}, "id"),
+            ("nodes", {"name": "no type"}, "type"),
             ("connections", {"from": "start"}, "to"),
             ("connections", {"from": "start", "to": "end", "type": "TELEPORT"}, "type"),
         ]:

@@ -143,7 +143,8 @@ async def test_lists_filter_and_page(stack: Stack) -> None:
         too_big = await client.get("/api/executions", params={"size": 101})
         assert too_big.status_code == 400 and too_big.json()["code"] == "invalid_param"
         stats = (await client.get(f"/api/workflows/{greet}/stats")).json()
-        assert stats["total"] == 3 and stats["success_rate"] == 1.0 and stats["p95_duration_ms"]
+        assert stats["total"] == 3 and stats["success_rate"] == 100.0 and stats["p95_duration_ms"]
+        assert stats["success_ratio"] == 1.0
         summary = (await client.get("/api/executions/summary")).json()
         assert summary["runs_last_minute"] == 4 and summary["active_runs"] == 0
         assert "queue_depth" in summary

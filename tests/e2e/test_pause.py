@@ -35,6 +35,8 @@ async def test_pause_during_a_delay_then_resume_finishes_the_run(stack: Stack) -
                 "id": run_id,
                 "status": "paused",
                 "created_at": event["data"]["created_at"],
+                "reason": "pause",
+                "node_ids": ["after"],  # what the pause holds
             }
             # Paused: the DELAY ran to its end and nothing after it started.
             started = [e["data"]["node_id"] for e in seen if e["event"] == "node_started"]

@@ -2,54 +2,20 @@
 
 from __future__ import annotations
 
-import asyncio
-import os
-import sys
 from collections.abc import AsyncIterator
 
 import httpx
 import pytest
-from flowstream_launcher.nats_server import free_port
 
 from tests.e2e.conftest import Stack
+from tests.e2e.gateways import gateway_process
 from tests.support import GREET, delay_then_template, make_token, sse_frames
-
-READY_LINE = b"gateway ready on port"
 
 
 @pytest.fixture
 async def second_gateway(stack: Stack) -> AsyncIterator[str]:
-    port = free_port()
-    env = {
-        **os.environ,
-        "FLOWSTREAM_NATS_URL": stack.nats_url,
-        "FLOWSTREAM_JWT_SECRET": stack.secret,
-        "FLOWSTREAM_CREDENTIALS_PUBLIC_KEY": stack.process.credentials_public_key,
-        "FLOWSTREAM_GATEWAY_PORT": str(port),
-    }
-    process = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "flowstream_gateway", env=env, stderr=asyncio.subprocess.PIPE
-    )
-    assert process.stderr is not None
-    try:
-        # The lifespan logs this line once NATS, the stores and the event hub are up; uvicorn
-        # binds right after, so the first request may still need the client's own retry.
-        async def ready() -> None:
-            assert process.stderr is not None
-            async for line in process.stderr:
-                if READY_LINE in line:
-                    return
-            raise RuntimeError("the second gateway exited before it was ready")
-
-        await asyncio.wait_for(ready(), timeout=30)
-        base = f"http://127.0.0.1:{port}"
-        transport = httpx.AsyncHTTPTransport(retries=5)
-        async with httpx.AsyncClient(transport=transport) as client:
-            assert (await client.get(f"{base}/healthz")).status_code == 200
-        yield base
-    finally:
-        process.terminate()
-        await process.wait()
+    async with gateway_process(stack) as gateway:
+        yield gateway.base_url
 
 
 async def test_a_workflow_created_on_one_replica_runs_on_another(

@@ -15,6 +15,7 @@ from flowstream_engine.settings import EngineSettings
 from flowstream_launcher.nats_server import NatsServer
 from flowstream_shared import subjects
 from flowstream_shared.commands import RunCommand, WorkflowSnapshot
+from flowstream_shared.nats_access import Identity
 from flowstream_shared.settings import NatsSettings
 from flowstream_shared.topology import ensure_topology
 from flowstream_shared.workflow import WorkflowDefinition
@@ -40,7 +41,9 @@ async def start_engine(nats_server: NatsServer) -> AsyncIterator[EngineFactory]:
 
     async def start(concurrency: int = 16) -> AsgiFastStream:
         settings = EngineSettings(
-            nats_url=nats_server.url,
+            nats_url=nats_server.address,
+            nats_user=Identity.ENGINE.value,
+            nats_password=nats_server.auth.passwords[Identity.ENGINE.value],
             engine_ack_wait_s=5.0,
             engine_concurrency=concurrency,
             egress_allow=["127.0.0.0/8"],  # the tests' HTTP peers listen on loopback
@@ -75,7 +78,8 @@ def command(definition: dict[str, Any], inputs: dict[str, Any], timeout: float =
 
 async def submit(client: Client, cmd: RunCommand) -> None:
     await client.jetstream().publish(
-        subjects.submit_subject(cmd.run_id),
+        cmd.subject,
         cmd.model_dump_json(by_alias=True).encode(),
         headers={"Nats-Msg-Id": cmd.run_id},
     )
+    await client.publish(subjects.ready_subject(cmd.priority), b"")  # wakes an idle engine

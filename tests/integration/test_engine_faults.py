@@ -128,7 +128,7 @@ async def test_a_second_delivery_of_a_running_command_does_not_execute_it_again(
     await node_started(nc, cmd.run_id, "wait")
     # The same command again, as a resubmission or a redelivery after a crash would bring it.
     await nc.jetstream().publish(
-        subjects.submit_subject(cmd.run_id),
+        cmd.subject,
         cmd.model_dump_json().encode(),
         headers={"Nats-Msg-Id": f"{cmd.run_id}:again"},
     )
@@ -137,12 +137,14 @@ async def test_a_second_delivery_of_a_running_command_does_not_execute_it_again(
 
     assert finished["status"] == "succeeded"
     assert (calls(peer, key, "before"), calls(peer, key, "after")) == (1, 1)
-    info = await nc.jetstream().consumer_info(subjects.RUNS_STREAM, subjects.ENGINE_CONSUMER)
+    info = await nc.jetstream().consumer_info(
+        subjects.RUNS_STREAM, subjects.band_consumer(cmd.priority)
+    )
     async with asyncio.timeout(20):  # the duplicate is acknowledged once the run has ended
         while info.num_ack_pending or info.num_pending:
             await asyncio.sleep(0.2)
             info = await nc.jetstream().consumer_info(
-                subjects.RUNS_STREAM, subjects.ENGINE_CONSUMER
+                subjects.RUNS_STREAM, subjects.band_consumer(cmd.priority)
             )
 
 
@@ -169,3 +171,21 @@ async def test_an_attempt_that_lost_its_claim_cannot_add_to_the_log(
     assert finished["status"] == "succeeded"
     assert calls(peer, key, "before") == 1
     assert calls(peer, key, "after") == 1
+
+
+async def test_a_stopping_engine_hands_its_runs_over_at_once(
+    nats_server: NatsServer, nc: Client, start_engine: EngineFactory, peer: Peer
+) -> None:
+    key = uuid.uuid4().hex[:8]
+    first = await start_engine()
+    await start_engine()  # already running: takes over what the first hands back
+    cmd = command(call_wait_call(peer, key, 30.0), {})
+    await submit(nc, cmd)
+    await node_started(nc, cmd.run_id, "wait")
+    resumed = await nc.subscribe(run_events(cmd.run_id)[:-1] + "node_finished")
+    stopped_at = asyncio.get_running_loop().time()
+    await first.stop()  # mid-DELAY: the command is handed back (nak), not left to time out
+    interrupted = json.loads((await resumed.next_msg(timeout=20)).data)["data"]
+    waited = asyncio.get_running_loop().time() - stopped_at
+    assert interrupted["node_id"] == "wait" and interrupted["status"] == "stopped"
+    assert waited < 5.0, f"the run resumed {waited:.1f}s after its engine stopped"

@@ -80,7 +80,7 @@ async def test_two_engines_share_the_queue_and_run_each_command_once(
         assert [e["event"] for e in events].count("workflow_started") == 1
         assert _finished(events) == [_finished(events)[0]]
         assert _finished(events)[0]["outputs"] == {"answer": f"Hello {cmd.inputs['name']}!"}
-    info = await nc.jetstream().consumer_info(subjects.RUNS_STREAM, subjects.ENGINE_CONSUMER)
+    info = await nc.jetstream().consumer_info(subjects.RUNS_STREAM, subjects.band_consumer(0))
     assert info.num_ack_pending == 0 and info.num_pending == 0
 
 

@@ -23,6 +23,7 @@ from flowstream_launcher.nats_server import NatsServer, free_port
 from flowstream_shared import subjects
 from flowstream_shared.commands import RunOwner
 from flowstream_shared.events import RunEventBase, RunStatus
+from flowstream_shared.nats_access import Identity
 from nats.aio.client import Client
 
 from tests.history_support import run_events
@@ -64,12 +65,15 @@ class HistoryProcess:
 
 
 @asynccontextmanager
-async def history_process(nats_url: str, env: Mapping[str, str]) -> AsyncIterator[HistoryProcess]:
+async def history_process(
+    nats: NatsServer, env: Mapping[str, str]
+) -> AsyncIterator[HistoryProcess]:
     process = await asyncio.create_subprocess_exec(
         sys.executable, "-m", "flowstream_history",
         env={
             **os.environ,
-            "FLOWSTREAM_NATS_URL": nats_url,
+            "FLOWSTREAM_NATS_URL": nats.address,
+            **nats.auth.env_for(Identity.HISTORY),
             "FLOWSTREAM_HISTORY_PORT": str(free_port()),
             # Unacknowledged events come back quickly after a kill; retries stay short.
             "FLOWSTREAM_HISTORY_ACK_WAIT_S": "2",
@@ -135,11 +139,11 @@ async def test_history_killed_mid_stream_loses_nothing(
     env = {"FLOWSTREAM_DATA_DIR": str(tmp_path)}
     nc = await nats.connect(nats_server.url)
     try:
-        async with history_process(nats_server.url, env) as first:
+        async with history_process(nats_server, env) as first:
             await publish(nc, runs[:10])
             await first.kill()
         await publish(nc, runs[10:])
-        async with history_process(nats_server.url, env):
+        async with history_process(nats_server, env):
             await history_caught_up(nats_server.url)
     finally:
         await nc.close()
@@ -160,7 +164,7 @@ async def test_database_down_while_50_runs_finish_loses_and_doubles_nothing(
     nc = await nats.connect(nats_server.url)
     ferret = await start_ferretdb(port, tmp_path / "ferret")
     try:
-        async with history_process(nats_server.url, {"FLOWSTREAM_MONGODB_URI": uri}) as history:
+        async with history_process(nats_server, {"FLOWSTREAM_MONGODB_URI": uri}) as history:
             await publish(nc, before)
             await history_caught_up(nats_server.url)
             await ferret.stop()

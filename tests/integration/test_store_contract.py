@@ -188,6 +188,79 @@ async def test_stats_from_any_store(store: ExecutionStore) -> None:
     stats = workflow_stats(
         workflow_id, runs, await store.nodes_for_stats(workflow_id, [r.id for r in runs])
     )
-    assert stats.total == 4 and stats.succeeded == 3 and stats.success_rate == 0.75
+    assert stats.total == 4 and stats.succeeded == 3 and stats.success_rate == 75.0
+    assert stats.success_ratio == 0.75 and stats.total_executions == 4
     assert stats.errors_by_type == {"TEMPLATE": 1}
     assert stats.slowest_node is not None and stats.p95_duration_ms is not None
+    assert stats.slowest_node["title"] is not None and stats.slowest_node["avg_time"] >= 0
+    assert stats.avg_execution_time is not None
+    # Both are rounded (to the µs and to the ms): they agree within their rounding.
+    assert stats.avg_execution_time == pytest.approx(stats.avg_duration_ms / 1000, abs=2e-6)  # type: ignore[operator]
+    # Every node that ran, ranked by its share of the runs' time; each with its p95.
+    assert {b.node_id for b in stats.bottlenecks} == {"start", "greet", "end"}
+    shares = [b.share for b in stats.bottlenecks]
+    assert shares == sorted(shares, reverse=True) and all(0 <= x <= 100 for x in shares)
+    assert all(b.p95_time >= 0 and b.executions >= 3 for b in stats.bottlenecks)
+    [error] = stats.errors
+    assert error.error_type == "TEMPLATE" and error.count == 1 and error.node_id == "greet"
+    assert error.message is not None and "not supported" in error.message
+    assert error.last_occurrence is not None and error.last_occurrence > time.time() - 300
+
+
+METERED: dict[str, Any] = {
+    "name": "metered",
+    "nodes": [
+        {"id": "start", "type": "START", "config": {"inputs": [{"name": "n", "type": "number"}]}},
+        {
+            "id": "count",
+            "type": "TEMPLATE",
+            "config": {"template": "{{input.n}}"},
+            "metrics": {"rows": "{{count.text}}", "twice": "{{input.n * 2}}"},
+        },
+        {"id": "end", "type": "END", "config": {"outputs": {"n": "{{count.text}}"}}},
+    ],
+    "connections": [{"from": "start", "to": "count"}, {"from": "count", "to": "end"}],
+}
+
+
+async def test_progress_and_custom_metrics_are_recorded(store: ExecutionStore) -> None:
+    workflow_id = f"wf-{uuid.uuid4().hex[:8]}"
+    for n in (3, 5):
+        owner, events = await run_events(METERED, {"n": n}, workflow_id)
+        await _apply(store, events, [owner])
+    run = await store.get_run("alice", owner.run_id)
+    assert run is not None and run.progress == 100.0
+    nodes = {n.node_id: n for n in await store.nodes(owner.run_id)}
+    assert nodes["count"].metrics == {"rows": 5.0, "twice": 10.0}
+    assert nodes["start"].metrics is None
+    runs = await store.runs_for_stats("alice", workflow_id, 100)
+    from flowstream_history.custom_metrics import aggregate_custom_metrics
+
+    metrics = aggregate_custom_metrics(
+        await store.nodes_for_stats(workflow_id, [r.id for r in runs])
+    )
+    rows = next(m for m in metrics if m.name == "rows")
+    assert (rows.node_id, rows.count, rows.sum, rows.min, rows.max) == ("count", 2, 8.0, 3.0, 5.0)
+
+
+async def test_active_runs_with_their_running_nodes(store: ExecutionStore) -> None:
+    owner, events = await run_events(GREET, {"name": "Ac"})
+    # Up to the `node_started` of `greet`: the run is running, `greet` is.
+    cut = next(
+        i
+        for i, (_, e) in enumerate(events)
+        if e.event == "node_started" and e.data.node_id == "greet"
+    )
+    await _apply(store, events[: cut + 1], [owner])
+    done, done_events = await run_events(GREET, {"name": "Done"})
+    await _apply(store, done_events, [done])
+    active = await store.active_runs("alice", 100)
+    mine = [(run, nodes) for run, nodes in active if run.id == owner.run_id]
+    assert len(mine) == 1
+    run, running = mine[0]
+    assert run.status == RunStatus.RUNNING and [n.node_id for n in running] == ["greet"]
+    assert running[0].title == "Greet"
+    assert done.run_id not in {run.id for run, _ in active}
+    assert await store.active_runs("mallory", 100) == []
+    await _apply(store, events[cut + 1 :], [owner])
+    assert owner.run_id not in {run.id for run, _ in await store.active_runs("alice", 100)}

@@ -61,6 +61,17 @@ class MemoryEventLog:
         self._watches.append((predicate, seen))
         return seen
 
+    async def count(self, predicate: Callable[[RunEvent], bool], count: int) -> list[RunEvent]:
+        """Wait until `count` events match `predicate`; return the matching events."""
+        async with asyncio.timeout(PATIENCE):
+            while True:
+                found = [event for event in self.events if predicate(event)]
+                if len(found) >= count:
+                    return found
+                seen = asyncio.Event()
+                self._watches.append((predicate, seen))
+                await seen.wait()
+
     @property
     def events(self) -> list[RunEvent]:
         return [event for _, event in self.records]

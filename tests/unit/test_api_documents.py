@@ -45,3 +45,30 @@ def test_the_event_channel_documents_every_event_type() -> None:
         "WorkflowFinished",
     ):
         assert event in schemas
+
+
+def test_the_openapi_document_has_the_bearer_scheme_and_real_errors() -> None:
+    document = json.loads((DOCS / "openapi.json").read_text())
+    assert document["components"]["securitySchemes"]["bearer"] == {
+        "type": "http",
+        "scheme": "bearer",
+        "description": "A user JWT (HS256, `sub` = user id) or an app API key from "
+        "`POST /api/keys`",
+    }
+    operations = [op for ops in document["paths"].values() for op in ops.values()]
+    assert all("422" not in op["responses"] for op in operations)
+    assert "HTTPValidationError" not in document["components"]["schemas"]
+    cancel = document["paths"]["/api/executions/{run_id}/cancel"]["post"]
+    assert cancel["security"] == [{"bearer": []}]
+    assert set(cancel["responses"]) == {"202", "400", "401", "404", "409", "503"}
+    error = {"application/json": {"schema": {"$ref": "#/components/schemas/ErrorBody"}}}
+    assert cancel["responses"]["409"]["content"] == error
+    start = document["paths"]["/api/executions"]["post"]["responses"]
+    assert {"400", "401", "409", "413", "503"} <= set(start)  # 409: Idempotency-Key reused
+    assert start["202"]["content"]["application/json"]["schema"]["$ref"].endswith(
+        "/ExecutionAccepted"
+    )
+    assert "403" in document["paths"]["/api/keys"]["post"]["responses"]
+    assert "403" not in document["paths"]["/api/executions/{run_id}"]["get"]["responses"]
+    listed = document["paths"]["/api/executions"]["get"]["responses"]["200"]
+    assert listed["content"]["application/json"]["schema"]["$ref"].endswith("/ExecutionPage")

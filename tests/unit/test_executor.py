@@ -5,10 +5,11 @@ from __future__ import annotations
 import asyncio
 
 from flowstream_engine.control import ControlRegistry
+from flowstream_engine.plan import plan_for
 from flowstream_engine.run import STOPPED_BY_USER
 from flowstream_engine.state import RunState
 from flowstream_shared import subjects
-from flowstream_shared.commands import ControlAction, ControlCommand
+from flowstream_shared.commands import ControlAction, ControlCommand, WorkflowSnapshot
 from flowstream_shared.events import (
     EventName,
     NodeFinished,
@@ -30,12 +31,14 @@ from tests.unit.builders import (
     delay,
     end,
     field,
+    snapshot,
     start,
     template,
 )
 from tests.unit.runs import (
     PATIENCE,
     assert_gap_free,
+    command_for,
     finished_nodes,
     node_started,
     of_type,
@@ -520,3 +523,22 @@ async def test_a_cancel_for_another_run_changes_nothing() -> None:
 
     assert not registry.is_cancelled(run.command.run_id)
     assert finished.status == RunStatus.SUCCEEDED
+
+
+async def test_the_plan_cache_never_serves_another_definition_under_the_same_name() -> None:
+    # A command naming a known workflow id and version but carrying another definition (a forged
+    # one, say) gets its own plan: the next honest run still executes the stored definition.
+    honest = snapshot(greet())
+    forged_definition = greet().model_dump(by_alias=True)
+    for node in forged_definition["nodes"]:
+        if node["id"] == "greet":
+            node["config"]["template"] = "Owned by mallory"
+    forged = WorkflowSnapshot(
+        workflow_id=honest.workflow_id,
+        version=honest.version,
+        definition=WorkflowDefinition.model_validate(forged_definition),
+    )
+    assert plan_for(forged) is not plan_for(honest)
+    assert plan_for(honest) is plan_for(honest)
+    command = command_for(greet(), {"name": "Ada"}).model_copy(update={"workflow": honest})
+    assert (await prepare(command).execute()).outputs == {"answer": "Hello Ada!"}

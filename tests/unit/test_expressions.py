@@ -238,12 +238,11 @@ ESCAPES = [
 
 @pytest.mark.parametrize("source", ESCAPES)
 def test_a_definition_cannot_escape_the_sandbox_in_a_template(source: str) -> None:
-    template = compile_template(source)
-
+    # Calls are refused when the template compiles; attribute access when it renders.
     with pytest.raises(ExpressionError):
-        template.render(inputs(name="Ada"))
+        compile_template(source).render(inputs(name="Ada"))
     with pytest.raises(ExpressionError):
-        template.value(inputs(name="Ada"))
+        compile_template(source).value(inputs(name="Ada"))
 
 
 @pytest.mark.parametrize(

@@ -5,21 +5,31 @@ Real HTTP on loopback is covered by tests/integration/test_nodes_http.py.
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import httpx
 import pytest
+from flowstream_engine.control import ControlRegistry
 from flowstream_engine.http import shared_client
 from flowstream_engine.plan import plan_for
 from flowstream_engine.run import RunExecutor
-from flowstream_shared.events import NodeFinishedData, NodeRetry, NodeStatus, RunStatus
+from flowstream_shared.events import EventName, NodeFinishedData, NodeRetry, NodeStatus, RunStatus
 from flowstream_shared.validation import validate_definition
 from flowstream_shared.workflow import WorkflowDefinition
 
 from tests.unit.builders import Spec, api_call, chain, definition, end, field, start
-from tests.unit.runs import Run, command_for, finished_nodes, of_type, run_of
+from tests.unit.runs import (
+    PATIENCE,
+    Run,
+    command_for,
+    finished_nodes,
+    node_started,
+    of_type,
+    run_of,
+)
 
 Handler = Callable[[httpx.Request], httpx.Response]
 
@@ -302,3 +312,34 @@ def test_without_a_client_the_executor_uses_the_process_client() -> None:
 
     assert executor.http is shared_client()
     assert shared_client() is shared_client()
+
+
+async def test_a_draining_engine_starts_no_call_and_leaves_the_run_unfinished(
+    client_for: Any,
+) -> None:
+    # SIGTERM drains the registry before the broker cancels the runs: a call that would start
+    # in between must wait for that cancellation, or the engine resuming the run repeats it.
+    called = asyncio.Event()
+
+    def answer(request: httpx.Request) -> httpx.Response:
+        called.set()
+        return httpx.Response(200, text="ok")
+
+    client, recorder = client_for(answer)
+    run = run_with(client, calling(api_call("call", "https://api.test/hook")), {})
+    registry = ControlRegistry()
+    registry.register(run.command.run_id, run.executor)
+    registry.drain()
+    call_started = run.log.seen(node_started("call"))
+
+    task = asyncio.create_task(run.execute())
+    async with asyncio.timeout(PATIENCE):
+        await call_started.wait()
+    with pytest.raises(TimeoutError):  # undrained, the call is made within microseconds
+        await asyncio.wait_for(called.wait(), 0.5)
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+
+    assert recorder.requests == []
+    assert not [e for e in run.log.events if e.event == EventName.WORKFLOW_FINISHED]

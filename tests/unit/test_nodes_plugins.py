@@ -124,3 +124,25 @@ def test_a_broken_plugin_or_one_naming_a_builtin_is_left_out() -> None:
 
 def test_without_the_plugin_the_type_is_unknown() -> None:
     assert "SHOUT" not in node_types()
+
+
+def test_a_plugin_installed_after_start_up_is_found_on_first_use(tmp_path: Path) -> None:
+    assert "SHOUT" not in node_types()  # the engine has looked its plugins up already
+    (tmp_path / "flowstream_test_shout.py").write_text(textwrap.dedent(PLUGIN))
+    info = tmp_path / "flowstream_test_shout-1.0.dist-info"
+    info.mkdir()
+    (info / "METADATA").write_text(
+        "Metadata-Version: 2.1\nName: flowstream-test-shout\nVersion: 1.0\n"
+    )
+    (info / "entry_points.txt").write_text(
+        "[flowstream.nodes]\nSHOUT = flowstream_test_shout:ShoutNode\n"
+    )
+    sys.path.insert(0, str(tmp_path))
+    try:
+        # No reload asked for: meeting an unknown type makes the engine look again, once.
+        assert node_kind("SHOUT").name == "SHOUT"
+    finally:
+        sys.path.remove(str(tmp_path))
+        sys.modules.pop("flowstream_test_shout", None)
+        importlib.invalidate_caches()
+        reload_plugins()

@@ -404,13 +404,11 @@ def test_response_is_only_known_in_the_output_mapping() -> None:
     assert "`response`" in str(error)
 
 
-def test_a_response_field_that_does_not_exist() -> None:
-    error = rejection(
-        calling(api_call("call", "https://x.test", outputs={"x": "{{response.json}}"}))
-    )
+def test_a_response_field_beyond_the_raw_three_reads_the_json_body() -> None:
+    # `response.data` is `response.body.data`: only the response can say whether it exists.
+    workflow = calling(api_call("call", "https://x.test", outputs={"x": "{{response.data.id}}"}))
 
-    assert_names(error, "call")
-    assert "response.json" in str(error)
+    assert validate_definition(workflow) is workflow
 
 
 def test_a_reference_to_an_unmapped_api_call_field() -> None:

@@ -6,9 +6,10 @@ soon as it starts.
 
 Two flags per run, under two KV keys, so a later pause or resume can never overwrite a cancel:
 `<run_id>` holds a CANCEL (final: nothing un-cancels a run) and `<run_id>.pause` the latest
-PAUSE or RESUME. The core message carries the action, so both arrive on the run's one control
-subject. The registry keeps the latest pause flag per run; a stale one delivered late by the
-other path is corrected when the latest arrives.
+PAUSE, RESUME or STEP (a debugger's step names the pause it answers, so applying it twice, or
+on an engine that took the run over, starts nothing twice). The core message carries the
+action, so both arrive on the run's one control subject. The registry keeps the latest pause
+flag per run; a stale one delivered late by the other path is corrected when the latest arrives.
 """
 
 from __future__ import annotations
@@ -38,6 +39,7 @@ def run_id_of_key(key: str) -> str:
 
 class ControlRegistry:
     def __init__(self) -> None:
+        self._draining = False
         self._active: dict[str, RunExecutor] = {}
         self._cancels: dict[str, tuple[float, ControlCommand]] = {}
         self._pauses: dict[str, tuple[float, ControlCommand]] = {}
@@ -46,7 +48,17 @@ class ControlRegistry:
     def active_runs(self) -> int:
         return len(self._active)
 
+    def drain(self) -> None:
+        """The engine is stopping: no node that acts on the outside world starts any more (it
+        waits in `RunExecutor.durable` for the cancellation that hands its run back), since the
+        engine resuming the run would act a second time."""
+        self._draining = True
+        for executor in self._active.values():
+            executor.shutting_down = True
+
     def register(self, run_id: str, executor: RunExecutor) -> None:
+        if self._draining:
+            executor.shutting_down = True
         self._active[run_id] = executor
         pause = self._pauses.get(run_id)
         if pause is not None:
@@ -81,6 +93,8 @@ class ControlRegistry:
             executor.request_pause()
         elif command.action == ControlAction.RESUME:
             executor.request_resume()
+        elif command.action == ControlAction.STEP:
+            executor.request_step(command.pause_seq)
         else:  # pragma: no cover - a newer gateway's action
             log.info("control action %s is not supported", command.action)
 

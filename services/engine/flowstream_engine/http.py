@@ -12,6 +12,7 @@ from __future__ import annotations
 import logging
 
 import httpx
+from flowstream_shared.telemetry.tracing import tracing_enabled
 
 from flowstream_engine.egress import EgressBackend, EgressPolicy, EgressTransport
 
@@ -25,18 +26,25 @@ _policy = EgressPolicy()
 def egress_client(policy: EgressPolicy, backend: EgressBackend | None = None) -> httpx.AsyncClient:
     """A client whose every connection, redirect hops included, is checked by `policy`."""
     transport = EgressTransport(backend or EgressBackend(policy), LIMITS)
-    return httpx.AsyncClient(
+    client = httpx.AsyncClient(
         headers={"User-Agent": USER_AGENT},
         transport=transport,
         timeout=httpx.Timeout(30.0),
         trust_env=False,
     )
+    if tracing_enabled():  # each request a child span of its node's, carrying `traceparent`
+        from opentelemetry.instrumentation.httpx import HTTPXClientInstrumentor
+
+        HTTPXClientInstrumentor.instrument_client(client)
+    return client
 
 
-def configure_egress(policy: EgressPolicy) -> None:
-    """Use `policy` for the process's client from now on (the next client it creates)."""
+async def configure_egress(policy: EgressPolicy) -> None:
+    """Use `policy` for the process's client from now on: a client made under another policy
+    (an engine started earlier in the same process) is closed, never reused."""
     global _policy
     _policy = policy
+    await close_shared_client()
 
 
 def shared_client() -> httpx.AsyncClient:

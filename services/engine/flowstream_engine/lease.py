@@ -20,8 +20,17 @@ from nats.js.kv import KeyValue
 
 from flowstream_engine.publisher import AckedPublisher
 from flowstream_engine.run_log import ENGINE_ID
+from flowstream_engine.settings import EngineSettings
 
 TTL_HEADER = "Nats-TTL"
+RECHECK_S = 0.5
+
+
+def lease_ttl(settings: EngineSettings) -> float:
+    """Renewed with every heartbeat (a third of the ack wait), a lease outlives two missed
+    beats and lapses before the killed holder's command is redelivered, so the next engine
+    finds the run free instead of waiting out the rest of the lease."""
+    return max(1.0, settings.engine_ack_wait_s * 0.75)
 
 
 class Leases:
@@ -39,10 +48,11 @@ class Leases:
         return bool(entry.value)
 
     async def wait_until_free(self, run_id: str) -> None:
-        # A lease that lapses leaves no trace a watcher would see: look again twice per TTL.
+        # A lease that lapses leaves no trace a watcher would see: look again every half
+        # second (a killed engine's redelivered run resumes that soon after its lease lapses).
         # Only a second delivery of a command being executed waits here.
         while await self.held(run_id):  # noqa: ASYNC110
-            await asyncio.sleep(self.ttl_s / 2)
+            await asyncio.sleep(min(RECHECK_S, self.ttl_s / 2))
 
     async def renew(self, run_id: str) -> None:
         """Hold (or keep holding) the run; best effort: the claim marker is the real fence."""

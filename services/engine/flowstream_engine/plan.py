@@ -64,6 +64,7 @@ class Edge:
     target: str
     type: ConnectionType
     on_error: bool = False  # the edge `on_error: <target>` adds
+    condition: str | None = None  # a CONDITIONAL edge's: taken only when it holds
 
 
 @dataclass(frozen=True)
@@ -133,7 +134,7 @@ def _build(snapshot: WorkflowSnapshot) -> Plan:
     incoming: dict[str, list[Edge]] = defaultdict(list)
     for conn in graph.connections:
         if graph.is_forward(conn):
-            edge = Edge(conn.source, conn.target, conn.type)
+            edge = Edge(conn.source, conn.target, conn.type, condition=conn.condition)
             outgoing[conn.source].append(edge)
             incoming[conn.target].append(edge)
     for source, target in graph.error_targets.items():

@@ -22,6 +22,9 @@ from nats.aio.subscription import Subscription
 _NO_RESPONDERS = "503"
 # JetStream's error code for a failed `Nats-Expected-Last-Subject-Sequence` check.
 WRONG_LAST_SEQUENCE = 10071
+# A replicated stream cannot check the expectation yet: another message checked against the
+# same subject is still being proposed. Sent again, it is checked against what that one left.
+CHECK_IN_PROGRESS = 10164
 
 
 @dataclass(frozen=True, slots=True)
@@ -49,7 +52,10 @@ class StreamRefused(PublishError):
     @property
     def permanent(self) -> bool:
         # A failed expectation, a too-large message or a bad request will fail again as sent;
-        # a stream without quorum or a timeout inside the cluster may not.
+        # a stream without quorum, a timeout inside the cluster or a check that had to wait
+        # for another proposal may not.
+        if self.err_code == CHECK_IN_PROGRESS:
+            return False
         return self.code == 400 or self.err_code == WRONG_LAST_SEQUENCE
 
     @property

@@ -24,10 +24,12 @@ import logging
 import socket
 import time
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from flowstream_shared import subjects
 from flowstream_shared.subjects import RunAddress
+from flowstream_shared.telemetry.tracing import trace_headers
 
 from flowstream_engine.publisher import (
     AckedPublisher,
@@ -70,6 +72,17 @@ class LogSettings:
     window_bytes: int = 4 << 20
 
 
+def window_for(replicas: int) -> int:
+    """How many of a run's events may be in flight at once.
+
+    A replicated stream checks `Nats-Expected-Last-Subject-Sequence` only while no other message
+    checked against the same subject is still being proposed, and refuses the rest (error
+    10164): every event of an attempt is checked against its claim marker, so on a replicated
+    stream a run's events go one at a time (runs still go side by side).
+    """
+    return 1 if replicas > 1 else LogSettings.window
+
+
 @dataclass(frozen=True)
 class Earlier:
     """The run has been claimed before, by the attempt whose marker has this sequence."""
@@ -103,9 +116,14 @@ async def claim_run(
             return Claim(ack.seq, resumed=after is not None)
         except StreamRefused as exc:
             actual = exc.wrong_last_sequence
-            if actual is None:
+            if actual is not None:
+                return None if after is not None else Earlier(actual)
+            if exc.permanent:
                 raise LogUnavailable(f"claiming run {run.run_id}: {exc}") from exc
-            return None if after is not None else Earlier(actual)
+            if time.monotonic() > deadline:
+                raise LogUnavailable(f"claiming run {run.run_id}: {exc}") from exc
+            await asyncio.sleep(delay)  # another claim on the run is being proposed
+            delay = min(delay * 2, 2.0)
         except PublishError as exc:
             if time.monotonic() > deadline:
                 raise LogUnavailable(f"claiming run {run.run_id}: {exc}") from exc
@@ -118,6 +136,7 @@ class _Event:
     seq: int
     subject: str
     payload: bytes
+    trace: dict[str, str]  # the span that emitted it (`traceparent`); empty while tracing is off
 
 
 @dataclass
@@ -138,8 +157,10 @@ class RunLog:
         claim: Claim,
         last_seq: int,
         settings: LogSettings | None = None,
+        on_retry: Callable[[], None] | None = None,
     ) -> None:
         self._publisher = publisher
+        self._on_retry = on_retry
         self._run = run
         self._settings = settings or LogSettings()
         self._fence = {EXPECTED_SEQ: str(claim.seq), EXPECTED_SUBJECT: run.claim_subject}
@@ -156,7 +177,7 @@ class RunLog:
     def append(self, event: str, payload: bytes, seq: int) -> None:
         if self.failed:
             return  # this attempt is over; the run's next attempt numbers from the stored log
-        self._queue.append(_Event(seq, self._run.ingest_subject(event), payload))
+        self._queue.append(_Event(seq, self._run.ingest_subject(event), payload, trace_headers()))
         if self._pump is None:
             self._pump = asyncio.get_running_loop().create_task(self._drain())
 
@@ -209,7 +230,11 @@ class RunLog:
                 await self._publisher.publish(
                     event.subject,
                     event.payload,
-                    {**self._fence, MSG_ID: subjects.event_msg_id(self._run.run_id, event.seq)},
+                    {
+                        **event.trace,
+                        **self._fence,
+                        MSG_ID: subjects.event_msg_id(self._run.run_id, event.seq),
+                    },
                     self._settings.ack_timeout_s,
                 )
                 for event in pending
@@ -235,6 +260,8 @@ class RunLog:
                         f"the event log did not store run {self._run.run_id}'s events within "
                         f"{self._settings.retry_budget_s:g}s"
                     )
+                if self._on_retry is not None:
+                    self._on_retry()
                 log.warning(
                     "run %s: %d of %d events not stored yet; retrying",
                     self._run.run_id,

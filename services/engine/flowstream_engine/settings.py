@@ -4,7 +4,7 @@ import json
 import re
 from typing import Annotated, Any, Literal
 
-from flowstream_shared.settings import ENV_PREFIX, NatsSettings
+from flowstream_shared.settings import ENV_PREFIX, ConcurrencySettings, NatsSettings
 from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import NoDecode, SettingsConfigDict
 
@@ -14,16 +14,23 @@ from flowstream_engine.egress.policy import parse_rules
 EntryList = Annotated[list[str], NoDecode]
 
 
-class EngineSettings(NatsSettings):
+class EngineSettings(NatsSettings, ConcurrencySettings):
     model_config = SettingsConfigDict(env_prefix=ENV_PREFIX, extra="ignore", env_ignore_empty=True)
 
     engine_host: str = "127.0.0.1"
     engine_port: int = 8081
     engine_concurrency: int = Field(default=256, ge=1, le=100_000)
+    # A priority band passed over this many pickups in a row while it had waiting runs is
+    # served next (ADR 0035).
+    engine_starvation_limit: int = Field(default=10, ge=1, le=10_000)
+    # An idle engine wakes on the gateway's ready messages; this check finds what arrives
+    # without one (a redelivery after a nak's delay).
+    engine_idle_recheck_s: float = Field(default=2.0, gt=0, le=60)
     run_timeout: float = Field(default=300.0, gt=0)
     # The run command stays unacknowledged while the run executes; a heartbeat every third of
     # this keeps it, so a killed engine's runs are redelivered this long after its last beat.
-    engine_ack_wait_s: float = Field(default=6.0, gt=1)
+    # Shorter means a faster resume after a crash and more heartbeats (one per run per third).
+    engine_ack_wait_s: float = Field(default=4.0, gt=1)
     engine_max_deliver: int = Field(default=20, ge=1)
     # An event unacknowledged this long is sent again (stored once: same message id); after
     # `engine_publish_retry_s` of failures the engine hands the run back. Longer than a
@@ -55,3 +62,6 @@ class EngineSettings(NatsSettings):
     def _parseable(cls, value: list[str]) -> list[str]:
         parse_rules(value)  # a bad entry stops the engine at start-up, naming the entry
         return value
+
+    # Each call of a `flowstream.hooks` hook is abandoned after this long.
+    hook_timeout_s: float = Field(default=5.0, gt=0, le=300)

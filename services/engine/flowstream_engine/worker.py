@@ -14,7 +14,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -23,9 +25,12 @@ from flowstream_shared.commands import RunCommand
 from flowstream_shared.event_log import read_messages
 from flowstream_shared.events import WorkflowFinishedData, parse_event
 from flowstream_shared.subjects import RunAddress
+from flowstream_shared.telemetry.logs import log_context
+from flowstream_shared.telemetry.tracing import continued_from
 from nats.aio.client import Client
 from nats.aio.msg import Msg
 
+from flowstream_engine.cached import replay_cached
 from flowstream_engine.control import ControlRegistry
 from flowstream_engine.emitter import RunEmitter
 from flowstream_engine.lease import Leases
@@ -55,6 +60,11 @@ class _Attempt:
     holding: bool = False  # claimed: the lease is this attempt's to renew and release
 
 
+# Told of a run that succeeds here just before its `workflow_finished` is emitted (a result to
+# cache, say); failures are its own business.
+SuccessHook = Callable[[RunCommand, WorkflowFinishedData], Awaitable[None]]
+
+
 @dataclass(frozen=True)
 class WorkerSettings:
     ack_wait_s: float
@@ -72,7 +82,9 @@ class RunWorker:
         control: ControlRegistry,
         metrics: EngineMetrics,
         settings: WorkerSettings,
+        before_success: SuccessHook | None = None,
     ) -> None:
+        self._before_success = before_success
         self._nc = nc
         self._publisher = publisher
         self._leases = leases
@@ -80,12 +92,18 @@ class RunWorker:
         self._metrics = metrics
         self._settings = settings
 
-    async def handle(self, command: RunCommand, msg: Msg) -> None:
-        """`msg` is the raw nats-py message the command came in."""
+    async def handle(self, command: RunCommand, msg: Msg) -> str:
+        """`msg` is the raw nats-py message the command came in. Returns the outcome: `done`
+        (the run has ended), `retry` (handed back) or `held elsewhere`."""
         attempt = _Attempt(command.run_id, msg.metadata.num_delivered)
         heartbeat = asyncio.create_task(self._heartbeat(msg, attempt))
         try:
-            outcome = await self._attempt(command, attempt)
+            # The gateway's trace continues here; every line about the run names it.
+            with (
+                log_context(run_id=command.run_id, workflow_id=command.workflow.workflow_id),
+                continued_from(msg.headers),
+            ):
+                outcome = await self._attempt(command, attempt)
         except asyncio.CancelledError:
             await self._hand_back(msg, attempt, delay=None)  # shutting down: at once
             raise
@@ -96,6 +114,7 @@ class RunWorker:
         elif outcome == "retry":
             await self._hand_back(msg, attempt, delay=self._settings.ack_wait_s)
         # "held elsewhere": the attempt holding the run acknowledges it
+        return outcome
 
     async def _hand_back(self, msg: Msg, attempt: _Attempt, delay: float | None) -> None:
         with contextlib.suppress(Exception):
@@ -138,7 +157,14 @@ class RunWorker:
         delivered = attempt.delivered
         if state.finished is not None:
             return "done"  # a redelivered command of a run that has ended
-        run_log = RunLog(self._publisher, run, claim, state.last_seq, self._settings.log)
+        run_log = RunLog(
+            self._publisher,
+            run,
+            claim,
+            state.last_seq,
+            self._settings.log,
+            on_retry=self._metrics.publish_retries.inc,
+        )
         try:
             return await self._execute(command, state, run_log, delivered)
         finally:
@@ -154,14 +180,22 @@ class RunWorker:
             last_seq=state.last_seq,
             max_event_bytes=self._settings.max_event_bytes,
         )
-        executor = RunExecutor(command, plan_for(command.workflow), emitter, state)
+        if command.cached_from is not None and state.finished is None:
+            replayed = await self._replay(command, state, emitter, run_log)
+            if replayed is not None:
+                return replayed
+        executor = RunExecutor(
+            command, plan_for(command.workflow), emitter, state, metrics=self._metrics
+        )
+        if self._before_success is not None and command.cache is not None:
+            executor.before_success = functools.partial(self._before_success, command)
         if delivered >= self._settings.max_deliver and state.finished is None:
             log.error("run %s reached its last delivery; ending it", command.run_id)
             executor.fail("the engine could not complete the run after repeated attempts")
         self._control.register(command.run_id, executor)
         self._metrics.runs_started.inc()
         self._metrics.active_runs.inc()
-        execution = asyncio.create_task(self._timed(executor))
+        execution = asyncio.create_task(executor.execute())
         try:
             either: list[asyncio.Future[Any]] = [execution, run_log.failure]
             await asyncio.wait(either, return_when=asyncio.FIRST_COMPLETED)
@@ -182,9 +216,20 @@ class RunWorker:
             self._control.unregister(command.run_id)
             self._metrics.active_runs.dec()
 
-    async def _timed(self, executor: RunExecutor) -> WorkflowFinishedData:
-        with self._metrics.run_seconds.time():
-            return await executor.execute()
+    async def _replay(
+        self, command: RunCommand, state: RunState, emitter: RunEmitter, run_log: RunLog
+    ) -> str | None:
+        """A cache hit: the earlier run's events, copied; None when they are gone (aged out),
+        and the run executes after all."""
+        try:
+            finished = await replay_cached(self._nc, command, emitter, skip=state.last_seq)
+        except RunLogFailed:
+            return self._after_failure(command, run_log.failure.result())
+        if finished is None:
+            return None
+        self._metrics.cached_runs.inc()
+        self._metrics.runs_finished.labels(finished.status.value).inc()
+        return "done"
 
     def _after_failure(self, command: RunCommand, failure: RunLogFailed) -> str:
         if isinstance(failure, Fenced):

@@ -2,12 +2,14 @@ from __future__ import annotations
 
 import argparse
 import json
-import logging
 import socket
 import sys
 
 import uvicorn
 from fastapi import FastAPI
+from flowstream_shared.settings import TelemetrySettings
+from flowstream_shared.telemetry.logs import configure_logging
+from flowstream_shared.telemetry.tracing import configure_tracing
 
 from flowstream_gateway.app import create_app
 from flowstream_gateway.settings import GatewaySettings
@@ -23,7 +25,8 @@ def main() -> None:
         json.dump(create_app().openapi(), sys.stdout, indent=2)
         sys.stdout.write("\n")
         return
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s gateway %(levelname)s %(message)s")
+    configure_logging("gateway", TelemetrySettings().log_level)
+    configure_tracing("gateway")
     settings = GatewaySettings()
     app = create_app(settings)
     config = uvicorn.Config(
@@ -31,6 +34,7 @@ def main() -> None:
         host=settings.gateway_host,
         port=settings.gateway_port,
         log_level="warning",
+        log_config=None,  # uvicorn's records go to the one JSON handler
         lifespan="on",
         timeout_graceful_shutdown=5,
     )

@@ -6,13 +6,16 @@ import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
-import nats
 from fastapi import FastAPI
-from flowstream_shared import subjects
+from flowstream_shared import nats_connection, subjects
 from flowstream_shared.credentials import CredentialRecord, Sealer
+from flowstream_shared.telemetry.tracing import tracing_enabled
 from flowstream_shared.topology import ensure_topology
 
+from flowstream_gateway.admission import Admission
 from flowstream_gateway.api_keys import ApiKeyRecord, ApiKeyStore
+from flowstream_gateway.apis import ApiRecord, ApiStore
+from flowstream_gateway.auth import principal_for
 from flowstream_gateway.cors import add_cors
 from flowstream_gateway.credentials import CredentialStore
 from flowstream_gateway.errors import install_error_handlers
@@ -21,15 +24,24 @@ from flowstream_gateway.hub import EventHub
 from flowstream_gateway.idempotency import IdempotencyKeys
 from flowstream_gateway.kv_cache import KvCache
 from flowstream_gateway.limits import BodySizeLimit
-from flowstream_gateway.metrics import GatewayMetrics
+from flowstream_gateway.metrics import GatewayMetrics, HttpMetrics
+from flowstream_gateway.nats_callout import CalloutResponder
+from flowstream_gateway.openapi import install_openapi
+from flowstream_gateway.queue import QueueView
+from flowstream_gateway.routes import (
+    apis as apis_routes,
+)
 from flowstream_gateway.routes import (
     credentials,
     dify,
     execute,
     executions,
     keys,
+    me,
+    monitor,
     openai_compat,
     ops,
+    queue,
     websockets,
     workflows,
 )
@@ -49,6 +61,8 @@ Errors are `{"code", "message", "status"}`.
 
 
 def create_app(settings: GatewaySettings | None = None) -> FastAPI:
+    metrics = GatewayMetrics()  # the lifespan's services and the HTTP middleware share it
+
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         resolved = settings or GatewaySettings()
@@ -58,13 +72,7 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
             if hub:
                 hub[0].on_reconnected()
 
-        nc = await nats.connect(
-            resolved.url,
-            max_reconnect_attempts=-1,
-            reconnect_time_wait=0.5,
-            name="gateway",
-            reconnected_cb=reconnected,
-        )
+        nc = await nats_connection.connect(resolved, "gateway", reconnected_cb=reconnected)
         js = nc.jetstream()
         await ensure_topology(js, resolved)
         workflow_cache = KvCache(
@@ -73,16 +81,20 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
         key_cache = KvCache(
             await js.key_value(subjects.API_KEYS_BUCKET), ApiKeyRecord.model_validate_json
         )
+        api_cache = KvCache(await js.key_value(subjects.APIS_BUCKET), ApiRecord.model_validate_json)
         credential_cache = KvCache(
             await js.key_value(subjects.CREDENTIALS_BUCKET), CredentialRecord.model_validate_json
         )
         await workflow_cache.start()
         await key_cache.start()
         await credential_cache.start()
+        await api_cache.start()
         credential_store = CredentialStore(
             credential_cache, Sealer(resolved.credentials_public_key)
         )
+        apis = ApiStore(api_cache, credential_store)
         hub.append(EventHub(nc))
+        admission = Admission(await js.key_value(subjects.RATES_BUCKET), resolved)
         runs = RunService(
             nc,
             js,
@@ -91,6 +103,8 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
             await js.key_value(subjects.CONTROL_BUCKET),
             IdempotencyKeys(await js.key_value(subjects.IDEMPOTENCY_BUCKET)),
             resolved,
+            admission,
+            await js.key_value(subjects.RESULTS_BUCKET),
         )
         app.state.services = Services(
             settings=resolved,
@@ -98,20 +112,31 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
             js=js,
             hub=hub[0],
             runs=runs,
-            workflows=WorkflowStore(workflow_cache, credential_store),
+            workflows=WorkflowStore(workflow_cache, credential_store, apis),
             api_keys=ApiKeyStore(key_cache),
-            metrics=GatewayMetrics(),
+            metrics=metrics,
             history=HistoryClient(nc),
             credentials=credential_store,
+            apis=apis,
+            admission=admission,
+            queue=QueueView(nc, js, await js.key_value(subjects.SLOTS_BUCKET), resolved),
         )
+        callout: CalloutResponder | None = None
+        if resolved.nats_callout_issuer_seed is not None:
+            services = app.state.services
+            callout = CalloutResponder(resolved, lambda token: principal_for(token, services))
+            await callout.start()
         log.info("gateway ready on port %d", resolved.gateway_port)
         try:
             yield
         finally:
+            if callout is not None:
+                await callout.stop()
             await hub[0].stop()
             await workflow_cache.stop()
             await key_cache.stop()
             await credential_cache.stop()
+            await api_cache.stop()
             await nc.drain()
 
     app = FastAPI(
@@ -121,6 +146,7 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
         lifespan=lifespan,
     )
     install_error_handlers(app)
+    install_openapi(app)
     routers = (
         ops.router,
         workflows.router,
@@ -130,9 +156,14 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
         websockets.router,
         dify.router,
         keys.router,
+        me.router,
         openai_compat.router,
         credentials.router,
+        queue.router,
         console_router,
+        apis_routes.router,
+        monitor.router,
+        monitor.metrics_router,
     )
     for router in routers:
         app.include_router(router)
@@ -143,4 +174,9 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
     )
     app.add_middleware(BodySizeLimit, max_bytes=max_body)
     add_cors(app, settings.cors_origins if settings else [])
+    app.add_middleware(HttpMetrics, metrics=metrics)  # added last: outermost
+    if tracing_enabled():
+        from opentelemetry.instrumentation.fastapi import FastAPIInstrumentor
+
+        FastAPIInstrumentor.instrument_app(app, excluded_urls="/healthz,/readyz,/metrics")
     return app

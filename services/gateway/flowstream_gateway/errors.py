@@ -6,6 +6,8 @@ import json
 import logging
 from typing import Any
 
+import nats.errors
+import nats.js.errors
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
@@ -69,6 +71,32 @@ def _describe_validation(exc: RequestValidationError) -> str:
     return f"{field}: {first.get('msg', 'invalid')}"
 
 
+# NATS away or not answering (restarting, electing a leader, reconnecting): the request was
+# fine and may be sent again in a moment, so a 503 that says when, not a 500.
+NATS_UNAVAILABLE: tuple[type[Exception], ...] = (
+    nats.errors.TimeoutError,
+    nats.errors.ConnectionClosedError,
+    nats.errors.ConnectionReconnectingError,
+    nats.errors.ConnectionDrainingError,
+    nats.errors.NoServersError,
+    nats.errors.NoRespondersError,
+    nats.errors.StaleConnectionError,
+    nats.errors.OutboundBufferLimitError,
+    nats.js.errors.ServiceUnavailableError,
+    nats.js.errors.NoStreamResponseError,
+)
+RETRY_AFTER_S = 2
+
+
+def nats_unavailable() -> JSONResponse:
+    return error_response(
+        503,
+        "service_unavailable",
+        "the event log (NATS) is not answering; retry shortly",
+        {"Retry-After": str(RETRY_AFTER_S)},
+    )
+
+
 def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(ApiError)
     async def _api_error(request: Request, exc: ApiError) -> JSONResponse:
@@ -83,6 +111,13 @@ def install_error_handlers(app: FastAPI) -> None:
         code = _HTTP_CODES.get(exc.status_code, "error")
         message = exc.detail if isinstance(exc.detail, str) else json.dumps(exc.detail)
         return error_response(exc.status_code, code, message, getattr(exc, "headers", None))
+
+    async def _nats_away(request: Request, exc: Exception) -> JSONResponse:
+        log.warning("NATS unavailable on %s %s: %r", request.method, request.url.path, exc)
+        return nats_unavailable()
+
+    for kind in NATS_UNAVAILABLE:  # by class, so Starlette answers without re-raising
+        app.add_exception_handler(kind, _nats_away)
 
     @app.exception_handler(Exception)
     async def _unexpected(request: Request, exc: Exception) -> JSONResponse:

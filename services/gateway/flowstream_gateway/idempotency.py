@@ -8,16 +8,19 @@ for something else with the same key is refused rather than answered with the wr
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import json
 import uuid
 from dataclasses import dataclass
 from typing import Any
 
-from nats.js.errors import KeyWrongLastSequenceError
+from nats.js.errors import KeyNotFoundError, KeyWrongLastSequenceError
 from nats.js.kv import KeyValue
 
 from flowstream_gateway.errors import ApiError
+
+_RACE_ATTEMPTS = 5
 
 
 @dataclass(frozen=True)
@@ -41,7 +44,7 @@ class IdempotencyKeys:
         run_id = str(uuid.UUID(bytes=digest[:16], version=4))
         record = json.dumps({"run_id": run_id, "request": request}).encode()
         try:
-            await self._kv.create(digest.hex(), record)
+            await self._create(digest.hex(), record)
         except KeyWrongLastSequenceError:
             entry = await self._kv.get(digest.hex())
             first = json.loads(entry.value or b"{}")
@@ -54,3 +57,17 @@ class IdempotencyKeys:
                 ) from None
             return Submission(run_id, repeated=True)
         return Submission(run_id, repeated=False)
+
+    async def _create(self, key: str, record: bytes) -> None:
+        # On a replicated bucket, a create racing another one for the same key may be refused
+        # before the other is stored (JetStream error 10164): nats-py then finds no key and
+        # raises KeyNotFoundError. Asked again, the create meets the stored key.
+        delay = 0.01
+        for _ in range(_RACE_ATTEMPTS - 1):
+            try:
+                await self._kv.create(key, record)
+                return
+            except KeyNotFoundError:
+                await asyncio.sleep(delay)
+                delay *= 2
+        await self._kv.create(key, record)

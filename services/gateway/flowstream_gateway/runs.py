@@ -8,6 +8,7 @@ entry in the run index (KV `flowstream_runs`) at once, and hands back the run's 
 from __future__ import annotations
 
 import asyncio
+import json
 import time
 import uuid
 from collections.abc import Coroutine
@@ -17,28 +18,48 @@ from typing import Annotated, Any
 from fastapi import Header
 from flowstream_shared import subjects
 from flowstream_shared.commands import (
+    CacheEntry,
+    CacheEntryKey,
     ControlAction,
     ControlCommand,
+    DebugOptions,
     ResponseMode,
     RunCommand,
     RunOwner,
     task_id_for,
 )
 from flowstream_shared.event_log import StoredMessage, last_message
+from flowstream_shared.slots import key_token, render_input_key
 from flowstream_shared.subjects import RunAddress
+from flowstream_shared.telemetry.tracing import inject
 from nats.aio.client import Client
 from nats.errors import TimeoutError as NatsTimeout
 from nats.js import JetStreamContext
 from nats.js.errors import KeyDeletedError, KeyNotFoundError
 from nats.js.kv import KeyValue
+from pydantic import Field
 
+from flowstream_gateway.admission import Admission, Caller
 from flowstream_gateway.errors import ApiError
 from flowstream_gateway.hub import EventHub, RunFeed, Signal, StreamedEvent
 from flowstream_gateway.idempotency import IdempotencyKeys, fingerprint
+from flowstream_gateway.queue import queue_bands
 from flowstream_gateway.settings import GatewaySettings
 from flowstream_gateway.workflows import WorkflowRecord
 
 SUBMIT_TIMEOUT_S = 5.0
+
+# The request fields every run-starting route takes (ADR 0035, 0037).
+PRIORITY_FIELD: Any = Field(
+    default=None,
+    ge=0,
+    le=subjects.PRIORITY_BANDS - 1,
+    description="0 (lowest) to 9 (highest); default: the workflow's `config.priority`",
+)
+CACHE_FIELD: Any = Field(
+    default=True,
+    description="false: never answer from the result cache (`config.cache`)",
+)
 
 IdempotencyKey = Annotated[
     str | None,
@@ -109,6 +130,15 @@ class Submit:
     follow: bool = True
     execution_name: str | None = None
     idempotency_key: str | None = None
+    # Replaces the workflow's own deadline for this run.
+    run_timeout: float | None = None
+    debug: DebugOptions | None = None
+    # None: the workflow's `config.priority`.
+    priority: int | None = None
+    # The API key's id, for per-key limits and quotas.
+    app_key: str | None = None
+    # False: never answer from the result cache (the run executes, and is not cached).
+    use_cache: bool = True
 
 
 class RunService:
@@ -121,7 +151,12 @@ class RunService:
         control_kv: KeyValue,
         idempotency: IdempotencyKeys,
         settings: GatewaySettings,
+        admission: Admission,
+        results_kv: KeyValue,
     ) -> None:
+        self._admission = admission
+        admission.active.has_ended = self.run_has_ended
+        self._results_kv = results_kv
         self._nc = nc
         self._js = js
         self._hub = hub
@@ -147,7 +182,29 @@ class RunService:
             run_id, repeated = submission.run_id, submission.repeated
         earlier = await self.owner(run_id) if repeated else None
         created_at = earlier.created_at if earlier else now
-        timeout = workflow.definition.config.timeout or self._settings.run_timeout
+        config = workflow.definition.config
+        timeout = submit.run_timeout or config.timeout or self._settings.run_timeout
+        deadline = earlier.deadline if earlier and earlier.deadline else now + timeout
+        priority = config.priority if submit.priority is None else submit.priority
+        caller = Caller(user_id, submit.app_key)
+        cache, cached_from = None, None
+        if config.cache is not None and submit.use_cache:
+            key = cache_key(user_id, workflow, inputs)
+            cached_from = await self._cached_run(key, user_id, workflow.id)
+            if cached_from is None:
+                cache = CacheEntryKey(key=key, ttl_s=config.cache.ttl)
+            else:
+                priority = subjects.PRIORITY_BANDS - 1  # answered at once: nothing executes
+        if repeated:
+            quota_keys = [key for key, _, _ in self._admission.active.keys(caller)]
+        else:
+            rate = config.rate_limit
+            await self._admission.admit(
+                caller, workflow.id, (rate.limit, rate.period) if rate else None
+            )
+            quota_keys = await self._admission.active.enter(
+                caller, run_id, deadline + self._settings.deadline_grace_s
+            )
         command = RunCommand(
             run_id=run_id,
             task_id=task_id_for(run_id),
@@ -157,7 +214,13 @@ class RunService:
             end_user=submit.end_user,
             response_mode=submit.response_mode,
             created_at=created_at,
-            deadline=earlier.deadline if earlier and earlier.deadline else now + timeout,
+            deadline=deadline,
+            priority=priority,
+            app_key=submit.app_key,
+            quota_keys=quota_keys,
+            cache=cache,
+            cached_from=cached_from,
+            debug=submit.debug,
         )
         run = RunAddress.of(user_id, workflow.id, run_id)
         feed = await self._hub.watch(run, since=created_at - 1) if submit.follow else None
@@ -166,6 +229,8 @@ class RunService:
         except ApiError:
             if feed is not None:
                 self._hub.unwatch(feed)
+            if not repeated:
+                await self._admission.active.leave(run_id, quota_keys)
             raise
         if repeated and feed is not None:
             await feed.replay()  # the same run again: from its first event
@@ -178,10 +243,10 @@ class RunService:
         # queue this one runs, and if it did the engine finds the run already claimed.
         writes: list[Coroutine[Any, Any, object]] = [
             self._js.publish(
-                subjects.submit_subject(command.run_id),
+                command.subject,
                 command.model_dump_json(by_alias=True).encode(),
                 timeout=SUBMIT_TIMEOUT_S,
-                headers={"Nats-Msg-Id": command.run_id},
+                headers=inject({"Nats-Msg-Id": command.run_id}),  # + the request's trace
                 stream=subjects.RUNS_STREAM,
             )
         ]
@@ -195,6 +260,7 @@ class RunService:
                 deadline=command.deadline,
                 execution_name=execution_name,
                 end_user=command.end_user,
+                priority=command.priority,
             )
             # Both writes in flight at once: the run index costs no extra latency.
             writes.append(self._runs_kv.put(command.run_id, owner.model_dump_json().encode()))
@@ -216,6 +282,26 @@ class RunService:
                 f"could not queue the run: {exc}",
                 {"Retry-After": "1"},
             ) from exc
+        # Wakes an idle engine (a core message: an engine that misses it finds the command on
+        # its next check); no round trip.
+        await self._nc.publish(subjects.ready_subject(command.priority), b"")
+
+    async def _cached_run(self, key: str, user_id: str, workflow_id: str) -> str | None:
+        """The run whose result answers this one, if a live cache entry exists."""
+        try:
+            entry = await self._results_kv.get(key)
+        except (KeyNotFoundError, KeyDeletedError):
+            return None
+        except Exception:  # the cache is an optimisation: without it the run executes
+            return None
+        if not entry.value:
+            return None
+        cached = CacheEntry.model_validate_json(entry.value)
+        if cached.expires_at <= time.time() or cached.user_id != user_id:
+            return None
+        if cached.workflow_id != workflow_id:
+            return None
+        return cached.run_id
 
     async def owner(self, run_id: str) -> RunOwner | None:
         try:
@@ -231,27 +317,23 @@ class RunService:
         run = RunAddress.of(owner.user_id, owner.workflow_id, owner.run_id)
         return await last_message(self._nc, subjects.EVENTS_STREAM, run.events_filter)
 
+    async def run_has_ended(self, run_id: str) -> bool:
+        owner = await self.owner(run_id)
+        if owner is None:
+            return True  # aged out of the run index: long over
+        try:
+            return await self.has_finished(owner)
+        except Exception:
+            return False
+
     async def has_finished(self, owner: RunOwner) -> bool:
         """Straight from the event log: no lag behind the history projection."""
         last = await self.last_event(owner)
         return last is not None and last.subject.endswith(".workflow_finished")
 
     async def queue_depth(self) -> int:
-        """Runs waiting for an engine."""
-        try:
-            info = await self._js.consumer_info(subjects.RUNS_STREAM, subjects.ENGINE_CONSUMER)
-        except Exception:
-            return 0
-        return int(info.num_pending)
-
-    async def queue_position(self, run_id: str) -> int | None:
-        """How many runs an engine takes before this one (1: next), 0 once an engine has it;
-        None when the run is no longer queued."""
-        queued = await last_message(self._nc, subjects.RUNS_STREAM, subjects.submit_subject(run_id))
-        if queued is None:
-            return None
-        info = await self._js.consumer_info(subjects.RUNS_STREAM, subjects.ENGINE_CONSUMER)
-        return max(0, queued.seq - int(info.delivered.stream_seq))
+        """Runs waiting for an engine, all bands."""
+        return sum((await queue_bands(self._js)).pending.values())
 
     async def cancel(self, run_id: str, reason: str) -> None:
         """The KV flag is the truth; the core message reaches a running engine at once."""
@@ -266,6 +348,14 @@ class RunService:
     async def resume(self, run_id: str) -> None:
         await self._control(run_id, pause_key(run_id), ControlCommand(action=ControlAction.RESUME))
 
+    async def step(self, run_id: str, pause_seq: int) -> None:
+        """Run the nodes held at the pause announced at `pause_seq`, then pause again."""
+        await self._control(
+            run_id,
+            pause_key(run_id),
+            ControlCommand(action=ControlAction.STEP, pause_seq=pause_seq),
+        )
+
     async def _control(self, run_id: str, key: str, command: ControlCommand) -> None:
         payload = command.model_dump_json().encode()
         await asyncio.gather(
@@ -278,3 +368,14 @@ def pause_key(run_id: str) -> str:
     """`flowstream_control` keys: `<run_id>` holds a cancel (final), `<run_id>.pause` the latest
     pause or resume, so neither ever overwrites the other."""
     return f"{run_id}.pause"
+
+
+def cache_key(user_id: str, workflow: WorkflowRecord, inputs: dict[str, Any]) -> str:
+    """The KV key of a run's cached result: per owner; by default the workflow version and
+    every input, else the workflow and the rendered `config.cache.key` (ADR 0037)."""
+    config = workflow.definition.config.cache
+    if config is not None and config.key:
+        material = json.dumps([workflow.id, render_input_key(config.key, inputs)])
+    else:
+        material = json.dumps([workflow.id, workflow.version, inputs], sort_keys=True, default=str)
+    return f"{subjects.owner_token(user_id)}.{key_token(material)}"

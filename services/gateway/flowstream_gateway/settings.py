@@ -3,12 +3,12 @@ from __future__ import annotations
 from typing import Annotated, Any
 
 from flowstream_shared.credentials import CredentialKeyError, Sealer
-from flowstream_shared.settings import ENV_PREFIX, NatsSettings
+from flowstream_shared.settings import ENV_PREFIX, ConcurrencySettings, NatsSettings
 from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import NoDecode, SettingsConfigDict
 
 
-class GatewaySettings(NatsSettings):
+class GatewaySettings(NatsSettings, ConcurrencySettings):
     model_config = SettingsConfigDict(env_prefix=ENV_PREFIX, extra="ignore")
 
     gateway_port: int = 8080
@@ -25,15 +25,41 @@ class GatewaySettings(NatsSettings):
     # How long past a run's deadline the gateway waits for the engine's last event before
     # telling the client the run is lost.
     deadline_grace_s: float = Field(default=10.0, ge=0)
+    # The auth callout: the identity answering it and the key its answers are signed with
+    # (the account public key of this seed is the server's `auth_callout.issuer`). Unset: no
+    # direct subscribers (only service identities can connect to NATS).
+    nats_callout_user: str | None = None
+    nats_callout_password: SecretStr | None = None
+    nats_callout_issuer_seed: SecretStr | None = None
+    # Where direct subscribers connect (`GET /api/me`); default: the first NATS server.
+    nats_public_url: str | None = None
+    # Rate limits and quotas (ADR 0036); 0 turns one off.
+    user_rate_limit: int = Field(default=0, ge=0)
+    user_rate_period_s: float = Field(default=60.0, ge=1, le=3600)
+    app_key_rate_limit: int = Field(default=0, ge=0)
+    app_key_rate_period_s: float = Field(default=60.0, ge=1, le=3600)
+    user_max_active_runs: int = Field(default=0, ge=0)
+    app_key_max_active_runs: int = Field(default=0, ge=0)
+    user_max_streams: int = Field(default=256, ge=0)
+    app_key_max_streams: int = Field(default=256, ge=0)
+    # Users who see every caller's waiting runs in `GET /api/queue` (comma-separated ids).
+    queue_admins: Annotated[list[str], NoDecode] = Field(default_factory=list)
     # Origins browser apps may call the API from, comma-separated (`*`: any); none by default.
     cors_origins: Annotated[list[str], NoDecode] = Field(default_factory=list)
 
-    @field_validator("cors_origins", mode="before")
+    @field_validator("cors_origins", "queue_admins", mode="before")
     @classmethod
     def _split_origins(cls, value: Any) -> Any:
         if isinstance(value, str):
             return [origin.strip() for origin in value.split(",") if origin.strip()]
         return value
+
+    # WebSocket streams send `{"type": "heartbeat"}` after this long without a message.
+    ws_heartbeat_s: float = Field(default=30.0, gt=0)
+    # Runs all engines together execute at once, for `/api/monitor/realtime` (engine load):
+    # unset means one engine of FLOWSTREAM_ENGINE_CONCURRENCY.
+    engine_capacity: int | None = Field(default=None, ge=1)
+    engine_concurrency: int = Field(default=256, ge=1)
 
     @field_validator("jwt_secret")
     @classmethod

@@ -15,6 +15,7 @@ from urllib.parse import quote
 
 from fastapi.responses import JSONResponse
 
+from flowstream_gateway.admission import StreamTicket
 from flowstream_gateway.dify_wire import dify_frame
 from flowstream_gateway.errors import error_response
 from flowstream_gateway.hub import Signal, StreamedEvent
@@ -97,9 +98,17 @@ def _cancel_later(runs: RunService, run_id: str, reason: str) -> None:
 
 
 def stream_run(
-    handle: EventSource, runs: RunService, framing: Framing, on_disconnect: OnDisconnect
+    handle: EventSource,
+    runs: RunService,
+    framing: Framing,
+    on_disconnect: OnDisconnect,
+    ticket: StreamTicket | None = None,
 ) -> RunEventStream:
+    """`ticket`: the caller's open-stream quota, given back when the stream ends."""
+
     def on_end(ended: EventSource, why: Signal | None) -> None:
+        if ticket is not None:
+            ticket.release()
         if why is Signal.LOST or (why is Signal.DISCONNECTED and on_disconnect == "cancel"):
             _cancel_later(
                 runs, ended.run_id, LOST_MESSAGE if why is Signal.LOST else DISCONNECT_REASON

@@ -12,9 +12,15 @@ Writes through one replica are serialised by a lock. The cache offers no compare
 replicas writing the same workflow at the same instant can still lose one of the two writes.
 
 Drafts. A full definition (create, replace, import) must pass `check_definition` unless the caller
-asks for a draft. Building step by step (add a node, add a connection) always may leave a draft:
-each step must be sound on its own (`check_draft`), and whatever the whole graph still lacks is
-kept as the version's `problems`. A draft is stored and readable but never runs.
+asks for a draft. Building step by step (add, change or remove a node or a connection, or create
+a workflow without nodes) always may leave a draft: each step must be sound on its own
+(`check_draft`), and whatever the whole graph still lacks is kept as the version's `problems`.
+A draft is stored and readable but never runs.
+
+Running. A workflow whose latest version says `is_active: false` refuses runs (409), whichever
+version is asked for. The registry APIs its API_CALL nodes name are looked up whenever a record
+is read (a local copy: no round trip) and travel in the run's snapshot; one that no longer
+exists keeps the workflow from running (400) until it is registered again or the node changed.
 """
 
 from __future__ import annotations
@@ -23,35 +29,30 @@ import asyncio
 import re
 import time
 import uuid
-from importlib.metadata import entry_points
+from collections.abc import Callable
 from typing import Any
 
+from flowstream_shared.apis import ApiSnapshot, missing_parameters
 from flowstream_shared.commands import WorkflowSnapshot
-from flowstream_shared.expressions import ExpressionError, compile_condition, compile_template
-from flowstream_shared.validation import (
-    DefinitionError,
-    connection_problem,
-    validate_definition,
-)
 from flowstream_shared.workflow import (
-    BUILTIN_CONFIGS,
-    RESERVED_NODE_IDS,
-    ConditionConfig,
+    ApiCallConfig,
     Connection,
-    EndConfig,
     Node,
     NodeType,
-    TemplateConfig,
     WorkflowDefinition,
 )
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError
 
+from flowstream_gateway import workflow_edits as edits
+from flowstream_gateway.apis import ApiStore
 from flowstream_gateway.credentials import CredentialStore
 from flowstream_gateway.definition_secrets import restore_secrets
-from flowstream_gateway.errors import invalid_param, not_found
+from flowstream_gateway.errors import ApiError, invalid_param, not_found
 from flowstream_gateway.kv_cache import KvCache
+from flowstream_gateway.workflow_checks import assess, check_definition, check_draft
 
-NODE_PLUGIN_GROUP = "flowstream.nodes"
+__all__ = ["WorkflowRecord", "WorkflowStore", "assess", "check_definition", "check_draft"]
+
 # Ids are UUIDs; anything else (a version key, a character KV keys refuse) is no workflow.
 _WORKFLOW_ID = re.compile(r"^[A-Za-z0-9_-]{1,128}$")
 
@@ -69,149 +70,63 @@ class WorkflowRecord(BaseModel):
     updated_at: int
     # Why this version cannot run yet (each naming the node); empty for a runnable version.
     problems: list[str] = Field(default_factory=list)
+    # Set when read (`WorkflowStore.get`), never stored: whether the workflow (its latest
+    # version) is active, the registry APIs it uses, and why one of them cannot be used.
+    _active: bool = PrivateAttr(default=True)
+    _apis: dict[str, ApiSnapshot] = PrivateAttr(default_factory=dict)
+    _api_problem: str | None = PrivateAttr(default=None)
 
     @property
     def draft(self) -> bool:
         return bool(self.problems)
 
     def require_runnable(self) -> None:
-        """A draft answers a 400 naming what is missing, before anything is queued."""
+        """An inactive workflow answers a 409, a draft or a missing API a 400, before anything
+        is queued."""
+        if not (self._active and self.definition.is_active):
+            raise ApiError(
+                409,
+                "conflict",
+                f"workflow {self.id} is inactive; set `is_active: true` to run it again",
+            )
         if self.problems:
             raise invalid_param(
                 f"workflow {self.id} version {self.version} is a draft and cannot run: "
                 f"{self.problems[0]}"
             )
+        if self._api_problem:
+            raise invalid_param(f"workflow {self.id} cannot run: {self._api_problem}")
 
     def snapshot(self) -> WorkflowSnapshot:
         self.require_runnable()  # a draft never becomes a run, whichever route asks
         return WorkflowSnapshot(
-            workflow_id=self.id, version=self.version, definition=self.definition
+            workflow_id=self.id, version=self.version, definition=self.definition, apis=self._apis
         )
-
-
-def _plugin_node_types() -> frozenset[str]:
-    # Names only: the gateway validates that a type exists; the engine loads and runs it.
-    return frozenset(ep.name for ep in entry_points(group=NODE_PLUGIN_GROUP))
-
-
-def _problems(definition: WorkflowDefinition) -> list[str]:
-    try:
-        validate_definition(definition, _plugin_node_types())
-    except DefinitionError as exc:
-        return [str(exc)]
-    return []
-
-
-def check_definition(definition: WorkflowDefinition) -> None:
-    problems = _problems(definition)
-    if problems:
-        raise invalid_param(problems[0])
-
-
-# What even a graph under construction must satisfy ---------------------------------------------
-
-
-def _check_node(node: Node, known_types: frozenset[str]) -> None:
-    if node.id in RESERVED_NODE_IDS:
-        raise DefinitionError(f"`{node.id}` is reserved for references", node.id)
-    if node.type not in known_types:
-        raise DefinitionError(f"unknown node type {node.type!r}", node.id)
-    model = BUILTIN_CONFIGS.get(node.type)
-    if model is None:
-        return  # the full check (or a plugin) judges the rest
-    try:
-        config = model.model_validate(node.config)
-    except ValidationError as exc:
-        first = exc.errors()[0]
-        where = ".".join(str(p) for p in first["loc"])
-        raise DefinitionError(f"config.{where}: {first['msg']}", node.id) from exc
-    try:
-        if isinstance(config, TemplateConfig):
-            compile_template(config.template)
-        elif isinstance(config, EndConfig):
-            for source in config.outputs.values():
-                compile_template(source)
-        elif isinstance(config, ConditionConfig):
-            compile_condition(config.condition)
-    except ExpressionError as exc:
-        raise DefinitionError(str(exc), node.id) from exc
-
-
-def _check_connection(connection: Connection, types: dict[str, str]) -> None:
-    source, target = connection.source, connection.target
-    for end in (source, target):
-        if end not in types:
-            raise DefinitionError(f"connection {source} → {target} names unknown node `{end}`")
-    if types[target] == NodeType.START:
-        raise DefinitionError("START cannot have incoming connections", target)
-    if types[source] == NodeType.END:
-        raise DefinitionError("END cannot have outgoing connections", source)
-    # The same rule as the full check (CONDITION branches, PARALLEL branches, LOOP bodies).
-    problem = connection_problem(connection.type, types[source])
-    if problem:
-        raise DefinitionError(problem, source)
-
-
-def check_draft(definition: WorkflowDefinition) -> None:
-    """Each node and connection on its own: unique known nodes with sound configs and expressions,
-    connections between existing nodes, one START. Raise a 400 naming the node otherwise.
-
-    What only the whole graph can satisfy (an END, every node reachable, both CONDITION branches,
-    references that run before their use) is left to `check_definition`.
-    """
-    known_types = frozenset({*NodeType, *BUILTIN_CONFIGS, *_plugin_node_types()})
-    types: dict[str, str] = {}
-    edges: set[tuple[str, str]] = set()
-    try:
-        for node in definition.nodes:
-            if node.id in types:
-                raise DefinitionError("duplicate node id", node.id)
-            if node.type == NodeType.START and NodeType.START in types.values():
-                raise DefinitionError("a workflow has exactly one START node", node.id)
-            _check_node(node, known_types)
-            types[node.id] = node.type
-        if NodeType.START not in types.values():
-            raise DefinitionError("a workflow needs a START node, even as a draft")
-        for connection in definition.connections:
-            _check_connection(connection, types)
-            if (connection.source, connection.target) in edges:
-                raise DefinitionError(
-                    f"duplicate connection to `{connection.target}`", connection.source
-                )
-            edges.add((connection.source, connection.target))
-    except DefinitionError as exc:
-        raise invalid_param(str(exc)) from exc
-
-
-def assess(definition: WorkflowDefinition, allow_draft: bool) -> list[str]:
-    """The problems that keep `definition` from running: none, or (drafts only) what it lacks."""
-    problems = _problems(definition)
-    if problems and not allow_draft:
-        raise invalid_param(problems[0])
-    if problems:
-        check_draft(definition)
-    return problems
-
-
-def _with(definition: WorkflowDefinition, field: str, item: BaseModel) -> WorkflowDefinition:
-    """`definition` with `item` appended to its `nodes` or `connections`."""
-    data: dict[str, Any] = definition.model_dump(mode="json", by_alias=True)
-    data[field].append(item.model_dump(mode="json", by_alias=True))
-    try:
-        return WorkflowDefinition.model_validate(data)
-    except ValidationError as exc:  # e.g. past the node limit
-        first = exc.errors()[0]
-        raise invalid_param(f"{'.'.join(map(str, first['loc']))}: {first['msg']}") from exc
 
 
 def _version_key(workflow_id: str, version: int) -> str:
     return f"{workflow_id}.v{version}"
 
 
+def _api_calls(definition: WorkflowDefinition) -> list[tuple[Node, ApiCallConfig]]:
+    """The API_CALL nodes that name a registry API (configs that do not parse are skipped)."""
+    found: list[tuple[Node, ApiCallConfig]] = []
+    for node in definition.nodes:
+        if node.type == NodeType.API_CALL and node.config.get("api_id") is not None:
+            try:
+                found.append((node, ApiCallConfig.model_validate(node.config)))
+            except ValidationError:
+                continue
+    return found
+
+
 class WorkflowStore:
-    def __init__(self, cache: KvCache[WorkflowRecord], credentials: CredentialStore) -> None:
+    def __init__(
+        self, cache: KvCache[WorkflowRecord], credentials: CredentialStore, apis: ApiStore
+    ) -> None:
         self._cache = cache
         self._credentials = credentials
+        self._apis = apis
         self._writing = asyncio.Lock()
 
     async def _secrets_resolved(
@@ -230,22 +145,65 @@ class WorkflowStore:
         self, user_id: str, workflow_id: str, version: int | None = None
     ) -> WorkflowRecord:
         """The caller's workflow at `version` (the latest when None); another user's id answers
-        exactly like an unknown one. The record may be a draft: see `require_runnable`."""
+        exactly like an unknown one. The record may be a draft, inactive, or use an API that
+        is gone: see `require_runnable`."""
+        record = await self._latest(user_id, workflow_id)
+        chosen = record
+        if version is not None and version != record.version:
+            older = None
+            if 1 <= version < record.version:
+                older = await self._cache.get(_version_key(workflow_id, version))
+            if older is None:
+                raise not_found(f"version {version} of workflow {workflow_id}")
+            chosen = older
+        return await self._for_running(chosen, active=record.definition.is_active)
+
+    async def _latest(self, user_id: str, workflow_id: str) -> WorkflowRecord:
         record = await self._cache.get(workflow_id) if _WORKFLOW_ID.match(workflow_id) else None
         if record is None or record.user_id != user_id or record.id != workflow_id:
             raise not_found(f"workflow {workflow_id}")
-        if version is None or version == record.version:
-            return record
-        older = None
-        if 1 <= version < record.version:
-            older = await self._cache.get(_version_key(workflow_id, version))
-        if older is None:
-            raise not_found(f"version {version} of workflow {workflow_id}")
-        return older
+        return record
+
+    async def _for_running(self, record: WorkflowRecord, active: bool) -> WorkflowRecord:
+        """A copy with what running it needs: whether it is active, the APIs it names."""
+        copy = record.model_copy()
+        copy._active = active
+        for node, config in _api_calls(record.definition):
+            assert config.api_id is not None
+            api = await self._apis.find(record.user_id, config.api_id)
+            if api is None:
+                copy._api_problem = f"node `{node.id}`: API `{config.api_id}` does not exist"
+                break
+            missing = missing_parameters(api, config.parameters)
+            if missing:
+                copy._api_problem = (
+                    f"node `{node.id}`: API `{api.name}` needs parameter `{missing[0]}`"
+                )
+                break
+            copy._apis[api.id] = api.snapshot()
+        return copy
+
+    async def _check_apis(self, user_id: str, definition: WorkflowDefinition) -> None:
+        """Each API an API_CALL names exists (for this user) and gets the parameters its path
+        needs: a 400 naming the node otherwise."""
+        for node, config in _api_calls(definition):
+            assert config.api_id is not None
+            api = await self._apis.find(user_id, config.api_id)
+            if api is None:
+                raise invalid_param(
+                    f"node `{node.id}`: config.api_id: no API `{config.api_id}` (register it "
+                    "with POST /api/apis)"
+                )
+            missing = missing_parameters(api, config.parameters)
+            if missing:
+                raise invalid_param(
+                    f"node `{node.id}`: config.parameters: API `{api.name}` needs "
+                    f"`{missing[0]}` (its path is {api.path!r})"
+                )
 
     async def versions(self, user_id: str, workflow_id: str) -> list[WorkflowRecord]:
         """Every version, newest first."""
-        latest = await self.get(user_id, workflow_id)
+        latest = await self._latest(user_id, workflow_id)
         older = [
             await self._cache.get(_version_key(workflow_id, n))
             for n in range(latest.version - 1, 0, -1)
@@ -255,8 +213,11 @@ class WorkflowStore:
     async def create(
         self, user_id: str, definition: WorkflowDefinition, allow_draft: bool = False
     ) -> WorkflowRecord:
+        # A workflow created without nodes is one to build step by step: a draft.
+        allow_draft = allow_draft or "nodes" not in definition.model_fields_set
         definition = await self._secrets_resolved(user_id, definition)
         problems = assess(definition, allow_draft)
+        await self._check_apis(user_id, definition)
         now = int(time.time())
         record = WorkflowRecord(
             id=str(uuid.uuid4()),
@@ -280,30 +241,76 @@ class WorkflowStore:
         """A new version; the same definition again changes nothing (PUT is idempotent)."""
         definition = await self._secrets_resolved(user_id, definition)
         async with self._writing:
-            latest = await self.get(user_id, workflow_id)
+            latest = await self._latest(user_id, workflow_id)
             problems = assess(definition, allow_draft)
+            await self._check_apis(user_id, definition)
             if definition == latest.definition:
                 return latest
             return await self._supersede(latest, definition, problems)
 
-    async def add_node(self, user_id: str, workflow_id: str, node: Node) -> WorkflowRecord:
+    async def patch(self, user_id: str, workflow_id: str, body: dict[str, Any]) -> WorkflowRecord:
+        """The workflow's own fields (name, description, `is_active`, …) changed, its graph
+        kept: a new version, a draft if the graph is one."""
         async with self._writing:
-            latest = await self.get(user_id, workflow_id)
-            definition = _with(latest.definition, "nodes", node)
-            definition = await self._secrets_resolved(user_id, definition)
-            return await self._supersede(latest, definition, assess(definition, True))
+            latest = await self._latest(user_id, workflow_id)
+            definition = edits.patched(latest.definition, body)
+            if definition == latest.definition:
+                return latest
+            return await self._supersede(latest, definition, assess(definition, latest.draft))
+
+    async def add_node(self, user_id: str, workflow_id: str, node: Node) -> WorkflowRecord:
+        return await self._edit(user_id, workflow_id, lambda d: edits.with_item(d, "nodes", node))
+
+    async def update_node(
+        self, user_id: str, workflow_id: str, node_id: str, changes: dict[str, Any]
+    ) -> WorkflowRecord:
+        return await self._edit(
+            user_id, workflow_id, lambda d: edits.replace_node(d, node_id, changes)
+        )
+
+    async def delete_node(self, user_id: str, workflow_id: str, node_id: str) -> WorkflowRecord:
+        return await self._edit(user_id, workflow_id, lambda d: edits.without_node(d, node_id))
 
     async def add_connection(
         self, user_id: str, workflow_id: str, connection: Connection
     ) -> WorkflowRecord:
+        return await self._edit(
+            user_id, workflow_id, lambda d: edits.with_item(d, "connections", connection)
+        )
+
+    async def update_connection(
+        self, user_id: str, workflow_id: str, key: str, changes: dict[str, Any]
+    ) -> tuple[WorkflowRecord, Connection]:
+        changed: list[Connection] = []
+
+        def change(definition: WorkflowDefinition) -> WorkflowDefinition:
+            updated, connection = edits.replace_connection(definition, key, changes)
+            changed.append(connection)
+            return updated
+
+        record = await self._edit(user_id, workflow_id, change)
+        return record, changed[0]
+
+    async def delete_connection(self, user_id: str, workflow_id: str, key: str) -> WorkflowRecord:
+        return await self._edit(user_id, workflow_id, lambda d: edits.without_connection(d, key))
+
+    async def _edit(
+        self,
+        user_id: str,
+        workflow_id: str,
+        change: Callable[[WorkflowDefinition], WorkflowDefinition],
+    ) -> WorkflowRecord:
+        """One step of building a graph: always storable as a draft."""
         async with self._writing:
-            latest = await self.get(user_id, workflow_id)
-            definition = _with(latest.definition, "connections", connection)
-            return await self._supersede(latest, definition, assess(definition, True))
+            latest = await self._latest(user_id, workflow_id)
+            definition = await self._secrets_resolved(user_id, change(latest.definition))
+            problems = assess(definition, True)
+            await self._check_apis(user_id, definition)
+            return await self._supersede(latest, definition, problems)
 
     async def delete(self, user_id: str, workflow_id: str) -> None:
         async with self._writing:
-            latest = await self.get(user_id, workflow_id)
+            latest = await self._latest(user_id, workflow_id)
             await self._cache.delete(workflow_id)
             await asyncio.gather(
                 *(

@@ -12,11 +12,11 @@ from faststream.asgi.types import Scope
 from faststream.nats import AckPolicy as ConsumerAckPolicy
 from faststream.nats import ConsumerConfig, DeliverPolicy, JStream, NatsBroker, NatsMessage
 from faststream.specification import AsyncAPI
-from flowstream_shared import subjects
+from flowstream_shared import nats_connection, subjects
 from flowstream_shared.events import RunEvent
 from flowstream_shared.history import HistoryOp
-from flowstream_shared.topology import ensure_topology
-from prometheus_client import CollectorRegistry, Counter, make_asgi_app
+from flowstream_shared.topology import await_topology
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from flowstream_history.owners import OwnerLookup
 from flowstream_history.queries import Queries
@@ -25,6 +25,7 @@ from flowstream_history.settings import HistorySettings
 from flowstream_history.store import ExecutionStore
 from flowstream_history.store.mongo import MongoStore
 from flowstream_history.store.sqlite import SqliteStore
+from flowstream_history.telemetry import HistoryMetrics, MeasuredStore, RunTraces
 
 log = logging.getLogger("flowstream.history")
 
@@ -37,13 +38,14 @@ def make_store(settings: HistorySettings) -> ExecutionStore:
 
 def create_app(settings: HistorySettings | None = None) -> AsgiFastStream:
     settings = settings or HistorySettings()
-    broker = NatsBroker(
-        settings.url, max_reconnect_attempts=-1, reconnect_time_wait=1, log_level=logging.DEBUG
+    broker = nats_connection.broker(
+        settings,
+        "history",
+        log_level=logging.DEBUG,
+        logger=logging.getLogger("faststream.nats"),  # into the process's one log format
     )
-    registry = CollectorRegistry()
-    recorded = Counter(
-        "flowstream_history_events_recorded", "Events written to the store", registry=registry
-    )
+    metrics = HistoryMetrics()
+    traces = RunTraces()
     store = make_store(settings)
     parts: dict[str, Any] = {}
 
@@ -77,23 +79,24 @@ def create_app(settings: HistorySettings | None = None) -> AsgiFastStream:
         raw = message.raw_message
         address = subjects.parse_event_subject(raw.subject)
         workflow_id = address.run.workflow_id if address else ""
+        traces.saw(event.workflow_run_id, message.headers)
         parts["writer"].add(workflow_id, event, raw)
 
     for op in HistoryOp:
         _register_query(broker, op, parts)
 
     async def start_up() -> None:
-        await broker.connect()
+        await nats_connection.until_connected(broker.connect, "history")
         js = broker.connection.jetstream()
-        await ensure_topology(js, settings)
+        await await_topology(js, settings)
         await store.open()
         parts["queries"] = Queries(store, settings.history_stats_window)
         await _replace_pull_consumer(js)
         recorder = Recorder(
-            store,
+            MeasuredStore(store, metrics, traces),
             OwnerLookup(await js.key_value(subjects.RUNS_BUCKET)),
             settings.history_retry_max_s,
-            on_recorded=recorded.inc,
+            on_recorded=metrics.recorded,
         )
         parts["writer"] = BatchingRecorder(recorder, settings.history_batch_size)
         parts["writer"].start()
@@ -111,12 +114,18 @@ def create_app(settings: HistorySettings | None = None) -> AsgiFastStream:
     async def healthz(scope: Scope) -> AsgiResponse:
         return AsgiResponse(b'{"status":"ok"}', 200, headers={"content-type": "application/json"})
 
+    @get(include_in_schema=False)
+    async def metrics_route(scope: Scope) -> AsgiResponse:
+        await metrics.refresh_lag(broker.connection.jetstream())
+        body = generate_latest(metrics.registry)
+        return AsgiResponse(body, 200, headers={"content-type": CONTENT_TYPE_LATEST})
+
     return AsgiFastStream(
         broker,
         asgi_routes=[
             ("/healthz", healthz),
             ("/readyz", make_ping_asgi(broker, timeout=2.0, include_in_schema=False)),
-            ("/metrics", make_asgi_app(registry)),
+            ("/metrics", metrics_route),
         ],
         on_startup=[start_up],
         after_startup=[ready],
@@ -149,7 +158,8 @@ def _register_query(broker: NatsBroker, op: HistoryOp, parts: dict[str, Any]) ->
         title=f"history query: {op.value}",
         description="Request/reply; every query carries the caller's user id.",
     )
-    async def answer(message: NatsMessage) -> None:
-        reply = await parts["queries"].answer(op, message.body)
-        if message.raw_message.reply:
-            await broker.connection.publish(message.raw_message.reply, reply)
+    async def answer(message: NatsMessage) -> bytes:
+        # FastStream sends what the handler returns to the request's reply subject: exactly
+        # one response, which is all this identity may publish there.
+        reply: bytes = await parts["queries"].answer(op, message.body)
+        return reply

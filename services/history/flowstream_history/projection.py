@@ -23,6 +23,7 @@ from flowstream_shared.events import (
     RunStatus,
     WorkflowFinished,
     WorkflowPaused,
+    WorkflowProgress,
     WorkflowResumed,
     WorkflowStarted,
 )
@@ -38,6 +39,8 @@ class RunFacts:
     finished: dict[str, Any] | None = None
     # The latest pause/resume in the batch: (seq, status); applied only to a non-terminal run.
     pause_state: tuple[int, RunStatus] | None = None
+    # The highest `workflow_progress` percent in the batch (progress never goes back).
+    progress: float | None = None
 
 
 @dataclass
@@ -60,6 +63,7 @@ class NodeFact:
     elapsed_ms: float | None = None
     created_at: float | None = None
     finished_at: float | None = None
+    metrics: dict[str, float] | None = None
 
 
 @dataclass
@@ -121,7 +125,20 @@ def _ended_fact(workflow_id: str, event: NodeFinished | NodeRetry) -> NodeFact:
         elapsed_ms=round(data.elapsed_time * 1000, 3),
         created_at=float(data.created_at),
         finished_at=float(data.finished_at),
+        metrics=_metrics(data.execution_metadata) if isinstance(event, NodeFinished) else None,
     )
+
+
+def _metrics(metadata: dict[str, Any] | None) -> dict[str, float] | None:
+    found = (metadata or {}).get("metrics")
+    if not isinstance(found, dict):
+        return None
+    numbers = {
+        str(k): float(v)
+        for k, v in found.items()
+        if isinstance(v, int | float) and not isinstance(v, bool)
+    }
+    return numbers or None
 
 
 def plan(events: list[tuple[str, RunEventBase]]) -> ProjectionBatch:
@@ -164,6 +181,10 @@ def plan(events: list[tuple[str, RunEventBase]]) -> ProjectionBatch:
                 "total_tokens": data.total_tokens,
                 "finished_at": float(data.finished_at),
             }
+            if data.status in (RunStatus.SUCCEEDED, RunStatus.PARTIAL_SUCCEEDED):
+                run.progress = 100.0
+        elif isinstance(event, WorkflowProgress):
+            run.progress = max(run.progress or 0.0, event.data.percent)
         elif isinstance(event, WorkflowPaused | WorkflowResumed):
             if run.pause_state is None or event.seq > run.pause_state[0]:
                 run.pause_state = (event.seq, event.data.status)

@@ -6,10 +6,14 @@ import time
 from typing import Any
 
 from flowstream_shared.history import (
+    ActiveNode,
+    ActiveQuery,
+    ActiveRun,
     HistoryError,
     HistoryOp,
     HistoryReply,
     ListQuery,
+    MetricsQuery,
     RunDetail,
     RunQuery,
     StatsQuery,
@@ -18,6 +22,7 @@ from flowstream_shared.history import (
 )
 from pydantic import ValidationError
 
+from flowstream_history.custom_metrics import aggregate_custom_metrics
 from flowstream_history.stats import workflow_stats
 from flowstream_history.store import ExecutionStore, StoreUnavailable
 
@@ -68,6 +73,28 @@ class Queries:
             )
             nodes = await store.nodes_for_stats(stats_query.workflow_id, [r.id for r in runs])
             return _ok(workflow_stats(stats_query.workflow_id, runs, nodes))
+        if op == HistoryOp.METRICS:
+            metrics_query = MetricsQuery.model_validate_json(body)
+            runs = await store.runs_for_stats(
+                metrics_query.user_id, metrics_query.workflow_id, self._stats_window
+            )
+            nodes = await store.nodes_for_stats(metrics_query.workflow_id, [r.id for r in runs])
+            return _ok(aggregate_custom_metrics(nodes))
+        if op == HistoryOp.ACTIVE:
+            active_query = ActiveQuery.model_validate_json(body)
+            active = await store.active_runs(active_query.user_id, active_query.limit)
+            return _ok(
+                [
+                    ActiveRun(
+                        run=run,
+                        running_nodes=[
+                            ActiveNode(node_id=n.node_id, title=n.title, started_at=n.created_at)
+                            for n in nodes
+                        ],
+                    )
+                    for run, nodes in active
+                ]
+            )
         summary_query = SummaryQuery.model_validate_json(body)
         return _ok(
             Summary(

@@ -11,10 +11,16 @@ from collections.abc import Collection
 
 from pydantic import BaseModel
 
+from flowstream_shared.expressions import compile_condition
 from flowstream_shared.validation.errors import DefinitionError
 from flowstream_shared.validation.http_nodes import check_api_call, check_llm
-from flowstream_shared.validation.references import always_before, check_references, expressions
-from flowstream_shared.validation.rules import LOOP_CONDITION, RUNTIME_ROOTS
+from flowstream_shared.validation.references import (
+    always_before,
+    check_references,
+    expressions,
+    metric_expressions,
+)
+from flowstream_shared.validation.rules import LOOP_CONDITION, METRIC_NAME, PLAIN, RUNTIME_ROOTS
 from flowstream_shared.validation.structure import (
     check_branches_and_error_targets,
     check_connections,
@@ -27,12 +33,21 @@ from flowstream_shared.validation.structure import (
 from flowstream_shared.workflow import (
     BUILTIN_CONFIGS,
     ApiCallConfig,
+    ConditionConfig,
+    ConnectionType,
     LlmConfig,
+    Node,
     WorkflowDefinition,
     WorkflowGraph,
 )
 
-__all__ = ["RUNTIME_ROOTS", "DefinitionError", "connection_problem", "validate_definition"]
+__all__ = [
+    "RUNTIME_ROOTS",
+    "DefinitionError",
+    "check_metric_names",
+    "connection_problem",
+    "validate_definition",
+]
 
 
 def validate_definition(
@@ -48,6 +63,7 @@ def validate_definition(
 
     configs: dict[str, BaseModel] = {}
     for node in definition.nodes:
+        check_metric_names(node)
         model = BUILTIN_CONFIGS.get(node.type)
         if model is None:
             continue  # a plugin checks its own config
@@ -56,16 +72,57 @@ def validate_definition(
             check_api_call(node, config)
         elif isinstance(config, LlmConfig):
             check_llm(node, config)
+        elif isinstance(config, ConditionConfig):
+            check_branch_paths(node, config)
 
     before, always_body = always_before(definition, graph, configs)
     for node in definition.nodes:
-        if node.id not in configs:
-            continue
-        config = configs[node.id]
         in_loop = graph.scope[node.id] is not None
-        for refs, kind in expressions(node, config):
+        found = expressions(node, configs[node.id]) if node.id in configs else []
+        if node.id not in configs:
+            found = metric_expressions(node)
+        for refs, kind in found:
             ancestors = before[node.id]
             if kind == LOOP_CONDITION:
                 ancestors = ancestors | always_body.get(node.id, set())
             check_references(definition, node, refs, ancestors, configs, in_loop=in_loop, kind=kind)
+    for conn in graph.connections:
+        if conn.type != ConnectionType.CONDITIONAL or conn.condition is None:
+            continue
+        # Evaluated once its source has run: it may read the source and what ran before it.
+        source = definition.node(conn.source)
+        refs = compile_condition(conn.condition).references
+        try:
+            check_references(
+                definition,
+                source,
+                refs,
+                before[conn.source] | {conn.source},
+                configs,
+                in_loop=graph.scope[conn.source] is not None,
+                kind=PLAIN,
+            )
+        except DefinitionError as exc:
+            message = str(exc).removeprefix(f"node `{conn.source}`: ")
+            raise DefinitionError(
+                f"the condition of its connection to `{conn.target}` {message}", conn.source
+            ) from exc
     return definition
+
+
+def check_metric_names(node: Node) -> None:
+    for name in node.metrics:
+        if not METRIC_NAME.match(name):
+            raise DefinitionError(
+                f"metrics: {name!r} is not a metric name (letters, digits, `_` and `.`)", node.id
+            )
+
+
+def check_branch_paths(node: Node, config: ConditionConfig) -> None:
+    """A `true_path` / `false_path` still in the config names no node of the workflow."""
+    for key in ("true_path", "false_path"):
+        target = getattr(config, key)
+        if target is not None:
+            raise DefinitionError(
+                f"config.{key}: no node `{target}` (by id or name) in this workflow", node.id
+            )

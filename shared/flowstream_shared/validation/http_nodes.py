@@ -36,7 +36,8 @@ def _check_http_url(node: Node, field: str, url: str, *, templated: bool) -> Non
 
 
 def check_api_call(node: Node, config: ApiCallConfig) -> None:
-    _check_http_url(node, "url", config.url, templated=True)
+    if config.url is not None:  # else `api_id`: the registry checked the API's own URL
+        _check_http_url(node, "url", config.url, templated=True)
     for name, value in config.headers.items():
         if not HEADER_NAME.match(name):
             raise DefinitionError(f"config.headers: {name!r} is not a valid header name", node.id)

@@ -16,15 +16,15 @@ from flowstream_shared.expressions import (
 )
 from flowstream_shared.validation.errors import DefinitionError
 from flowstream_shared.validation.rules import (
-    BRANCH_EDGES,
     LOOP_CONDITION,
     LOOP_FIELDS,
+    METRICS,
+    OPTIONAL_EDGES,
     PLAIN,
     RESPONSE,
     RUNTIME_ROOTS,
 )
 from flowstream_shared.workflow import (
-    API_RESPONSE_FIELDS,
     BUILTIN_OUTPUTS,
     ApiCallConfig,
     ConditionConfig,
@@ -73,7 +73,7 @@ def always_before(
     parents: dict[str, list[tuple[str, bool, bool]]] = defaultdict(list)
     back: dict[str, list[tuple[str, bool]]] = defaultdict(list)
     for conn in graph.connections:
-        optional = conn.type in BRANCH_EDGES or conn.source in branching
+        optional = conn.type in OPTIONAL_EDGES or conn.source in branching
         if (conn.source, conn.target) in graph.back_edges:  # a LOOP leaves from its exit
             back[conn.target].append((exit_of.get(conn.source, conn.source), optional))
         elif conn.type == ConnectionType.LOOP:
@@ -176,12 +176,11 @@ def check_references(
         if ref.root in RUNTIME_ROOTS:
             continue
         if ref.root == "response" and kind == RESPONSE:
-            if ref.field is not None and ref.field not in API_RESPONSE_FIELDS:
-                fields = ", ".join(sorted(API_RESPONSE_FIELDS))
-                raise DefinitionError(
-                    f"references `response.{ref.field}`; a response has {fields}", node.id
-                )
+            # `status_code`, `headers`, `body`, or a field of a JSON object body
+            # (`response.data` reads `response.body.data`): the body is known only at run time.
             continue
+        if ref.root == node.id and kind == METRICS:
+            continue  # a metric reads the node's own outputs
         if ref.root == "loop":
             if not (in_loop or kind == LOOP_CONDITION):
                 raise DefinitionError("`loop` is only defined inside a LOOP body", node.id)
@@ -204,6 +203,18 @@ def check_references(
 
 
 def expressions(node: Node, config: BaseModel) -> list[tuple[frozenset[Reference], str]]:
+    return _config_expressions(node, config) + metric_expressions(node)
+
+
+def metric_expressions(node: Node) -> list[tuple[frozenset[Reference], str]]:
+    """A node's custom metrics: templates over the run's values and the node's own outputs."""
+    try:
+        return [(compile_template(t).references, METRICS) for t in node.metrics.values()]
+    except ExpressionError as exc:
+        raise DefinitionError(f"metrics: {exc}", node.id) from exc
+
+
+def _config_expressions(node: Node, config: BaseModel) -> list[tuple[frozenset[Reference], str]]:
     try:
         if isinstance(config, TemplateConfig):
             return [(compile_template(config.template).references, PLAIN)]
@@ -216,10 +227,11 @@ def expressions(node: Node, config: BaseModel) -> list[tuple[frozenset[Reference
                 return []
             return [(compile_condition(config.condition).references, LOOP_CONDITION)]
         if isinstance(config, ApiCallConfig):
-            plain = [config.url, *config.headers.values()]
+            plain = [*([config.url] if config.url is not None else []), *config.headers.values()]
             plain += [v for v in config.query.values() if isinstance(v, str)]
             found = [(compile_template(t).references, PLAIN) for t in plain]
             found.append((value_references(config.body), PLAIN))
+            found.append((value_references(config.parameters), PLAIN))
             found += [(compile_template(t).references, RESPONSE) for t in config.outputs.values()]
             return found
         if isinstance(config, LlmConfig):

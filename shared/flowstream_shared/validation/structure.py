@@ -7,6 +7,7 @@ from collections.abc import Collection
 
 from pydantic import BaseModel, ValidationError
 
+from flowstream_shared.expressions import ExpressionError, compile_condition
 from flowstream_shared.validation.errors import DefinitionError
 from flowstream_shared.validation.rules import (
     BRANCH_EDGES,
@@ -65,8 +66,28 @@ def check_nodes(definition: WorkflowDefinition, node_types: Collection[str]) -> 
             raise DefinitionError("on_error cannot branch to START", node.id)
 
 
-def connection_problem(kind: ConnectionType, source_type: str) -> str | None:
+def connection_problem(
+    kind: ConnectionType, source_type: str, condition: str | None = None
+) -> str | None:
     """Why a connection of `kind` may not leave a node of `source_type` (None: it may)."""
+    if (kind == ConnectionType.CONDITIONAL) != (condition is not None):
+        return (
+            "a CONDITIONAL connection needs a `condition`"
+            if kind == ConnectionType.CONDITIONAL
+            else f"only CONDITIONAL connections have a `condition` (this one is {kind})"
+        )
+    if condition is not None:
+        try:
+            compile_condition(condition)
+        except ExpressionError as exc:
+            return f"the connection's condition: {exc}"
+    if kind == ConnectionType.CONDITIONAL and source_type in (
+        NodeType.CONDITION,
+        NodeType.PARALLEL,
+    ):
+        return f"a {source_type}'s outgoing connections cannot be CONDITIONAL" + (
+            " (use CONDITIONAL_TRUE/FALSE)" if source_type == NodeType.CONDITION else ""
+        )
     if kind in BRANCH_EDGES or source_type == NodeType.CONDITION:
         if (kind in BRANCH_EDGES) != (source_type == NodeType.CONDITION):
             return (
@@ -105,7 +126,7 @@ def check_connections(definition: WorkflowDefinition) -> None:
             raise DefinitionError("START cannot have incoming connections", conn.target)
         if types[conn.source] == NodeType.END:
             raise DefinitionError("END cannot have outgoing connections", conn.source)
-        problem = connection_problem(conn.type, types[conn.source])
+        problem = connection_problem(conn.type, types[conn.source], conn.condition)
         if problem:
             raise DefinitionError(problem, conn.source)
         outgoing[conn.source].append(conn.type)
@@ -116,6 +137,16 @@ def check_connections(definition: WorkflowDefinition) -> None:
             missing = {ConnectionType.CONDITIONAL_TRUE, ConnectionType.CONDITIONAL_FALSE} - set(
                 kinds
             )
+            for key, kind in (
+                ("true_path", ConnectionType.CONDITIONAL_TRUE),
+                ("false_path", ConnectionType.CONDITIONAL_FALSE),
+            ):
+                if kind in missing and node.config.get(key) is not None:
+                    raise DefinitionError(
+                        f"config.{key}: no node `{node.config[key]}` (by id or name) in this "
+                        "workflow",
+                        node.id,
+                    )
             if missing:
                 names = " and ".join(sorted(m.value for m in missing))
                 raise DefinitionError(f"CONDITION needs a {names} connection", node.id)
@@ -139,6 +170,17 @@ def check_loops(graph: WorkflowGraph) -> None:
         body = graph.bodies[loop]
         if entry == loop:
             raise DefinitionError("a LOOP connection cannot lead to the LOOP node itself", loop)
+        for conn in graph.connections:
+            if (
+                conn.target == loop
+                and (conn.source, conn.target) in graph.back_edges
+                and conn.type == ConnectionType.CONDITIONAL
+            ):
+                raise DefinitionError(
+                    f"a connection back to LOOP `{loop}` cannot be CONDITIONAL: the LOOP's "
+                    "own `condition` decides whether the body runs again",
+                    conn.source,
+                )
         if not any(target == loop for _, target in graph.back_edges):
             raise DefinitionError(
                 f"the body of this LOOP (from `{entry}`) never leads back to it: connect the "

@@ -34,7 +34,7 @@ NATS_DEFAULT_PORT = 4222
 def own_endpoints(settings: EngineSettings) -> list[str]:
     """What the engine itself knows to be flowstream's: its NATS servers and its own port."""
     endpoints = [f"{_bracketed(settings.engine_host)}:{settings.engine_port}"]
-    for server in settings.url.split(","):
+    for server in settings.servers:
         parts = urlsplit(server.strip() if "://" in server else f"nats://{server.strip()}")
         if parts.hostname:
             endpoints.append(f"{_bracketed(parts.hostname)}:{parts.port or NATS_DEFAULT_PORT}")

@@ -28,6 +28,7 @@ from flowstream_shared.workflow import ApiCallConfig
 
 from flowstream_engine.egress import egress_denial
 from flowstream_engine.http import shared_client
+from flowstream_engine.nodes.api_target import api_target, response_scope
 from flowstream_engine.nodes.base import NodeContext, NodeError, NodeResult
 
 # Bigger answers fail the node: its outputs travel in events.
@@ -185,15 +186,21 @@ class ApiCallNode:
         config: ApiCallConfig = ctx.config
         variables = ctx.variables
         try:
-            url = check_url(compile_template(config.url).render(variables).strip())
+            target = api_target(config, ctx.apis, variables)
+            url = check_url(target.url)
             headers = {
                 name: check_header(name, compile_template(value).render(variables))
-                for name, value in config.headers.items()
+                for name, value in target.headers.items()
             }
             # httpx replaces a URL's own query when `params` is given: keep both, the URL's first.
             params: list[tuple[str, str | int | float | bool | None]] = list(
                 url.params.multi_items()
             )
+            for key, value in target.query:
+                rendered = _query_value(value)
+                params.extend(
+                    (key, item) for item in (rendered if isinstance(rendered, list) else [rendered])
+                )
             for key, source in config.query.items():
                 value = _query_value(
                     compile_template(source).value(variables) if isinstance(source, str) else source
@@ -209,10 +216,10 @@ class ApiCallNode:
         secret_headers = {name.lower() for name in headers if is_secret_name(name)}
         secret_params = {key for key, _ in params if is_secret_name(key)}
         _register_secrets(ctx, url, headers, secret_headers, params, secret_params)
-        if config.credential is not None:
+        if target.credential is not None:  # the node's, else its registry API's
             if ctx.credentials is None:
                 raise NodeError("credentials are not available to this node")
-            auth = await ctx.credentials.auth_for(config.credential, url)
+            auth = await ctx.credentials.auth_for(target.credential, url)
             replaced = {name.lower() for name in auth.headers}
             headers = {k: v for k, v in headers.items() if k.lower() not in replaced}
             headers.update(auth.headers)
@@ -220,8 +227,9 @@ class ApiCallNode:
             params.extend(auth.params.items())
             secret_headers |= replaced
             secret_params |= set(auth.params)
+        method = target.method
         inputs = {
-            "method": config.method,
+            "method": method,
             "url": mask_url(str(url)),
             "headers": {k: MASK if k.lower() in secret_headers else v for k, v in headers.items()},
             "query": {k: MASK if k in secret_params else v for k, v in params},
@@ -230,11 +238,11 @@ class ApiCallNode:
         client = ctx.http or shared_client()
         try:
             request = client.build_request(
-                config.method,
+                method,
                 url,
                 headers=headers,
                 params=params,
-                timeout=config.timeout,
+                timeout=target.timeout,
                 **_body_arguments(config, body),
             )
             response = await send_following(
@@ -246,14 +254,14 @@ class ApiCallNode:
                 await response.aclose()
         except httpx.TimeoutException as exc:
             raise NodeError(
-                f"{where(config.method, url)}: no response within {config.timeout:g}s"
+                f"{where(method, url)}: no response within {target.timeout:g}s"
             ) from exc
         except httpx.HTTPError as exc:
-            raise transport_error(where(config.method, url), exc) from exc
+            raise transport_error(where(method, url), exc) from exc
         decoded = decode_body(response, raw)
         if not 200 <= response.status_code < 300:
             raise NodeError(
-                f"{where(config.method, url)} answered HTTP {response.status_code}: "
+                f"{where(method, url)} answered HTTP {response.status_code}: "
                 f"{excerpt(decoded) if decoded is not None else '(empty body)'}"
             )
         result = {
@@ -261,7 +269,7 @@ class ApiCallNode:
             "headers": {k.lower(): v for k, v in response.headers.items()},
             "body": decoded,
         }
-        scope = ChainMap({"response": result}, dict(variables))
+        scope = ChainMap({"response": response_scope(result)}, dict(variables))
         for name, template in config.outputs.items():
             try:
                 result[name] = compile_template(template).value(scope)

@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol
 
 import httpx
+from flowstream_shared.apis import ApiSnapshot
 from flowstream_shared.masking import ValueMasker
 from flowstream_shared.workflow import Node
 
@@ -35,6 +36,8 @@ class NodeContext:
     execution_id: str = ""
     credentials: RunCredentials | None = None
     secrets: ValueMasker = field(default_factory=ValueMasker)
+    # The registry APIs of the run's snapshot, by id (API_CALL with `api_id`).
+    apis: Mapping[str, ApiSnapshot] = field(default_factory=dict)
 
 
 @dataclass

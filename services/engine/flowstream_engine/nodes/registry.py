@@ -12,6 +12,7 @@ fails to load is logged and left out rather than taking the engine down.
 
 from __future__ import annotations
 
+import importlib
 import logging
 from functools import cache
 from importlib.metadata import entry_points
@@ -50,8 +51,16 @@ def _kinds() -> dict[str, NodeKind]:
 
 
 def node_kind(name: str) -> NodeKind:
+    """The kind of `name`. A type this process has not seen makes it look at the installed
+    distributions again once, so a plugin installed after start-up is picked up without a
+    restart (a plugin already loaded is not reloaded: upgrading one needs a restart)."""
+    kinds = _kinds()
+    if name not in kinds:
+        importlib.invalidate_caches()
+        reload_plugins()
+        kinds = _kinds()
     try:
-        return _kinds()[name]
+        return kinds[name]
     except KeyError:
         raise UnknownNodeType(name) from None
 

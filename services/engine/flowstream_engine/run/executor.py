@@ -12,6 +12,17 @@ what was held. A resume that arrives before the pause took effect cancels it wit
 stop or the deadline ends a paused run as usual, with its one `workflow_finished`. A run picked
 up from the event log after `workflow_paused` stays paused if its flag still says so, and
 announces `workflow_resumed` first if it does not.
+
+A debugged run (`RunCommand.debug`) holds top-level nodes the same way: before every node in
+step mode, before its breakpoints otherwise. Its pause says why (`step` or `breakpoint`) and which
+nodes it holds. A STEP names the pause it answers (its `seq`): it starts the held nodes, and the
+run pauses again before the next ones. A RESUME leaves step mode and passes the breakpoint held
+at; later breakpoints still hold. Whether a node has passed its breakpoint is not in the log:
+after a hand-over, a node that had not finished holds again, so a debugged run never gets ahead
+of its debugger. `workflow_resumed` is announced just before the first node starts after a pause.
+
+Hooks (`flowstream.hooks` entry points) see `workflow_started`, each `node_finished` and
+`workflow_finished` as they are emitted, off the run's path (see `flowstream_engine.hooks`).
 """
 
 from __future__ import annotations
@@ -19,6 +30,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import httpx
@@ -33,12 +45,17 @@ from flowstream_shared.events import (
     WorkflowStartedData,
     WorkflowStatusData,
 )
+from flowstream_shared.telemetry.logs import log_context
+from flowstream_shared.telemetry.tracing import span
 from flowstream_shared.workflow import NodeType
+from opentelemetry.trace import SpanKind, Status, StatusCode
 from pydantic import BaseModel
 
 from flowstream_engine.credentials import CredentialResolver, RunCredentials, default_resolver
 from flowstream_engine.emitter import EventTooLarge, RunEmitter
+from flowstream_engine.hooks import RunHooks, installed_hooks
 from flowstream_engine.http import shared_client
+from flowstream_engine.metrics import EngineMetrics
 from flowstream_engine.nodes.base import NodeResult
 from flowstream_engine.plan import Plan, PlannedNode
 from flowstream_engine.redaction import RunSecrets
@@ -59,8 +76,11 @@ class RunExecutor:
         state: RunState | None = None,
         http: httpx.AsyncClient | None = None,
         credentials: CredentialResolver | None = None,
+        hooks: RunHooks | None = None,
+        metrics: EngineMetrics | None = None,
     ) -> None:
         self._command = command
+        self.metrics = metrics
         self.plan = plan
         self._emitter = emitter
         self.state = state or RunState()
@@ -70,10 +90,15 @@ class RunExecutor:
         self.credentials = RunCredentials(
             credentials or default_resolver(), command.user_id, self.secrets
         )
+        self.hooks = hooks or RunHooks(installed_hooks())
+        self.apis = command.workflow.apis
         self.run_id = command.run_id
         self.default_attempts = command.workflow.definition.config.retry_count + 1
         self._halt: Halt | None = None
         self._root: Scheduler | None = None
+        # Told of a succeeded run's end before its `workflow_finished` is emitted, so what it
+        # records (a cached result) exists before any client learns the run has ended.
+        self.before_success: Callable[[WorkflowFinishedData], Awaitable[None]] | None = None
         self._index = self.state.node_index
         self.steps = 0
         self.tokens = self.state.total_tokens
@@ -84,7 +109,16 @@ class RunExecutor:
         self._progress_reported = -1  # the whole percent last reported
         self.pause_requested = False
         self._pause_announced = self.state.paused  # the log's last word: workflow_paused
+        # Nothing follows a `workflow_paused` until the run goes on: its seq is the log's last.
+        self._pause_seq: int | None = self.state.last_seq if self.state.paused else None
         self._wake = asyncio.Event()  # a resume or a halt: a paused run looks again
+        debug = command.debug
+        self._breakpoints = frozenset(debug.breakpoints) if debug else frozenset()
+        self.stepping = bool(debug and debug.step)
+        self._passed: set[str] = set()  # held at a breakpoint (or a step), then let through
+        self._holding = False
+        self._released = False  # a RESUME while holding: pass the nodes held
+        self._step_for: int | None = None  # the pause a STEP answers
         self.variables: dict[str, Any] = {
             "input": dict(command.inputs),
             "execution": {
@@ -112,10 +146,30 @@ class RunExecutor:
             self.pause_requested = True
 
     def request_resume(self) -> None:
-        """Start what was held; a no-op when the run is not paused (or pausing)."""
-        if self.pause_requested:
+        """Start what was held; a no-op when the run is not paused (or pausing). A debugged run
+        leaves step mode and passes the breakpoint it holds at."""
+        self.stepping = False
+        if self._holding:
+            self._released = True
+        if self.pause_requested or self._holding:
             self.pause_requested = False
             self._wake.set()
+
+    def request_step(self, pause_seq: int | None) -> None:
+        """Start the nodes held at the pause announced at `pause_seq`; pause before the next."""
+        if self._halt is not None:
+            return
+        self.pause_requested = False
+        self.stepping = True
+        self._step_for = pause_seq
+        self._wake.set()
+
+    def holds(self, node_id: str) -> bool:
+        """Whether a top-level node that became ready is held rather than started."""
+        return self.pause_requested or self._breaks_before(node_id)
+
+    def _breaks_before(self, node_id: str) -> bool:
+        return node_id not in self._passed and (self.stepping or node_id in self._breakpoints)
 
     def fail(self, error: str) -> None:
         self._set_halt(Halt(RunStatus.FAILED, error, True, NodeStatus.FAILED))
@@ -131,31 +185,70 @@ class RunExecutor:
             if self._root is not None:
                 self._root.stop(halt.stop)
 
-    async def hold(self) -> None:
-        """The top-level scheduler has nothing running and holds ready nodes: while the pause
-        stands, announce it (once) and wait for a resume or a halt."""
-        while self.pause_requested and self._halt is None:
-            if not self._pause_announced:
-                self._pause_announced = True
-                self._emit_status(EventName.WORKFLOW_PAUSED, RunStatus.PAUSED)
-            self._wake.clear()
-            await self._wake.wait()
-        self._announce_resumed()
+    async def hold(self, held: list[str]) -> None:
+        """The top-level scheduler has nothing running and holds `held`: while the pause (or a
+        breakpoint) stands, announce it (once) and wait for a resume, a step or a halt."""
+        self._holding = True
+        try:
+            while self._halt is None and self._must_hold(held):
+                if not self._pause_announced:
+                    self._pause_announced = True
+                    reason = "pause" if self.pause_requested else self._debug_reason(held)
+                    self._pause_seq = self._emit_status(
+                        EventName.WORKFLOW_PAUSED, RunStatus.PAUSED, reason, held
+                    )
+                self._wake.clear()
+                await self._wake.wait()
+        finally:
+            self._holding = False
+        self._released = False
+        self._step_for = None
+        self._passed.update(held)
 
-    def _announce_resumed(self) -> None:
+    def _must_hold(self, held: list[str]) -> bool:
+        if self.pause_requested:
+            return True
+        if self._released or not any(self._breaks_before(node_id) for node_id in held):
+            return False
+        return not (self._step_for is not None and self._step_for == self._pause_seq)
+
+    def _debug_reason(self, held: list[str]) -> str:
+        return "breakpoint" if any(n in self._breakpoints for n in held) else "step"
+
+    def announce_resumed(self) -> None:
+        """A top-level node is about to start: a paused log says the run goes on, first."""
         if self._pause_announced and self._halt is None and not self.pause_requested:
             self._pause_announced = False
+            self._pause_seq = None
             self._emit_status(EventName.WORKFLOW_RESUMED, RunStatus.RUNNING)
 
-    def _emit_status(self, event: EventName, status: RunStatus) -> None:
-        self.emit(
-            event, WorkflowStatusData(id=self.run_id, status=status, created_at=int(time.time()))
+    def _emit_status(
+        self,
+        event: EventName,
+        status: RunStatus,
+        reason: str | None = None,
+        node_ids: list[str] | None = None,
+    ) -> int:
+        return self.emit(
+            event,
+            WorkflowStatusData(
+                id=self.run_id,
+                status=status,
+                created_at=int(time.time()),
+                reason=reason,
+                node_ids=node_ids,
+            ),
         )
 
     # What nodes share.
 
-    def emit(self, event: EventName, data: BaseModel) -> None:
-        self._emitter.emit(event, self.secrets.model(data))
+    def emit(self, event: EventName, data: BaseModel) -> int:
+        """Emit an event of the run; answer its `seq`."""
+        data = self.secrets.model(data)
+        seq = self._emitter.emit(event, data)
+        if self.hooks.listening:
+            self.hooks.notify(self._emitter.model(event, data, seq))
+        return seq
 
     def next_index(self) -> int:
         self._index += 1
@@ -200,6 +293,21 @@ class RunExecutor:
     # The run.
 
     async def execute(self) -> WorkflowFinishedData:
+        """The run, in a span (tracing on) and with its ids on every log line it writes."""
+        workflow_id = self._command.workflow.workflow_id
+        attributes = {"flowstream.run_id": self.run_id, "flowstream.workflow_id": workflow_id}
+        with (
+            log_context(run_id=self.run_id, workflow_id=workflow_id),
+            span("run", __name__, SpanKind.CONSUMER, attributes) as run_span,
+        ):
+            finished = await self._execute()
+            if run_span is not None:
+                run_span.set_attribute("flowstream.status", finished.status.value)
+                if finished.status == RunStatus.FAILED:
+                    run_span.set_status(Status(StatusCode.ERROR, finished.error or "failed"))
+            return finished
+
+    async def _execute(self) -> WorkflowFinishedData:
         if self.state.finished is not None:
             return self.state.finished.data  # already ended: a redelivered command
         started_at = self.state.started_at or self._command.created_at
@@ -213,7 +321,6 @@ class RunExecutor:
         root = self._root = Scheduler(self, self.plan.top)
         if self._halt is not None:
             root.stop(self._halt.stop)  # stopped before it started: no node runs
-        self._announce_resumed()  # picked up after `workflow_paused`, and no longer paused
         try:
             self.replaying = True
             ready = root.replay(self.state.finished_nodes)
@@ -265,6 +372,8 @@ class RunExecutor:
             await self._emitter.flush()
         except RunLogFailed:
             await asyncio.Event().wait()
+        if self.shutting_down:  # the engine stops: wait for the cancellation that hands it over
+            await asyncio.Event().wait()
 
     def _emit_started(self, started_at: float) -> None:
         inputs = dict(self._command.inputs)
@@ -314,6 +423,8 @@ class RunExecutor:
             exceptions_count=self.handled_errors,
             created_by=self._created_by(),
         )
+        if status == RunStatus.SUCCEEDED and self.before_success is not None:
+            await self.before_success(data)
         try:
             self.emit(EventName.WORKFLOW_FINISHED, data)
         except EventTooLarge as exc:
@@ -322,4 +433,18 @@ class RunExecutor:
             )
             self.emit(EventName.WORKFLOW_FINISHED, data)
         await self._emitter.flush()
+        self._report_finished(data, finished_at - started_at)
         return data
+
+    def _report_finished(self, data: WorkflowFinishedData, seconds: float) -> None:
+        """One line per finished run, and its duration by status."""
+        status = data.status.value
+        if self.metrics is not None:
+            self.metrics.run_duration.labels(status).observe(max(0.0, seconds))
+        extra = {"status": status, "duration_s": round(seconds, 6), "steps": data.total_steps}
+        if data.status == RunStatus.FAILED:
+            log.warning("run failed: %s", data.error, extra=extra)
+        elif data.status == RunStatus.STOPPED:
+            log.info("run stopped: %s", data.error, extra=extra)
+        else:
+            log.info("run %s", status, extra=extra)

@@ -23,12 +23,16 @@ from flowstream_shared.events import (
     NodeStatus,
     TextChunkData,
 )
+from flowstream_shared.telemetry.logs import log_context
+from flowstream_shared.telemetry.tracing import span
 from flowstream_shared.workflow import NodeType
+from opentelemetry.trace import Status, StatusCode
 
 from flowstream_engine.emitter import EventTooLarge
 from flowstream_engine.nodes.base import NodeContext, NodeError, NodeResult
 from flowstream_engine.plan import PlannedNode
 from flowstream_engine.run.common import Interrupted, Outcome, StopReason
+from flowstream_engine.run.custom_metrics import custom_metrics
 
 if TYPE_CHECKING:
     from flowstream_engine.run.loop import LoopRunner
@@ -69,6 +73,29 @@ class NodeRun:
         self._started = time.perf_counter()
 
     async def __call__(self) -> Outcome:
+        """The node, in a span of its own (tracing on), its id on every line it logs."""
+        node = self._planned.node
+        attributes = {
+            "flowstream.node_id": node.id,
+            "flowstream.node_type": node.type,
+            "flowstream.node_execution_id": self.execution_id,
+        }
+        with (
+            log_context(node_id=node.id),
+            span(f"node {node.type}", __name__, attributes=attributes) as node_span,
+        ):
+            outcome = await self._execute()
+            metrics = self._run.metrics
+            if metrics is not None:
+                elapsed = time.perf_counter() - self._started
+                metrics.node_duration.labels(node.type, outcome.status.value).observe(elapsed)
+            if node_span is not None:
+                node_span.set_attribute("flowstream.status", outcome.status.value)
+                if outcome.status == NodeStatus.FAILED:
+                    node_span.set_status(Status(StatusCode.ERROR, outcome.error or "failed"))
+            return outcome
+
+    async def _execute(self) -> Outcome:
         node = self._planned.node
         inputs = self._run.variables["input"] if node.type == NodeType.START else None
         self._created, self._started = time.time(), time.perf_counter()
@@ -104,6 +131,16 @@ class NodeRun:
                 status = NodeStatus.FAILED if node.on_error == "fail" else NodeStatus.EXCEPTION
                 if status == NodeStatus.EXCEPTION:
                     result = NodeResult(outputs={"error": error})
+        extra: dict[str, Any] = {}
+        if (
+            result is not None
+            and status == NodeStatus.SUCCEEDED
+            and (node.metrics or result.metadata)
+        ):
+            values, errors = custom_metrics(node, result, self._scheduler.variables)
+            extra = {"metrics": values} if values else {}
+            if errors:
+                extra["metrics_errors"] = errors
         try:
             self._emit_end(
                 EventName.NODE_FINISHED,
@@ -112,6 +149,7 @@ class NodeRun:
                 status,
                 error,
                 tokens=result.tokens if result else 0,
+                metadata=extra,
             )
         except EventTooLarge as exc:
             status, error, result = NodeStatus.FAILED, f"node result too large: {exc}", None
@@ -170,6 +208,7 @@ class NodeRun:
             execution_id=self.execution_id,
             credentials=self._run.credentials,
             secrets=self._run.secrets,
+            apis=self._run.apis,
         )
         return await self._planned.kind.run(ctx)
 
@@ -191,9 +230,10 @@ class NodeRun:
         error: str | None,
         tokens: int = 0,
         retry_index: int | None = None,
+        metadata: dict[str, Any] | None = None,
     ) -> None:
         node = self._planned.node
-        metadata = self._scheduler.metadata_for(self._planned)
+        metadata = {**self._scheduler.metadata_for(self._planned), **(metadata or {})}
         if tokens:
             metadata["total_tokens"] = tokens
         fields: dict[str, Any] = {

@@ -24,6 +24,7 @@ from collections.abc import Iterable, Mapping
 from typing import TYPE_CHECKING, Any
 
 from flowstream_shared.events import NodeStatus
+from flowstream_shared.expressions import ExpressionError, compile_condition
 from flowstream_shared.workflow import ConnectionType, NodeType
 
 from flowstream_engine.nodes.base import NodeResult
@@ -80,8 +81,9 @@ class Scheduler:
         try:
             while self._running or self._held:
                 if not self._running:
-                    await self.run.hold()  # paused, nothing running: until resumed or halted
+                    # Paused or at a breakpoint, nothing running: until resumed, stepped, halted.
                     held, self._held = self._held, []
+                    await self.run.hold([node_id for node_id, _ in held])
                     self._start_all(held)
                     continue
                 done, _ = await asyncio.wait(self._running, return_when=asyncio.FIRST_COMPLETED)
@@ -133,12 +135,14 @@ class Scheduler:
                 return
             if node_id in self.done:
                 continue
-            if self.top and self.run.pause_requested:
+            if self.top and self.run.holds(node_id):
                 self._held.append((node_id, predecessor))
             else:
                 self._start(node_id, predecessor)
 
     def _start(self, node_id: str, predecessor: str | None) -> None:
+        if self.top:
+            self.run.announce_resumed()
         planned = self._nodes[node_id]
         loop = LoopRunner(self, planned) if planned.composite else None
         node_run = NodeRun(self, planned, self.run.next_index(), predecessor, loop)
@@ -251,10 +255,23 @@ class Scheduler:
                 branches.append(edge)
                 continue
             else:
-                taken = _taken(edge, ok, branch)
+                taken = _taken(edge, ok, branch) and self._condition_holds(edge)
             self._work.append((edge, taken))
         if branches:
             self.branches.fork(planned, branches)
+
+    def _condition_holds(self, edge: Edge) -> bool:
+        """A CONDITIONAL edge is taken when its condition holds over the values so far; one
+        that cannot be evaluated fails the scope (its source's status stays as it was)."""
+        if edge.condition is None:
+            return True
+        try:
+            return compile_condition(edge.condition).evaluate(self.variables)
+        except ExpressionError as exc:
+            self._fail(
+                edge.source, f"the condition of connection {edge.source} → {edge.target}: {exc}"
+            )
+            return False
 
     def release(self, edge: Edge, taken: bool) -> None:
         """The branch tracker starts (or drops) a PARALLEL branch by resolving its edge."""
@@ -296,4 +313,4 @@ def _taken(edge: Edge, ok: bool, branch: Any) -> bool:
         return branch is True
     if edge.type == ConnectionType.CONDITIONAL_FALSE:
         return branch is False
-    return True
+    return True  # CONDITIONAL: its condition decides (`Scheduler._condition_holds`)

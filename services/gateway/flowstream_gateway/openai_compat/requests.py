@@ -27,7 +27,17 @@ class StreamOptions(_Body):
     include_usage: bool = False
 
 
-class ChatCompletionRequest(_Body):
+class _RunOptions(_Body):
+    """flowstream extensions (`extra_body` in the SDKs): the run's queue priority and whether
+    the result cache may answer it."""
+
+    priority: int | None = Field(
+        default=None, ge=0, le=9, description="0 (lowest) to 9 (highest) (extension)"
+    )
+    cache: bool = Field(default=True, description="false: bypass the result cache (extension)")
+
+
+class ChatCompletionRequest(_RunOptions):
     model: str = Field(min_length=1, max_length=256, description="A workflow id or name")
     messages: list[ChatMessageIn] = Field(min_length=1, max_length=1_000)
     stream: bool = False
@@ -38,7 +48,7 @@ class ChatCompletionRequest(_Body):
     )
 
 
-class ResponsesRequest(_Body):
+class ResponsesRequest(_RunOptions):
     model: str = Field(min_length=1, max_length=256, description="A workflow id or name")
     input: str | list[dict[str, Any]] = Field(description="A text, or a list of input items")
     instructions: str | None = None

@@ -25,7 +25,7 @@ from flowstream_gateway.dify_inputs import coerce_dify_inputs
 from flowstream_gateway.dify_runs import DifyAttachedRun, last_stored
 from flowstream_gateway.dify_wire import dify_frame
 from flowstream_gateway.errors import ApiError, invalid_param, not_found
-from flowstream_gateway.runs import IdempotencyKey, Submit
+from flowstream_gateway.runs import CACHE_FIELD, PRIORITY_FIELD, IdempotencyKey, Submit
 from flowstream_gateway.services import Services, ServicesDep
 from flowstream_gateway.sse import RunEventStream
 from flowstream_gateway.streaming import block_on_run, dify_framing, stream_run
@@ -42,6 +42,8 @@ class DifyRunRequest(BaseModel):
     response_mode: ResponseMode | None = Field(default=None, description="omitted means blocking")
     user: str = Field(min_length=1, max_length=256)
     files: list[Any] | None = None
+    priority: int | None = PRIORITY_FIELD
+    cache: bool = CACHE_FIELD
 
 
 class StopRequest(BaseModel):
@@ -76,18 +78,36 @@ async def _run(
     except InputError as exc:
         raise invalid_param(str(exc)) from exc
     mode = body.response_mode or ResponseMode.BLOCKING
-    handle = await services.runs.start(
-        principal.user_id,
-        workflow,
-        inputs,
-        Submit(mode, end_user=body.user, idempotency_key=idempotency_key),
-    )
+    streaming = mode == ResponseMode.STREAMING
+    ticket = services.open_stream(principal.user_id, principal.key_id) if streaming else None
+    try:
+        handle = await services.runs.start(
+            principal.user_id,
+            workflow,
+            inputs,
+            Submit(
+                mode,
+                end_user=body.user,
+                idempotency_key=idempotency_key,
+                priority=body.priority,
+                app_key=principal.key_id,
+                use_cache=body.cache,
+            ),
+        )
+    except BaseException:
+        if ticket is not None:
+            ticket.release()
+        raise
     services.metrics.runs_submitted.labels("dify", mode.value).inc()
-    if mode == ResponseMode.BLOCKING:
+    if not streaming:
         return await block_on_run(handle, services.runs)
     # Dify keeps a run going when its stream drops; the client re-attaches (`reattach` below).
     return stream_run(
-        handle, services.runs, dify_framing(services.settings.dify_ping_s, body.user), "continue"
+        handle,
+        services.runs,
+        dify_framing(services.settings.dify_ping_s, body.user),
+        "continue",
+        ticket,
     )
 
 
@@ -278,12 +298,21 @@ async def reattach(
             media_type="text/event-stream",
             headers={"cache-control": "no-cache"},
         )
-    source = DifyAttachedRun(
-        services.hub, owner, services.settings.deadline_grace_s, continue_on_pause
-    )
-    await source.open(services.js, None)
+    ticket = services.open_stream(principal.user_id, principal.key_id)
+    try:
+        source = DifyAttachedRun(
+            services.hub, owner, services.settings.deadline_grace_s, continue_on_pause
+        )
+        await source.open(services.js, None)
+    except BaseException:
+        ticket.release()
+        raise
     # Watching, not owning: leaving a re-attached stream never stops the run.
     stream: RunEventStream = stream_run(
-        source, services.runs, dify_framing(services.settings.dify_ping_s, user), "continue"
+        source,
+        services.runs,
+        dify_framing(services.settings.dify_ping_s, user),
+        "continue",
+        ticket,
     )
     return stream

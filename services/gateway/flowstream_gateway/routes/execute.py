@@ -5,15 +5,15 @@ from __future__ import annotations
 from typing import Any
 
 from fastapi import APIRouter, Response
+from fastapi.responses import JSONResponse
 from flowstream_shared.commands import ResponseMode
-from flowstream_shared.inputs import InputError, input_declarations, validate_inputs
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import Field
 
 from flowstream_gateway.auth import CurrentPrincipal, Principal
-from flowstream_gateway.errors import invalid_param
 from flowstream_gateway.runs import IdempotencyKey, Submit
 from flowstream_gateway.services import Services, ServicesDep
 from flowstream_gateway.streaming import OnDisconnect, api_framing, block_on_run, stream_run
+from flowstream_gateway.submission import RunOptions, accepted, checked_inputs
 
 router = APIRouter(prefix="/api/workflow", tags=["execution"])
 
@@ -23,13 +23,10 @@ SSE_DESCRIPTION = (
 )
 
 
-class ExecuteRequest(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+class ExecuteRequest(RunOptions):
+    """`config.async` (when given) wins over `response_mode`: true answers `202` with the
+    execution at once, false waits and answers the result."""
 
-    inputs: dict[str, Any] = Field(default_factory=dict)
-    version: int | None = Field(
-        default=None, ge=1, description="a stored version; latest if absent"
-    )
     response_mode: ResponseMode = ResponseMode.STREAMING
     on_disconnect: OnDisconnect = Field(
         default="cancel", description="`cancel` stops the run when the client goes away"
@@ -46,24 +43,51 @@ async def _execute(
 ) -> Response:
     principal.require_workflow(workflow_id)
     workflow = await services.workflows.get(principal.user_id, workflow_id, body.version)
-    workflow.require_runnable()
+    inputs = checked_inputs(workflow, body)
+    if body.run_async is not None:
+        mode = ResponseMode.BLOCKING
+    streaming = mode == ResponseMode.STREAMING
+    ticket = services.open_stream(principal.user_id, principal.key_id) if streaming else None
     try:
-        inputs = validate_inputs(input_declarations(workflow.definition), body.inputs)
-    except InputError as exc:
-        raise invalid_param(str(exc)) from exc
-    handle = await services.runs.start(
-        principal.user_id, workflow, inputs, Submit(mode, idempotency_key=idempotency_key)
-    )
-    services.metrics.runs_submitted.labels("api", mode.value).inc()
-    if mode == ResponseMode.BLOCKING:
+        handle = await services.runs.start(
+            principal.user_id,
+            workflow,
+            inputs,
+            Submit(
+                mode,
+                follow=body.run_async is not True,
+                execution_name=body.execution_name,
+                idempotency_key=idempotency_key,
+                run_timeout=body.timeout,
+                debug=body.debug,
+                priority=body.priority,
+                app_key=principal.key_id,
+                use_cache=body.cache,
+            ),
+        )
+    except BaseException:
+        if ticket is not None:
+            ticket.release()
+        raise
+    services.metrics.runs_submitted.labels("api", "async" if body.run_async else mode.value).inc()
+    if body.run_async:
+        return JSONResponse(
+            accepted(handle, workflow, inputs, body.execution_name), status_code=202
+        )
+    if not streaming:
         return await block_on_run(handle, services.runs)
     return stream_run(
-        handle, services.runs, api_framing(services.settings.sse_keepalive_s), body.on_disconnect
+        handle,
+        services.runs,
+        api_framing(services.settings.sse_keepalive_s),
+        body.on_disconnect,
+        ticket,
     )
 
 
 _RESPONSES: dict[int | str, dict[str, Any]] = {
-    200: {"content": {"text/event-stream": {}}, "description": SSE_DESCRIPTION}
+    200: {"content": {"text/event-stream": {}}, "description": SSE_DESCRIPTION},
+    202: {"description": "`config.async: true`: the execution, started"},
 }
 
 

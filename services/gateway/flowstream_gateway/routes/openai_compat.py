@@ -52,13 +52,24 @@ async def _start(
     extra: dict[str, Any],
     stream: bool,
     user: str | None,
+    priority: int | None = None,
+    use_cache: bool = True,
 ) -> RunHandle:
     workflow = await workflow_for_model(principal, services, model)
     workflow.require_runnable()
     inputs = run_inputs(workflow.definition, conversation, extra)
     mode = ResponseMode.STREAMING if stream else ResponseMode.BLOCKING
     handle = await services.runs.start(
-        principal.user_id, workflow, inputs, Submit(mode, end_user=user)
+        principal.user_id,
+        workflow,
+        inputs,
+        Submit(
+            mode,
+            end_user=user,
+            priority=priority,
+            app_key=principal.key_id,
+            use_cache=use_cache,
+        ),
     )
     services.metrics.runs_submitted.labels("openai", mode.value).inc()
     return handle
@@ -127,6 +138,8 @@ async def chat_completions(
         body.inputs,
         body.stream,
         body.user,
+        body.priority,
+        body.cache,
     )
     if body.stream:
         include_usage = bool(body.stream_options and body.stream_options.include_usage)
@@ -152,6 +165,8 @@ async def responses(
         body.inputs,
         body.stream,
         body.user,
+        body.priority,
+        body.cache,
     )
     if body.stream:
         writer = ResponseEvents(RunReading(handle.run_id), body.model, body.instructions)

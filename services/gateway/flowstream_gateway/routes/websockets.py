@@ -2,7 +2,9 @@
 
 The token comes in `?token=` or as the first message, `{"token": "..."}` (browsers cannot set
 headers on a WebSocket). Each event is one text message with the event's JSON, exactly the
-payload of the SSE frames; `/ws/executions/{id}` closes after `workflow_finished`.
+payload of the SSE frames, with `type`, `execution_id`, `status` and `timestamp` added in front
+(`seed_views.ws_message`); `/ws/executions/{id}` (also `/ws/{id}`) closes after
+`workflow_finished`. A quiet socket gets `{"type": "heartbeat"}` every `FLOWSTREAM_WS_HEARTBEAT_S`.
 """
 
 from __future__ import annotations
@@ -19,12 +21,15 @@ from flowstream_gateway.attach import AttachedRun
 from flowstream_gateway.auth import Principal, principal_for
 from flowstream_gateway.errors import ApiError
 from flowstream_gateway.hub import Signal, StreamedEvent
+from flowstream_gateway.seed_views import heartbeat_message, ws_message
 from flowstream_gateway.services import Services
 
 router = APIRouter(tags=["executions"])
 
 # Close codes in the application range, mirroring the HTTP statuses.
 UNAUTHORIZED, FORBIDDEN, NOT_FOUND, TIMEOUT = 4401, 4403, 4404, 4504
+# The open-stream quota is full: the quota error body's status, as 4000 + HTTP status.
+TRY_AGAIN_LATER = 4429
 # RFC 6455 "service restart": this replica is stopping; reconnect (any replica).
 SERVICE_RESTART = 1012
 FIRST_MESSAGE_TIMEOUT_S = 10.0
@@ -48,8 +53,13 @@ async def _watch_disconnect(websocket: WebSocket, queue: asyncio.Queue[Any]) -> 
 
 
 async def _pump(websocket: WebSocket, queue: asyncio.Queue[Any], until_final: bool) -> None:
+    heartbeat_s = websocket.app.state.services.settings.ws_heartbeat_s
     while True:
-        item = await queue.get()
+        try:
+            item = await asyncio.wait_for(queue.get(), heartbeat_s)
+        except TimeoutError:
+            await websocket.send_text(heartbeat_message())
+            continue
         if item is Signal.DISCONNECTED:
             return
         if item is Signal.LOST:
@@ -59,13 +69,14 @@ async def _pump(websocket: WebSocket, queue: asyncio.Queue[Any], until_final: bo
             await websocket.close(SERVICE_RESTART, "gateway restarting: reconnect")
             return
         if isinstance(item, StreamedEvent):
-            await websocket.send_text(item.payload.decode())
+            await websocket.send_text(ws_message(item.payload))
             if until_final and item.is_final:
                 await websocket.close(1000)
                 return
 
 
 @router.websocket("/ws/executions/{run_id}")
+@router.websocket("/ws/{run_id}")
 async def run_socket(websocket: WebSocket, run_id: str, token: str | None = None) -> None:
     services: Services = websocket.app.state.services
     await websocket.accept()
@@ -78,8 +89,17 @@ async def run_socket(websocket: WebSocket, run_id: str, token: str | None = None
     except ApiError as exc:
         await websocket.close(UNAUTHORIZED if exc.status == 401 else NOT_FOUND, exc.message)
         return
+    try:
+        ticket = services.open_stream(principal.user_id, principal.key_id)
+    except ApiError as exc:
+        await websocket.close(TRY_AGAIN_LATER, exc.message)
+        return
     source = AttachedRun(services.hub, owner, services.settings.deadline_grace_s)
-    await source.open(services.js, None)
+    try:
+        await source.open(services.js, None)
+    except BaseException:
+        ticket.release()
+        raise
     deadline = source.arm_deadline()
     watcher = asyncio.create_task(_watch_disconnect(websocket, source.feed.queue))
     try:
@@ -88,6 +108,7 @@ async def run_socket(websocket: WebSocket, run_id: str, token: str | None = None
         deadline.cancel()
         watcher.cancel()
         source.close()
+        ticket.release()
 
 
 @router.websocket("/ws")
@@ -100,6 +121,11 @@ async def user_socket(websocket: WebSocket, token: str | None = None) -> None:
     except ApiError as exc:
         await websocket.close(UNAUTHORIZED if exc.status == 401 else FORBIDDEN, exc.message)
         return
+    try:
+        ticket = services.open_stream(principal.user_id, principal.key_id)
+    except ApiError as exc:
+        await websocket.close(TRY_AGAIN_LATER, exc.message)
+        return
     feed = await services.hub.watch_owner(owner_token(principal.user_id))
     watcher = asyncio.create_task(_watch_disconnect(websocket, feed.queue))
     try:
@@ -107,3 +133,4 @@ async def user_socket(websocket: WebSocket, token: str | None = None) -> None:
     finally:
         watcher.cancel()
         services.hub.unwatch_owner(feed)
+        ticket.release()

@@ -6,13 +6,14 @@ import math
 from collections.abc import Sequence
 from typing import Annotated, Any, TypeVar
 
-from fastapi import APIRouter, Query, Response
-from flowstream_shared.workflow import Connection, Node, WorkflowDefinition
+from fastapi import APIRouter, Body, Query, Response
+from flowstream_shared.workflow import Connection, ConnectionInput, NodeInput, WorkflowDefinition
 from pydantic import BaseModel
 
 from flowstream_gateway.auth import CurrentPrincipal
 from flowstream_gateway.definition_secrets import mask_definition
 from flowstream_gateway.services import ServicesDep
+from flowstream_gateway.workflow_edits import parse
 from flowstream_gateway.workflows import WorkflowRecord
 
 router = APIRouter(prefix="/api/workflows", tags=["workflows"])
@@ -44,6 +45,36 @@ class WorkflowSummary(BaseModel):
 class WorkflowOut(WorkflowSummary):
     problems: list[str]
     definition: dict[str, Any]
+
+
+class NodeChange(WorkflowOut):
+    node: dict[str, Any]
+
+
+class ConnectionChange(WorkflowOut):
+    connection: dict[str, Any] = {}
+
+
+def _schema_of(model: str, description: str) -> dict[str, Any]:
+    """A request body documented as `model` that the route reads as a plain object."""
+    return {
+        "requestBody": {
+            "required": True,
+            "description": description,
+            "content": {"application/json": {"schema": {"$ref": f"#/components/schemas/{model}"}}},
+        }
+    }
+
+
+def _node_out(record: WorkflowRecord, node_id: str) -> NodeChange:
+    node = record.definition.node(node_id)
+    return NodeChange(**_full(record).model_dump(), node=node.model_dump(mode="json"))
+
+
+def _connection_out(record: WorkflowRecord, connection: Connection) -> ConnectionChange:
+    out = connection.model_dump(mode="json", by_alias=True)
+    out["id"] = connection.key  # always addressable: `PUT/DELETE …/connections/{id}`
+    return ConnectionChange(**_full(record).model_dump(), connection=out)
 
 
 class WorkflowPage(BaseModel):
@@ -166,18 +197,30 @@ async def get_workflow(
     return _full(await services.workflows.get(principal.user_id, workflow_id, version))
 
 
-@router.put("/{workflow_id}", response_model=WorkflowOut, summary="Store a new version")
+@router.put(
+    "/{workflow_id}",
+    response_model=WorkflowOut,
+    summary="Store a new version",
+    description=(
+        "A whole definition replaces the graph. A body without `nodes` and `connections` "
+        "changes only the workflow's own fields (`name`, `description`, `tags`, `config`, "
+        "`version`, `is_active`) and keeps the graph."
+    ),
+    openapi_extra=_schema_of("WorkflowDefinition", "a definition, or some of its own fields"),
+)
 async def replace_workflow(
     workflow_id: str,
-    definition: WorkflowDefinition,
     principal: CurrentPrincipal,
     services: ServicesDep,
+    body: Annotated[dict[str, Any], Body()],
     draft: DraftQuery = False,
 ) -> WorkflowOut:
     principal.require_user_token()
-    return _full(
-        await services.workflows.replace(principal.user_id, workflow_id, definition, draft)
-    )
+    store = services.workflows
+    if "nodes" not in body and "connections" not in body:
+        return _full(await store.patch(principal.user_id, workflow_id, body))
+    definition: WorkflowDefinition = parse(WorkflowDefinition, body)
+    return _full(await store.replace(principal.user_id, workflow_id, definition, draft))
 
 
 @router.get(
@@ -219,28 +262,102 @@ async def export_workflow(
 @router.post(
     "/{workflow_id}/nodes",
     status_code=201,
-    response_model=WorkflowOut,
+    response_model=NodeChange,
     summary="Add a node (a new version, a draft while the graph is incomplete)",
+    description="Without an `id`, the node gets one made from its name: see `node.id`.",
 )
 async def add_node(
-    workflow_id: str, node: Node, principal: CurrentPrincipal, services: ServicesDep
+    workflow_id: str, node: NodeInput, principal: CurrentPrincipal, services: ServicesDep
+) -> NodeChange:
+    principal.require_user_token()
+    record = await services.workflows.add_node(principal.user_id, workflow_id, node)
+    return _node_out(record, record.definition.nodes[-1].id)
+
+
+@router.put(
+    "/{workflow_id}/nodes/{node_id}",
+    response_model=NodeChange,
+    summary="Change a node's fields (a new version); its id stays",
+    openapi_extra=_schema_of("NodeInput", "the fields to change, in any accepted spelling"),
+)
+async def update_node(
+    workflow_id: str,
+    node_id: str,
+    principal: CurrentPrincipal,
+    services: ServicesDep,
+    body: Annotated[dict[str, Any], Body()],
+) -> NodeChange:
+    principal.require_user_token()
+    record = await services.workflows.update_node(principal.user_id, workflow_id, node_id, body)
+    return _node_out(record, node_id)
+
+
+@router.delete(
+    "/{workflow_id}/nodes/{node_id}",
+    response_model=WorkflowOut,
+    summary="Remove a node and its connections (a new version)",
+)
+async def delete_node(
+    workflow_id: str, node_id: str, principal: CurrentPrincipal, services: ServicesDep
 ) -> WorkflowOut:
     principal.require_user_token()
-    return _full(await services.workflows.add_node(principal.user_id, workflow_id, node))
+    return _full(await services.workflows.delete_node(principal.user_id, workflow_id, node_id))
 
 
 @router.post(
     "/{workflow_id}/connections",
     status_code=201,
-    response_model=WorkflowOut,
+    response_model=ConnectionChange,
     summary="Add a connection (a new version, a draft while the graph is incomplete)",
+    description="`connection.id` addresses it: its own `id`, else `<from>-<to>`.",
 )
 async def add_connection(
-    workflow_id: str, connection: Connection, principal: CurrentPrincipal, services: ServicesDep
+    workflow_id: str,
+    connection: ConnectionInput,
+    principal: CurrentPrincipal,
+    services: ServicesDep,
+) -> ConnectionChange:
+    principal.require_user_token()
+    record = await services.workflows.add_connection(principal.user_id, workflow_id, connection)
+    added = next(
+        c
+        for c in reversed(record.definition.connections)
+        if (c.source, c.target) == (connection.source, connection.target)
+    )
+    return _connection_out(record, added)
+
+
+@router.put(
+    "/{workflow_id}/connections/{connection_id}",
+    response_model=ConnectionChange,
+    summary="Change a connection's fields (a new version)",
+    openapi_extra=_schema_of("ConnectionInput", "the fields to change, in any accepted spelling"),
+)
+async def update_connection(
+    workflow_id: str,
+    connection_id: str,
+    principal: CurrentPrincipal,
+    services: ServicesDep,
+    body: Annotated[dict[str, Any], Body()],
+) -> ConnectionChange:
+    principal.require_user_token()
+    record, connection = await services.workflows.update_connection(
+        principal.user_id, workflow_id, connection_id, body
+    )
+    return _connection_out(record, connection)
+
+
+@router.delete(
+    "/{workflow_id}/connections/{connection_id}",
+    response_model=WorkflowOut,
+    summary="Remove a connection (a new version)",
+)
+async def delete_connection(
+    workflow_id: str, connection_id: str, principal: CurrentPrincipal, services: ServicesDep
 ) -> WorkflowOut:
     principal.require_user_token()
     return _full(
-        await services.workflows.add_connection(principal.user_id, workflow_id, connection)
+        await services.workflows.delete_connection(principal.user_id, workflow_id, connection_id)
     )
 
 

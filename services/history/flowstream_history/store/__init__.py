@@ -48,3 +48,7 @@ class ExecutionStore(Protocol):
     async def count_runs(
         self, user_id: str, status: str | None, created_after: float | None
     ) -> int: ...
+
+    async def active_runs(
+        self, user_id: str, limit: int
+    ) -> list[tuple[RunRecord, list[NodeExecutionRecord]]]: ...

@@ -126,6 +126,8 @@ class MongoStore:
                 if owner is not None:
                     del started["created_at"]
                 run_ops.append(UpdateOne({"_id": run.run_id}, {"$set": started}))
+            if run.progress is not None:
+                run_ops.append(UpdateOne({"_id": run.run_id}, {"$max": {"progress": run.progress}}))
             if run.finished is not None:
                 run_ops.append(UpdateOne({"_id": run.run_id}, {"$set": run.finished}))
             elif run.pause_state is not None:
@@ -159,6 +161,8 @@ class MongoStore:
                 }
                 if n.inputs is not None:
                     results["inputs"] = n.inputs
+                if n.metrics is not None:
+                    results["metrics"] = n.metrics
                 update = {"$set": results, "$setOnInsert": identity}
             else:
                 update = {
@@ -282,3 +286,24 @@ class MongoStore:
         if created_after is not None:
             where["created_at"] = {"$gte": created_after}
         return await self.db[RUNS].count_documents(where)
+
+    async def active_runs(
+        self, user_id: str, limit: int
+    ) -> list[tuple[RunRecord, list[NodeExecutionRecord]]]:
+        """The user's running and paused runs, newest first, with their running nodes."""
+        cursor = (
+            self.db[RUNS]
+            .find({"user_id": user_id, "status": {"$in": ["running", "paused"]}})
+            .sort("created_at", DESCENDING)
+            .limit(limit)
+        )
+        runs = [_run(doc) async for doc in cursor]
+        if not runs:
+            return []
+        node_cursor = (
+            self.db[NODES]
+            .find({"run_id": {"$in": [r.id for r in runs]}, "status": "running"})
+            .sort("index", ASCENDING)
+        )
+        nodes = [_node(doc) async for doc in node_cursor]
+        return [(run, [n for n in nodes if n.run_id == run.id]) for run in runs]

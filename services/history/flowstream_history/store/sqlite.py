@@ -32,7 +32,7 @@ CREATE TABLE IF NOT EXISTS workflow_executions (
     user_id TEXT, end_user TEXT, execution_name TEXT, inputs TEXT, outputs TEXT,
     status TEXT NOT NULL, error TEXT,
     elapsed_ms REAL, total_steps INTEGER, total_tokens INTEGER, created_at REAL, started_at REAL,
-    finished_at REAL, last_seq INTEGER NOT NULL DEFAULT 0
+    finished_at REAL, last_seq INTEGER NOT NULL DEFAULT 0, progress REAL
 );
 CREATE INDEX IF NOT EXISTS runs_by_user ON workflow_executions (user_id, created_at);
 CREATE INDEX IF NOT EXISTS runs_by_workflow
@@ -43,7 +43,7 @@ CREATE TABLE IF NOT EXISTS node_executions (
     node_type TEXT NOT NULL, title TEXT, idx INTEGER, attempt INTEGER NOT NULL,
     status TEXT NOT NULL, final INTEGER NOT NULL, inputs TEXT, outputs TEXT, error TEXT,
     elapsed_ms REAL,
-    created_at REAL, finished_at REAL
+    created_at REAL, finished_at REAL, metrics TEXT
 );
 CREATE INDEX IF NOT EXISTS nodes_by_run ON node_executions (run_id, idx);
 CREATE TABLE IF NOT EXISTS execution_events (
@@ -51,6 +51,12 @@ CREATE TABLE IF NOT EXISTS execution_events (
     created_at REAL, PRIMARY KEY (run_id, seq)
 );
 """
+
+# Columns later versions added: (table, column, type), added to an older file when it opens.
+ADDED_COLUMNS = (
+    ("workflow_executions", "progress", "REAL"),
+    ("node_executions", "metrics", "TEXT"),
+)
 
 _TERMINAL_SQL = "(" + ",".join(f"'{s}'" for s in TERMINAL) + ")"
 
@@ -82,10 +88,11 @@ UPDATE workflow_executions SET status = :status WHERE id = :id AND status NOT IN
 """
 UPSERT_NODE = """
 INSERT INTO node_executions (id, run_id, workflow_id, node_id, node_type, title, idx, attempt,
-    status, final, inputs, outputs, error, elapsed_ms, created_at, finished_at)
+    status, final, inputs, outputs, error, elapsed_ms, created_at, finished_at, metrics)
 VALUES (:id, :run_id, :workflow_id, :node_id, :node_type, :title, :idx, :attempt, :status, :final,
-    :inputs, :outputs, :error, :elapsed_ms, :created_at, :finished_at)
+    :inputs, :outputs, :error, :elapsed_ms, :created_at, :finished_at, :metrics)
 ON CONFLICT(id) DO UPDATE SET
+    metrics = COALESCE(excluded.metrics, node_executions.metrics),
     status = CASE WHEN excluded.final THEN excluded.status ELSE node_executions.status END,
     final = MAX(node_executions.final, excluded.final),
     inputs = COALESCE(excluded.inputs, node_executions.inputs),
@@ -95,6 +102,9 @@ ON CONFLICT(id) DO UPDATE SET
     finished_at = COALESCE(excluded.finished_at, node_executions.finished_at),
     created_at = COALESCE(node_executions.created_at, excluded.created_at)
 """
+SET_PROGRESS = """
+UPDATE workflow_executions SET progress = MAX(COALESCE(progress, 0), :progress) WHERE id = :id
+"""
 INSERT_EVENT = """
 INSERT OR IGNORE INTO execution_events (run_id, seq, event, payload, created_at)
 VALUES (?, ?, ?, ?, ?)
@@ -103,12 +113,14 @@ VALUES (?, ?, ?, ?, ?)
 RUN_COLUMNS = (
     "id, task_id, workflow_id, workflow_version, user_id, end_user, execution_name, inputs, "
     "outputs, status, "
-    "error, elapsed_ms, total_steps, total_tokens, created_at, started_at, finished_at, last_seq"
+    "error, elapsed_ms, total_steps, total_tokens, created_at, started_at, finished_at, last_seq, "
+    "progress"
 )
 NODE_COLUMNS = (
     "id, run_id, workflow_id, node_id, node_type, title, idx, attempt, status, inputs, outputs, "
-    "error, elapsed_ms, created_at, finished_at"
+    "error, elapsed_ms, created_at, finished_at, metrics"
 )
+ACTIVE_STATUSES = ("running", "paused")
 
 
 def _run(row: sqlite3.Row) -> RunRecord:
@@ -121,7 +133,7 @@ def _run(row: sqlite3.Row) -> RunRecord:
 def _node(row: sqlite3.Row) -> NodeExecutionRecord:
     data = dict(row)
     data["index"] = data.pop("idx")
-    for key in ("inputs", "outputs"):
+    for key in ("inputs", "outputs", "metrics"):
         data[key] = json.loads(data[key]) if data[key] else None
     return NodeExecutionRecord.model_validate(data)
 
@@ -143,6 +155,11 @@ class SqliteStore:
         await self._db.execute("PRAGMA journal_mode=WAL")
         await self._db.execute("PRAGMA synchronous=FULL")
         await self._db.executescript(SCHEMA)
+        for table, column, kind in ADDED_COLUMNS:
+            async with self._db.execute(f"PRAGMA table_info({table})") as cursor:
+                present = {row["name"] for row in await cursor.fetchall()}
+            if column not in present:
+                await self._db.execute(f"ALTER TABLE {table} ADD COLUMN {column} {kind}")
         await self._db.commit()
 
     async def close(self) -> None:
@@ -184,6 +201,8 @@ class SqliteStore:
                 await db.execute(
                     SET_PAUSE_STATE, {"id": run.run_id, "status": run.pause_state[1].value}
                 )
+            if run.progress is not None:
+                await db.execute(SET_PROGRESS, {"id": run.run_id, "progress": run.progress})
         await db.executemany(
             UPSERT_NODE,
             [
@@ -209,6 +228,7 @@ class SqliteStore:
                     "final": int(n.final),
                     "inputs": dumps(n.inputs),
                     "outputs": dumps(n.outputs),
+                    "metrics": dumps(n.metrics),
                 }
                 for n in batch.nodes
             ],
@@ -321,3 +341,24 @@ class SqliteStore:
             f"SELECT COUNT(*) FROM workflow_executions WHERE {' AND '.join(where)}", args
         ) as cursor:
             return int((await cursor.fetchone() or (0,))[0])
+
+    async def active_runs(
+        self, user_id: str, limit: int
+    ) -> list[tuple[RunRecord, list[NodeExecutionRecord]]]:
+        """The user's running and paused runs, newest first, with their running nodes."""
+        async with self.db.execute(
+            f"SELECT {RUN_COLUMNS} FROM workflow_executions WHERE user_id = ? "
+            "AND status IN (?, ?) ORDER BY created_at DESC LIMIT ?",
+            (user_id, *ACTIVE_STATUSES, limit),
+        ) as cursor:
+            runs = [_run(row) for row in await cursor.fetchall()]
+        if not runs:
+            return []
+        marks = ",".join("?" * len(runs))
+        async with self.db.execute(
+            f"SELECT {NODE_COLUMNS} FROM node_executions "
+            f"WHERE run_id IN ({marks}) AND status = 'running' ORDER BY idx",
+            [r.id for r in runs],
+        ) as cursor:
+            nodes = [_node(row) for row in await cursor.fetchall()]
+        return [(run, [n for n in nodes if n.run_id == run.id]) for run in runs]
