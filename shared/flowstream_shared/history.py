@@ -50,6 +50,9 @@ class RunRecord(_Model):
     started_at: float | None = None
     finished_at: float | None = None
     last_seq: int = 0
+    # Set on an answer that carries a summary of the value instead of the value (too large).
+    inputs_truncated: bool = False
+    outputs_truncated: bool = False
     # The last `workflow_progress`: completed top-level steps as a percentage (100 once done).
     progress: float | None = None
 
@@ -72,6 +75,8 @@ class NodeExecutionRecord(_Model):
     elapsed_ms: float | None = None
     created_at: float | None = None
     finished_at: float | None = None
+    inputs_truncated: bool = False
+    outputs_truncated: bool = False
     # Custom metrics the node emitted (`execution_metadata.metrics` of its `node_finished`).
     metrics: dict[str, float] | None = None
 
@@ -82,11 +87,16 @@ class TimelineEntry(_Model):
     seq: int
     event: str
     payload: dict[str, Any]
+    # The payload is a summary: the event was too large to answer whole.
+    truncated: bool = False
 
 
 class RunQuery(_Model):
     user_id: str
     run_id: str
+    # The timeline from the event after this `seq`, at most `limit` events (one page).
+    after_seq: int = Field(default=0, ge=0)
+    limit: int = Field(default=1000, ge=1, le=1000)
 
 
 class ListQuery(_Model):
@@ -131,6 +141,14 @@ class RunPage(_Model):
 class RunDetail(_Model):
     run: RunRecord
     nodes: list[NodeExecutionRecord]
+    # Only the first node executions are here: the rest did not fit one answer.
+    nodes_truncated: bool = False
+
+
+class TimelinePage(_Model):
+    entries: list[TimelineEntry]
+    # Ask again from here for the rest (None: this page ends the timeline).
+    next_after_seq: int | None = None
 
 
 class Bottleneck(_Model):

@@ -6,7 +6,7 @@ error at write time, not a silently ignored setting.
 
 from __future__ import annotations
 
-from collections import defaultdict, deque
+from collections import Counter, defaultdict, deque
 from collections.abc import Callable, Iterable
 from enum import StrEnum
 from typing import Any, Literal
@@ -452,10 +452,15 @@ class WorkflowGraph:
         self.bodies: dict[str, frozenset[str]] = {
             loop: self._body(loop, entry) for loop, entry in self.loop_entries.items()
         }
-        self.scope: dict[str, str | None] = {}
-        for node_id in self.types:
-            holders = [loop for loop, body in self.bodies.items() if node_id in body]
-            self.scope[node_id] = min(holders, key=lambda h: len(self.bodies[h]), default=None)
+        # The innermost body holding a node is the smallest: assign from the largest down (on a
+        # tie, the first LOOP declared is assigned last, so it wins).
+        self.scope: dict[str, str | None] = dict.fromkeys(self.types)
+        position = {loop: i for i, loop in enumerate(self.bodies)}
+        for loop in sorted(
+            self.bodies, key=lambda h: (len(self.bodies[h]), position[h]), reverse=True
+        ):
+            for node_id in self.bodies[loop]:
+                self.scope[node_id] = loop
         self.back_edges = frozenset(
             (c.source, c.target)
             for c in self.connections
@@ -486,14 +491,11 @@ class WorkflowGraph:
         """Each branch of a PARALLEL: its start node and the nodes only that branch reaches."""
         starts = [c.target for c in self.outgoing[parallel_id] if c.type == ConnectionType.PARALLEL]
         reach = {start: self.reach(start) for start in starts}
-        result: list[tuple[str, frozenset[str]]] = []
-        for start in starts:
-            others: set[str] = set()
-            for other in starts:
-                if other != start:
-                    others |= reach[other]
-            result.append((start, frozenset(reach[start] - others)))
-        return result
+        # A node belongs to a branch when no other branch reaches it: counted once, not per pair.
+        reached_by = Counter(node for nodes in reach.values() for node in nodes)
+        return [
+            (start, frozenset(n for n in reach[start] if reached_by[n] == 1)) for start in starts
+        ]
 
     def reach(self, start: str, avoid: Iterable[str] = ()) -> set[str]:
         """Nodes reachable from `start` in its scope (itself included)."""

@@ -76,10 +76,12 @@ def command(definition: dict[str, Any], inputs: dict[str, Any], timeout: float =
     )
 
 
-async def submit(client: Client, cmd: RunCommand) -> None:
-    await client.jetstream().publish(
+async def submit(client: Client, cmd: RunCommand) -> int:
+    """Queue the command as the gateway does; its stream sequence in the run queue."""
+    ack = await client.jetstream().publish(
         cmd.subject,
         cmd.model_dump_json(by_alias=True).encode(),
         headers={"Nats-Msg-Id": cmd.run_id},
     )
     await client.publish(subjects.ready_subject(cmd.priority), b"")  # wakes an idle engine
+    return ack.seq

@@ -12,6 +12,7 @@ from typing import Any, TypeVar
 import httpx
 from flowstream_engine.credentials import CredentialResolver
 from flowstream_engine.emitter import RunEmitter
+from flowstream_engine.limits import RunLimits
 from flowstream_engine.plan import plan_for
 from flowstream_engine.run import RunExecutor
 from flowstream_engine.state import RunState
@@ -135,13 +136,20 @@ def prepare(
     state: RunState | None = None,
     http: httpx.AsyncClient | None = None,
     credentials: CredentialResolver | None = None,
+    limits: RunLimits | None = None,
 ) -> Run:
     log = MemoryEventLog()
     emitter = RunEmitter(
         log, command.run_id, command.task_id, last_seq=state.last_seq if state else 0
     )
     executor = RunExecutor(
-        command, plan_for(command.workflow), emitter, state, http=http, credentials=credentials
+        command,
+        plan_for(command.workflow),
+        emitter,
+        state,
+        http=http,
+        credentials=credentials,
+        limits=limits,
     )
     return Run(command, log, executor)
 
@@ -152,5 +160,8 @@ def run_of(
     timeout: float = 30.0,
     http: httpx.AsyncClient | None = None,
     credentials: CredentialResolver | None = None,
+    limits: RunLimits | None = None,
 ) -> Run:
-    return prepare(command_for(workflow, inputs, timeout), http=http, credentials=credentials)
+    return prepare(
+        command_for(workflow, inputs, timeout), http=http, credentials=credentials, limits=limits
+    )

@@ -14,7 +14,8 @@ from flowstream_gateway.apis import ApiRecord, ApiStore
 from flowstream_gateway.credentials import CredentialStore
 from flowstream_gateway.errors import ApiError
 from flowstream_gateway.kv_cache import KvCache
-from flowstream_gateway.workflows import WorkflowRecord, WorkflowStore, assess, check_draft
+from flowstream_gateway.workflow_checks import WorkflowLimits, assess, check_draft
+from flowstream_gateway.workflows import WorkflowRecord, WorkflowStore
 from flowstream_shared.credentials import (
     CredentialRecord,
     Sealer,
@@ -31,11 +32,29 @@ from tests.unit.builders import GREET, chain, definition, end, field, node, star
 @dataclass
 class _Entry:
     value: bytes
+    key: str = ""
+
+
+class _Watcher:
+    def __init__(self, entries: list[_Entry]) -> None:
+        self._entries: list[_Entry | None] = [*entries, None]
+
+    async def updates(self, **options: Any) -> _Entry | None:
+        return self._entries.pop(0)
+
+    async def stop(self) -> None:
+        return None
 
 
 class _Bucket:
     def __init__(self) -> None:
         self.data: dict[str, bytes] = {}
+
+    async def watch(self, pattern: str, **options: Any) -> _Watcher:
+        """The subset of KV patterns the store uses: `<id>.*`."""
+        prefix = pattern.removesuffix("*")
+        found = [_Entry(b"", key) for key in self.data if key.startswith(prefix)]
+        return _Watcher([e for e in found if "." not in e.key[len(prefix) :]])
 
     async def put(self, key: str, value: bytes) -> int:
         self.data[key] = value
@@ -63,7 +82,7 @@ def credential_store() -> CredentialStore:
 
 def _store(credentials: CredentialStore | None = None) -> tuple[WorkflowStore, _Bucket]:
     bucket = _Bucket()
-    cache = KvCache(cast(KeyValue, bucket), WorkflowRecord.model_validate_json)
+    cache = KvCache(cast(KeyValue, bucket), WorkflowRecord.model_validate_json, mirrored="*")
     credentials = credentials or credential_store()
     apis = ApiStore(KvCache(cast(KeyValue, _Bucket()), ApiRecord.model_validate_json), credentials)
     return WorkflowStore(cache, credentials, apis), bucket
@@ -89,7 +108,7 @@ async def test_versions_are_stored_under_their_own_keys_and_listed_once() -> Non
     assert set(bucket.data) == {created.id, f"{created.id}.v1"}
     assert second.version == 2 and second.created_at == created.created_at
     assert (await store.get("alice", created.id, 1)).definition.name == "greet"
-    assert [r.version for r in await store.versions("alice", created.id)] == [2, 1]
+    assert [r.version for r in (await store.versions("alice", created.id))[0]] == [2, 1]
     assert [(r.id, r.version) for r in store.search("alice", None, None)] == [(created.id, 2)]
     assert await store.replace("alice", created.id, renamed) == second  # PUT is idempotent
 
@@ -186,6 +205,48 @@ def test_a_draft_must_still_be_sound_node_by_node(
 
 def test_a_draft_may_be_incomplete() -> None:
     check_draft(definition([start(), template("island", "{{nowhere.text}}")], []))
+
+
+async def test_only_the_latest_versions_are_kept_and_older_ones_say_they_were_pruned() -> None:
+    bucket = _Bucket()
+    cache = KvCache(cast(KeyValue, bucket), WorkflowRecord.model_validate_json, mirrored="*")
+    credentials = credential_store()
+    apis = ApiStore(KvCache(cast(KeyValue, _Bucket()), ApiRecord.model_validate_json), credentials)
+    store = WorkflowStore(cache, credentials, apis, WorkflowLimits(max_versions=3))
+    created = await store.create("alice", GREET_DEF)
+    for n in range(2, 7):
+        await store.replace("alice", created.id, GREET_DEF.model_copy(update={"name": f"v{n}"}))
+
+    assert set(bucket.data) == {created.id, f"{created.id}.v5", f"{created.id}.v4"}
+    records, total = await store.versions("alice", created.id)
+    assert total == 3 and [r.version for r in records] == [6, 5, 4]
+    assert (await store.get("alice", created.id, 4)).definition.name == "v4"
+    with pytest.raises(ApiError) as caught:
+        await store.get("alice", created.id, 3)
+    assert caught.value.status == 404 and "pruned" in caught.value.message
+    # Superseded versions are read from the bucket, never kept in memory.
+    assert [key for key, _ in cache.items()] == [created.id]
+
+    await store.delete("alice", created.id)
+    assert bucket.data == {}
+
+
+async def test_a_page_of_versions_reads_only_that_page() -> None:
+    store, bucket = _store()
+    created = await store.create("alice", GREET_DEF)
+    for n in range(2, 6):
+        await store.replace("alice", created.id, GREET_DEF.model_copy(update={"name": f"v{n}"}))
+    reads: list[str] = []
+    original_get = bucket.get
+
+    async def counting_get(key: str) -> _Entry:
+        reads.append(key)
+        return await original_get(key)
+
+    bucket.get = counting_get  # type: ignore[method-assign]
+    records, total = await store.versions("alice", created.id, page=2, size=2)
+    assert total == 5 and [r.version for r in records] == [3, 2]
+    assert reads == [f"{created.id}.v3", f"{created.id}.v2"]
 
 
 def test_a_draft_may_have_no_start_yet() -> None:

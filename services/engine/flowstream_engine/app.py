@@ -24,9 +24,11 @@ from flowstream_engine.dispatcher import Dispatcher, DispatchSettings
 from flowstream_engine.egress import policy_for
 from flowstream_engine.http import close_shared_client, configure_egress
 from flowstream_engine.lease import Leases, lease_ttl
+from flowstream_engine.limits import configure_limits
 from flowstream_engine.metrics import EngineMetrics
 from flowstream_engine.pickup import Pickup, ResultCache
 from flowstream_engine.publisher import AckedPublisher
+from flowstream_engine.render.renderer import close_shared_renderer
 from flowstream_engine.run_log import LogSettings, window_for
 from flowstream_engine.settings import EngineSettings
 from flowstream_engine.worker import RunWorker, WorkerSettings
@@ -123,6 +125,7 @@ def create_app(
         await await_topology(js, settings)
         events = await js.stream_info(subjects.EVENTS_STREAM)
         await configure_egress(policy_for(settings))
+        configure_limits(settings)  # node output size and template budgets
         await _configure_credentials(js, settings)
         await ensure_band_consumers(
             js, ack_wait=settings.engine_ack_wait_s, max_deliver=settings.engine_max_deliver
@@ -187,6 +190,7 @@ def create_app(
         if publisher:
             await publisher[0].stop()
         await close_shared_client()  # the pool API_CALL and LLM nodes share
+        await close_shared_renderer()  # the render processes of heavy templates
 
     @get(include_in_schema=False)
     async def healthz(scope: Scope) -> AsgiResponse:

@@ -46,6 +46,13 @@ class EngineSettings(NatsSettings, ConcurrencySettings):
     egress_deny: EntryList = Field(default_factory=list)
     egress_protected: EntryList = Field(default_factory=list)
     egress_default: Literal["public", "deny"] = "public"
+    # Sizes and template budgets (docs/configuration.md, "Limits").
+    node_output_max_bytes: int = Field(default=256 << 10, ge=1024)
+    template_cpu_s: float = Field(default=1.0, gt=0, le=60)
+    template_max_steps: int = Field(default=100_000, ge=1)
+    template_max_string: int = Field(default=1_000_000, ge=1024)
+    template_memory_mb: int = Field(default=512, ge=64)
+    template_workers: int = Field(default=2, ge=1, le=64)
 
     @field_validator("egress_allow", "egress_deny", "egress_protected", mode="before")
     @classmethod

@@ -49,6 +49,7 @@ from flowstream_gateway.routes.console import router as console_router
 from flowstream_gateway.runs import RunService
 from flowstream_gateway.services import Services
 from flowstream_gateway.settings import GatewaySettings
+from flowstream_gateway.workflow_checks import workflow_limits
 from flowstream_gateway.workflows import WorkflowRecord, WorkflowStore
 
 log = logging.getLogger("flowstream.gateway")
@@ -76,7 +77,9 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
         js = nc.jetstream()
         await ensure_topology(js, resolved)
         workflow_cache = KvCache(
-            await js.key_value(subjects.WORKFLOWS_BUCKET), WorkflowRecord.model_validate_json
+            await js.key_value(subjects.WORKFLOWS_BUCKET),
+            WorkflowRecord.model_validate_json,
+            mirrored="*",  # latest versions only; superseded ones are read from KV on demand
         )
         key_cache = KvCache(
             await js.key_value(subjects.API_KEYS_BUCKET), ApiKeyRecord.model_validate_json
@@ -112,7 +115,9 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
             js=js,
             hub=hub[0],
             runs=runs,
-            workflows=WorkflowStore(workflow_cache, credential_store, apis),
+            workflows=WorkflowStore(
+                workflow_cache, credential_store, apis, workflow_limits(resolved)
+            ),
             api_keys=ApiKeyStore(key_cache),
             metrics=metrics,
             history=HistoryClient(nc),

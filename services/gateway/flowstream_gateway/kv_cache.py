@@ -4,6 +4,10 @@ Every gateway replica holds the same copy, so reads cost no round trip and any r
 another wrote as soon as NATS delivers it. Writers also update their own copy at once, and a key
 missing from the copy is read from the bucket (one round trip, only on a miss), so a client reads
 its own writes through any replica. A delete reaches other replicas through the watcher.
+
+`mirrored` (a KV key pattern, `>` by default) limits the copy to the keys worth holding in memory:
+the workflows bucket mirrors only the latest version of each workflow (`*`, keys of one token) and
+reads superseded versions (`<id>.v<n>`) from the bucket when asked, without keeping them.
 """
 
 from __future__ import annotations
@@ -22,15 +26,23 @@ log = logging.getLogger(__name__)
 T = TypeVar("T")
 
 
+# Decoding a value this large takes milliseconds: off the event loop.
+_DECODE_INLINE_MAX = 64 << 10
+
+
 class KvCache(Generic[T]):
-    def __init__(self, kv: KeyValue, decode: Callable[[bytes], T]) -> None:
+    def __init__(self, kv: KeyValue, decode: Callable[[bytes], T], mirrored: str = ">") -> None:
         self._kv = kv
         self._decode = decode
+        self._mirrored = mirrored
         self._items: dict[str, T] = {}
         self._task: asyncio.Task[None] | None = None
 
+    def _is_mirrored(self, key: str) -> bool:
+        return self._mirrored == ">" or (self._mirrored == "*" and "." not in key)
+
     async def start(self) -> None:
-        watcher = await self._kv.watchall()
+        watcher = await self._kv.watch(self._mirrored)
         loaded = asyncio.get_running_loop().create_future()
         self._task = asyncio.create_task(self._follow(watcher, loaded))
         await loaded
@@ -69,9 +81,24 @@ class KvCache(Generic[T]):
             return None
         if not entry.value:
             return None
-        item = self._decode(entry.value)
-        self._items[key] = item
+        if len(entry.value) > _DECODE_INLINE_MAX:
+            item = await asyncio.to_thread(self._decode, entry.value)
+        else:
+            item = self._decode(entry.value)
+        if self._is_mirrored(key):
+            self._items[key] = item
         return item
+
+    async def keys_matching(self, pattern: str) -> list[str]:
+        """Keys of the bucket matching a KV pattern (`<id>.*`), read from NATS, values left out."""
+        watcher = await self._kv.watch(pattern, meta_only=True, ignore_deletes=True)
+        keys: list[str] = []
+        try:
+            while (entry := await watcher.updates(timeout=5)) is not None:  # type: ignore[no-untyped-call]
+                keys.append(entry.key)
+        finally:
+            await watcher.stop()  # type: ignore[no-untyped-call]
+        return keys
 
     def values(self) -> list[T]:
         return list(self._items.values())
@@ -81,7 +108,8 @@ class KvCache(Generic[T]):
 
     async def put(self, key: str, value: T, payload: bytes) -> None:
         await self._kv.put(key, payload)
-        self._items[key] = value
+        if self._is_mirrored(key):
+            self._items[key] = value
 
     async def create(self, key: str, value: T, payload: bytes) -> bool:
         """Store `value` unless the key holds one already (in the bucket, whichever replica

@@ -43,6 +43,7 @@ from flowstream_gateway.admission import Admission, Caller
 from flowstream_gateway.errors import ApiError
 from flowstream_gateway.hub import EventHub, RunFeed, Signal, StreamedEvent
 from flowstream_gateway.idempotency import IdempotencyKeys, fingerprint
+from flowstream_gateway.limits import check_input_size
 from flowstream_gateway.queue import queue_bands
 from flowstream_gateway.settings import GatewaySettings
 from flowstream_gateway.workflows import WorkflowRecord
@@ -169,6 +170,7 @@ class RunService:
         self, user_id: str, workflow: WorkflowRecord, inputs: dict[str, Any], submit: Submit
     ) -> RunHandle:
         """Queue a run; with `submit.follow`, this replica streams its events into its feed."""
+        check_input_size(inputs, self._settings.max_input_bytes)
         snapshot = workflow.snapshot()
         now = time.time()
         run_id, repeated = str(uuid.uuid4()), False

@@ -20,6 +20,13 @@ class GatewaySettings(NatsSettings, ConcurrencySettings):
     credentials_public_key: str
     run_timeout: float = Field(default=300.0, gt=0)
     max_body_bytes: int = Field(default=1 << 20, ge=1024)
+    # Limits of definitions, run inputs and stored versions (docs/configuration.md, "Limits").
+    max_definition_bytes: int = Field(default=512 << 10, ge=1024)
+    max_nodes: int = Field(default=2_000, ge=2)
+    max_connections: int = Field(default=5_000, ge=1)
+    max_fan_out: int = Field(default=128, ge=1)
+    max_input_bytes: int = Field(default=256 << 10, ge=1024)
+    workflow_max_versions: int = Field(default=50, ge=1)
     sse_keepalive_s: float = Field(default=15.0, gt=0)
     dify_ping_s: float = Field(default=10.0, gt=0)
     # How long past a run's deadline the gateway waits for the engine's last event before

@@ -4,15 +4,22 @@ graph built step by step, node by node (`check_draft`); `assess` decides between
 A graph under construction is incomplete on the way (a node added before it is connected is
 unreachable), so what is wrong in itself (a bad config, a connection to nowhere) is told apart
 from what only the whole graph can satisfy (an END, every node reachable).
+
+Limits. Size (`max_definition_bytes`: 413) and counts (nodes, connections, fan-out: 400) are
+checked before validation spends any time, draft or not. `assess` is CPU work: the store runs
+it in a worker thread.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
 from importlib.metadata import entry_points
 
-from flowstream_shared.expressions import ExpressionError, compile_condition, compile_template
+from flowstream_shared.expressions import ExpressionError, check_condition, check_template
 from flowstream_shared.validation import (
     DefinitionError,
+    DefinitionLimits,
+    check_definition_limits,
     check_metric_names,
     connection_problem,
     validate_definition,
@@ -30,7 +37,8 @@ from flowstream_shared.workflow import (
 )
 from pydantic import ValidationError
 
-from flowstream_gateway.errors import invalid_param
+from flowstream_gateway.errors import ApiError, invalid_param
+from flowstream_gateway.settings import GatewaySettings
 
 NODE_PLUGIN_GROUP = "flowstream.nodes"
 
@@ -40,9 +48,44 @@ def _plugin_node_types() -> frozenset[str]:
     return frozenset(ep.name for ep in entry_points(group=NODE_PLUGIN_GROUP))
 
 
-def _problems(definition: WorkflowDefinition) -> list[str]:
+@dataclass(frozen=True)
+class WorkflowLimits:
+    max_definition_bytes: int = 524_288
+    max_versions: int = 50
+    definition: DefinitionLimits = field(default_factory=DefinitionLimits)
+
+
+def workflow_limits(settings: GatewaySettings) -> WorkflowLimits:
+    return WorkflowLimits(
+        max_definition_bytes=settings.max_definition_bytes,
+        max_versions=settings.workflow_max_versions,
+        definition=DefinitionLimits(
+            max_nodes=settings.max_nodes,
+            max_connections=settings.max_connections,
+            max_fan_out=settings.max_fan_out,
+        ),
+    )
+
+
+def check_limits(definition: WorkflowDefinition, limits: WorkflowLimits) -> None:
+    """Size and counts, before any validation spends time on the definition."""
+    size = len(definition.model_dump_json(by_alias=True))
+    if size > limits.max_definition_bytes:
+        raise ApiError(
+            413,
+            "payload_too_large",
+            f"the definition is {size:,} bytes; the limit is {limits.max_definition_bytes:,} "
+            "(FLOWSTREAM_MAX_DEFINITION_BYTES)",
+        )
     try:
-        validate_definition(definition, _plugin_node_types())
+        check_definition_limits(definition, limits.definition)
+    except DefinitionError as exc:
+        raise invalid_param(str(exc)) from exc
+
+
+def _problems(definition: WorkflowDefinition, limits: DefinitionLimits | None = None) -> list[str]:
+    try:
+        validate_definition(definition, _plugin_node_types(), limits)
     except DefinitionError as exc:
         return [str(exc)]
     return []
@@ -65,7 +108,7 @@ def _check_node(node: Node, known_types: frozenset[str]) -> None:
     check_metric_names(node)
     try:
         for source in node.metrics.values():
-            compile_template(source)
+            check_template(source)
     except ExpressionError as exc:
         raise DefinitionError(f"metrics: {exc}", node.id) from exc
     model = BUILTIN_CONFIGS.get(node.type)
@@ -79,12 +122,12 @@ def _check_node(node: Node, known_types: frozenset[str]) -> None:
         raise DefinitionError(f"config.{where}: {first['msg']}", node.id) from exc
     try:
         if isinstance(config, TemplateConfig):
-            compile_template(config.template)
+            check_template(config.template)
         elif isinstance(config, EndConfig):
             for source in config.outputs.values():
-                compile_template(source)
+                check_template(source)
         elif isinstance(config, ConditionConfig):
-            compile_condition(config.condition)
+            check_condition(config.condition)
     except ExpressionError as exc:
         raise DefinitionError(str(exc), node.id) from exc
 
@@ -133,9 +176,14 @@ def check_draft(definition: WorkflowDefinition) -> None:
         raise invalid_param(str(exc)) from exc
 
 
-def assess(definition: WorkflowDefinition, allow_draft: bool) -> list[str]:
-    """The problems that keep `definition` from running: none, or (drafts only) what it lacks."""
-    problems = _problems(definition)
+def assess(
+    definition: WorkflowDefinition, allow_draft: bool, limits: WorkflowLimits | None = None
+) -> list[str]:
+    """The problems that keep `definition` from running: none, or (drafts only) what it lacks.
+    A definition past a limit is refused outright, draft or not."""
+    limits = limits or WorkflowLimits()
+    check_limits(definition, limits)
+    problems = _problems(definition, limits.definition)
     if problems and not allow_draft:
         raise invalid_param(problems[0])
     if problems:

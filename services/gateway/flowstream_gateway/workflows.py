@@ -8,8 +8,15 @@ and under `<id>.v<N>` once superseded: the latest is never stored twice, and rec
 versions existed need no migration. Listing skips version keys (a key that is not its record's id).
 Deleting removes `<id>` first (the workflow is gone at once), then the version keys.
 
-Writes through one replica are serialised by a lock. The cache offers no compare-and-set, so two
-replicas writing the same workflow at the same instant can still lose one of the two writes.
+Writes to one workflow through one replica are serialised by a lock of that workflow. The cache
+offers no compare-and-set, so two replicas writing the same workflow at the same instant can
+still lose one of the two writes.
+
+Limits. A definition is checked against the size and count limits first (`WorkflowLimits`), then
+validated, in a worker thread: a large definition takes the loop no time. Only the latest
+`max_versions` versions are kept: the write that makes version N removes version
+N - `max_versions`, and reading an older version answers 404 saying it was pruned. Only latest
+versions are mirrored in memory (`KvCache(mirrored="*")`); older ones are read from KV.
 
 Drafts. A full definition (create, replace, import) must pass `check_definition` unless the caller
 asks for a draft. Building step by step (add, change or remove a node or a connection, or create
@@ -26,10 +33,12 @@ exists keeps the workflow from running (400) until it is registered again or the
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import re
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from flowstream_shared.apis import ApiSnapshot, missing_parameters
@@ -49,7 +58,12 @@ from flowstream_gateway.credentials import CredentialStore
 from flowstream_gateway.definition_secrets import restore_secrets
 from flowstream_gateway.errors import ApiError, invalid_param, not_found
 from flowstream_gateway.kv_cache import KvCache
-from flowstream_gateway.workflow_checks import assess, check_definition, check_draft
+from flowstream_gateway.workflow_checks import (
+    WorkflowLimits,
+    assess,
+    check_definition,
+    check_draft,
+)
 
 __all__ = ["WorkflowRecord", "WorkflowStore", "assess", "check_definition", "check_draft"]
 
@@ -122,12 +136,42 @@ def _api_calls(definition: WorkflowDefinition) -> list[tuple[Node, ApiCallConfig
 
 class WorkflowStore:
     def __init__(
-        self, cache: KvCache[WorkflowRecord], credentials: CredentialStore, apis: ApiStore
+        self,
+        cache: KvCache[WorkflowRecord],
+        credentials: CredentialStore,
+        apis: ApiStore,
+        limits: WorkflowLimits | None = None,
     ) -> None:
         self._cache = cache
         self._credentials = credentials
         self._apis = apis
-        self._writing = asyncio.Lock()
+        self.limits = limits or WorkflowLimits()
+        self._locks: dict[str, tuple[asyncio.Lock, int]] = {}
+        # Validation is CPU work: at most two definitions at once, never on the event loop.
+        self._validation = ThreadPoolExecutor(max_workers=2, thread_name_prefix="validate")
+
+    async def _assess(self, definition: WorkflowDefinition, allow_draft: bool) -> list[str]:
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(
+            self._validation, assess, definition, allow_draft, self.limits
+        )
+
+    @contextlib.asynccontextmanager
+    async def _writing(self, workflow_id: str) -> AsyncIterator[None]:
+        lock, users = self._locks.get(workflow_id, (asyncio.Lock(), 0))
+        self._locks[workflow_id] = (lock, users + 1)
+        try:
+            async with lock:
+                yield
+        finally:
+            lock, users = self._locks[workflow_id]
+            if users == 1:
+                del self._locks[workflow_id]
+            else:
+                self._locks[workflow_id] = (lock, users - 1)
+
+    def _oldest_kept(self, latest: WorkflowRecord) -> int:
+        return max(1, latest.version - self.limits.max_versions + 1)
 
     async def _secrets_resolved(
         self, user_id: str, definition: WorkflowDefinition
@@ -149,6 +193,13 @@ class WorkflowStore:
         is gone: see `require_runnable`."""
         record = await self._latest(user_id, workflow_id)
         chosen = record
+        if version is not None and 1 <= version < self._oldest_kept(record):
+            raise ApiError(
+                404,
+                "not_found",
+                f"version {version} of workflow {workflow_id} was pruned: only the latest "
+                f"{self.limits.max_versions} versions are kept",
+            )
         if version is not None and version != record.version:
             older = None
             if 1 <= version < record.version:
@@ -201,14 +252,28 @@ class WorkflowStore:
                     f"`{missing[0]}` (its path is {api.path!r})"
                 )
 
-    async def versions(self, user_id: str, workflow_id: str) -> list[WorkflowRecord]:
-        """Every version, newest first."""
+    async def versions(
+        self, user_id: str, workflow_id: str, page: int = 1, size: int = 20
+    ) -> tuple[list[WorkflowRecord], int]:
+        """One page of the kept versions, newest first, and how many are kept: only the page's
+        records are read (superseded versions are not held in memory)."""
         latest = await self._latest(user_id, workflow_id)
-        older = [
-            await self._cache.get(_version_key(workflow_id, n))
-            for n in range(latest.version - 1, 0, -1)
-        ]
-        return [latest, *(r for r in older if r is not None)]
+        oldest = self._oldest_kept(latest)
+        stored = {
+            int(key.rsplit(".v", 1)[1])
+            for key in await self._cache.keys_matching(f"{workflow_id}.*")
+            if re.fullmatch(rf"{re.escape(workflow_id)}\.v\d+", key)
+        }
+        numbers = [latest.version, *sorted((n for n in stored if n >= oldest), reverse=True)]
+        wanted = numbers[(page - 1) * size : page * size]
+
+        async def read(number: int) -> WorkflowRecord | None:
+            if number == latest.version:
+                return latest
+            return await self._cache.get(_version_key(workflow_id, number))
+
+        records = await asyncio.gather(*(read(n) for n in wanted))
+        return [r for r in records if r is not None], len(numbers)
 
     async def create(
         self, user_id: str, definition: WorkflowDefinition, allow_draft: bool = False
@@ -216,7 +281,7 @@ class WorkflowStore:
         # A workflow created without nodes is one to build step by step: a draft.
         allow_draft = allow_draft or "nodes" not in definition.model_fields_set
         definition = await self._secrets_resolved(user_id, definition)
-        problems = assess(definition, allow_draft)
+        problems = await self._assess(definition, allow_draft)
         await self._check_apis(user_id, definition)
         now = int(time.time())
         record = WorkflowRecord(
@@ -239,10 +304,11 @@ class WorkflowStore:
         allow_draft: bool = False,
     ) -> WorkflowRecord:
         """A new version; the same definition again changes nothing (PUT is idempotent)."""
+        await self._latest(user_id, workflow_id)  # 404 before any work
         definition = await self._secrets_resolved(user_id, definition)
-        async with self._writing:
+        problems = await self._assess(definition, allow_draft)
+        async with self._writing(workflow_id):
             latest = await self._latest(user_id, workflow_id)
-            problems = assess(definition, allow_draft)
             await self._check_apis(user_id, definition)
             if definition == latest.definition:
                 return latest
@@ -251,12 +317,13 @@ class WorkflowStore:
     async def patch(self, user_id: str, workflow_id: str, body: dict[str, Any]) -> WorkflowRecord:
         """The workflow's own fields (name, description, `is_active`, …) changed, its graph
         kept: a new version, a draft if the graph is one."""
-        async with self._writing:
+        async with self._writing(workflow_id):
             latest = await self._latest(user_id, workflow_id)
             definition = edits.patched(latest.definition, body)
             if definition == latest.definition:
                 return latest
-            return await self._supersede(latest, definition, assess(definition, latest.draft))
+            problems = await self._assess(definition, latest.draft)
+            return await self._supersede(latest, definition, problems)
 
     async def add_node(self, user_id: str, workflow_id: str, node: Node) -> WorkflowRecord:
         return await self._edit(user_id, workflow_id, lambda d: edits.with_item(d, "nodes", node))
@@ -301,23 +368,19 @@ class WorkflowStore:
         change: Callable[[WorkflowDefinition], WorkflowDefinition],
     ) -> WorkflowRecord:
         """One step of building a graph: always storable as a draft."""
-        async with self._writing:
+        async with self._writing(workflow_id):
             latest = await self._latest(user_id, workflow_id)
             definition = await self._secrets_resolved(user_id, change(latest.definition))
-            problems = assess(definition, True)
+            problems = await self._assess(definition, True)
             await self._check_apis(user_id, definition)
             return await self._supersede(latest, definition, problems)
 
     async def delete(self, user_id: str, workflow_id: str) -> None:
-        async with self._writing:
-            latest = await self._latest(user_id, workflow_id)
+        async with self._writing(workflow_id):
+            await self._latest(user_id, workflow_id)
             await self._cache.delete(workflow_id)
-            await asyncio.gather(
-                *(
-                    self._cache.delete(_version_key(workflow_id, n))
-                    for n in range(1, latest.version)
-                )
-            )
+            versions = await self._cache.keys_matching(f"{workflow_id}.*")
+            await asyncio.gather(*(self._cache.delete(key) for key in versions))
 
     def search(self, user_id: str, tag: str | None, query: str | None) -> list[WorkflowRecord]:
         """The caller's workflows (latest versions), newest first."""
@@ -350,6 +413,9 @@ class WorkflowStore:
         )
         await self._put(_version_key(latest.id, latest.version), latest)
         await self._put(latest.id, record)
+        pruned = record.version - self.limits.max_versions
+        if pruned >= 1:
+            await self._cache.delete(_version_key(latest.id, pruned))
         return record
 
     async def _put(self, key: str, record: WorkflowRecord) -> None:

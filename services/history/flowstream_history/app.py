@@ -90,7 +90,12 @@ def create_app(settings: HistorySettings | None = None) -> AsgiFastStream:
         js = broker.connection.jetstream()
         await await_topology(js, settings)
         await store.open()
-        parts["queries"] = Queries(store, settings.history_stats_window)
+        parts["queries"] = Queries(
+            store,
+            settings.history_stats_window,
+            settings.history_reply_max_bytes,
+            settings.history_list_value_max_bytes,
+        )
         await _replace_pull_consumer(js)
         recorder = Recorder(
             MeasuredStore(store, metrics, traces),

@@ -22,6 +22,7 @@ from flowstream_shared.history import (
 )
 from pydantic import ValidationError
 
+from flowstream_history import replies
 from flowstream_history.custom_metrics import aggregate_custom_metrics
 from flowstream_history.stats import workflow_stats
 from flowstream_history.store import ExecutionStore, StoreUnavailable
@@ -40,9 +41,18 @@ def _ok(result: Any) -> bytes:
 
 
 class Queries:
-    def __init__(self, store: ExecutionStore, stats_window: int) -> None:
+    def __init__(
+        self,
+        store: ExecutionStore,
+        stats_window: int,
+        reply_max_bytes: int = 768 << 10,
+        list_value_max_bytes: int = 4096,
+    ) -> None:
         self._store = store
         self._stats_window = stats_window
+        # Every reply is one NATS message: it must fit under the server's max_payload.
+        self._budget = reply_max_bytes
+        self._list_value_bytes = list_value_max_bytes
 
     async def answer(self, op: HistoryOp, body: bytes) -> bytes:
         try:
@@ -60,12 +70,16 @@ class Queries:
             if run is None:
                 return _error("not_found", f"execution {query.run_id} not found", 404)
             if op == HistoryOp.GET:
-                return _ok(RunDetail(run=run, nodes=await store.nodes(run.id)))
+                detail = RunDetail(run=run, nodes=await store.nodes(run.id))
+                return _ok(replies.run_detail(detail, self._budget))
             if op == HistoryOp.NODES:
-                return _ok(await store.nodes(run.id))
-            return _ok(await store.timeline(run.id))
+                return _ok(replies.fitted_nodes(await store.nodes(run.id), self._budget)[0])
+            entries = await store.timeline(run.id, query.after_seq, query.limit + 1)
+            more = len(entries) > query.limit
+            return _ok(replies.timeline_page(entries[: query.limit], self._budget, more))
         if op == HistoryOp.LIST:
-            return _ok(await store.list_runs(ListQuery.model_validate_json(body)))
+            page = await store.list_runs(ListQuery.model_validate_json(body))
+            return _ok(replies.list_page(page, self._list_value_bytes, self._budget))
         if op == HistoryOp.STATS:
             stats_query = StatsQuery.model_validate_json(body)
             runs = await store.runs_for_stats(
@@ -86,7 +100,7 @@ class Queries:
             return _ok(
                 [
                     ActiveRun(
-                        run=run,
+                        run=replies.summarized(run, self._list_value_bytes),
                         running_nodes=[
                             ActiveNode(node_id=n.node_id, title=n.title, started_at=n.created_at)
                             for n in nodes

@@ -19,3 +19,7 @@ class HistorySettings(NatsSettings, DataSettings):
     history_retry_max_s: float = Field(default=5.0, gt=0)
     # Stats read at most this many of a workflow's most recent runs.
     history_stats_window: int = Field(default=10_000, ge=1)
+    # Replies to the gateway are one NATS message each: keep them under its max_payload.
+    history_reply_max_bytes: int = Field(default=768 << 10, ge=16 << 10)
+    # Inputs and outputs of each run in a list are summarized to this many bytes.
+    history_list_value_max_bytes: int = Field(default=4096, ge=256)

@@ -140,8 +140,10 @@ class MeasuredStore:
     async def nodes(self, run_id: str) -> list[NodeExecutionRecord]:
         return await self._store.nodes(run_id)
 
-    async def timeline(self, run_id: str) -> list[TimelineEntry]:
-        return await self._store.timeline(run_id)
+    async def timeline(
+        self, run_id: str, after_seq: int = 0, limit: int | None = None
+    ) -> list[TimelineEntry]:
+        return await self._store.timeline(run_id, after_seq, limit)
 
     async def runs_for_stats(self, user_id: str, workflow_id: str, limit: int) -> list[RunRecord]:
         return await self._store.runs_for_stats(user_id, workflow_id, limit)

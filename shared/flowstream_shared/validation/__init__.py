@@ -11,16 +11,17 @@ from collections.abc import Collection
 
 from pydantic import BaseModel
 
-from flowstream_shared.expressions import compile_condition
+from flowstream_shared.expressions import check_condition
 from flowstream_shared.validation.errors import DefinitionError
 from flowstream_shared.validation.http_nodes import check_api_call, check_llm
+from flowstream_shared.validation.limits import DefinitionLimits, check_definition_limits
 from flowstream_shared.validation.references import (
+    ReferenceRules,
     always_before,
-    check_references,
     expressions,
     metric_expressions,
 )
-from flowstream_shared.validation.rules import LOOP_CONDITION, METRIC_NAME, PLAIN, RUNTIME_ROOTS
+from flowstream_shared.validation.rules import METRIC_NAME, PLAIN, RUNTIME_ROOTS
 from flowstream_shared.validation.structure import (
     check_branches_and_error_targets,
     check_connections,
@@ -44,6 +45,8 @@ from flowstream_shared.workflow import (
 __all__ = [
     "RUNTIME_ROOTS",
     "DefinitionError",
+    "DefinitionLimits",
+    "check_definition_limits",
     "check_metric_names",
     "connection_problem",
     "validate_definition",
@@ -51,9 +54,12 @@ __all__ = [
 
 
 def validate_definition(
-    definition: WorkflowDefinition, plugin_types: Collection[str] = ()
+    definition: WorkflowDefinition,
+    plugin_types: Collection[str] = (),
+    limits: DefinitionLimits | None = None,
 ) -> WorkflowDefinition:
     """Raise :class:`DefinitionError` naming the first problem; return the definition if sound."""
+    check_definition_limits(definition, limits or DefinitionLimits())
     check_nodes(definition, {*BUILTIN_CONFIGS, *plugin_types})
     check_connections(definition)
     graph = WorkflowGraph(definition)
@@ -75,32 +81,27 @@ def validate_definition(
         elif isinstance(config, ConditionConfig):
             check_branch_paths(node, config)
 
-    before, always_body = always_before(definition, graph, configs)
+    rules = ReferenceRules(definition, configs, always_before(definition, graph, configs))
     for node in definition.nodes:
         in_loop = graph.scope[node.id] is not None
         found = expressions(node, configs[node.id]) if node.id in configs else []
         if node.id not in configs:
             found = metric_expressions(node)
         for refs, kind in found:
-            ancestors = before[node.id]
-            if kind == LOOP_CONDITION:
-                ancestors = ancestors | always_body.get(node.id, set())
-            check_references(definition, node, refs, ancestors, configs, in_loop=in_loop, kind=kind)
+            rules.check(node, refs, in_loop=in_loop, kind=kind)
     for conn in graph.connections:
         if conn.type != ConnectionType.CONDITIONAL or conn.condition is None:
             continue
         # Evaluated once its source has run: it may read the source and what ran before it.
         source = definition.node(conn.source)
-        refs = compile_condition(conn.condition).references
+        refs = check_condition(conn.condition)
         try:
-            check_references(
-                definition,
+            rules.check(
                 source,
                 refs,
-                before[conn.source] | {conn.source},
-                configs,
                 in_loop=graph.scope[conn.source] is not None,
                 kind=PLAIN,
+                after_itself=True,
             )
         except DefinitionError as exc:
             message = str(exc).removeprefix(f"node `{conn.source}`: ")

@@ -10,8 +10,8 @@ from pydantic import BaseModel
 from flowstream_shared.expressions import (
     ExpressionError,
     Reference,
-    compile_condition,
-    compile_template,
+    check_condition,
+    check_template,
     value_references,
 )
 from flowstream_shared.validation.errors import DefinitionError
@@ -42,20 +42,41 @@ from flowstream_shared.workflow import (
 )
 
 
-def _meet(reaches: list[tuple[set[str], bool]]) -> set[str]:
-    """What has run whenever a node with these parents (reach, edge optional) runs."""
-    certain: set[str] = set()
-    shared: set[str] | None = None
+def _meet(reaches: list[tuple[int, bool]]) -> int:
+    """What has run whenever a node with these parents (reach, edge optional) runs.
+
+    Sets of nodes are bit masks (one bit per node): a chain of N nodes holds N sets of up to N
+    members, which as Python sets cost gigabytes at a few thousand nodes.
+    """
+    certain = 0
+    shared: int | None = None
     for reach, optional in reaches:
         if not optional:
             certain |= reach
-        shared = set(reach) if shared is None else shared & reach
-    return certain | (shared or set())
+        shared = reach if shared is None else shared & reach
+    return certain | (shared or 0)
+
+
+class Precedence:
+    """Which nodes have always run before a node, as :func:`always_before` found them."""
+
+    def __init__(
+        self, position: dict[str, int], before: dict[str, int], body: dict[str, int]
+    ) -> None:
+        self._position = position
+        self._before = before
+        self._always_body = body
+
+    def ran_before(self, node_id: str, other: str, loop_condition: bool = False) -> bool:
+        mask = self._before[node_id]
+        if loop_condition:
+            mask |= self._always_body.get(node_id, 0)
+        return bool(mask >> self._position[other] & 1)
 
 
 def always_before(
     definition: WorkflowDefinition, graph: WorkflowGraph, configs: dict[str, BaseModel]
-) -> tuple[dict[str, set[str]], dict[str, set[str]]]:
+) -> Precedence:
     """For each node, the nodes that have run whenever it runs (so it may reference them); for
     each LOOP, the body nodes that run in every iteration (its condition and the nodes after it
     may reference those: they hold the latest iteration's values).
@@ -99,16 +120,25 @@ def always_before(
         for source, _ in back[loop]:
             children[source].append(exit_vertex)
 
+    bit = {node_id: 1 << i for i, node_id in enumerate(graph.types)}
+    index = {node_id: i for i, node_id in enumerate(graph.types)}
+
+    def mask(node_ids: Iterable[str]) -> int:
+        result = 0
+        for node_id in node_ids:
+            result |= bit[node_id]
+        return result
+
     skippable: dict[str, bool] = {}
-    before: dict[str, set[str]] = {}
-    always_body: dict[str, set[str]] = {}
+    before: dict[str, int] = {}
+    always_body: dict[str, int] = {}
     exits = {v: loop for loop, v in exit_of.items()}
     for vertex in _order([*graph.types, *exits], children):
         if vertex in exits:
             loop = exits[vertex]
-            reaches = [(before[s] | {s}, opt or skippable[s]) for s, opt in back[loop]]
-            always_body[loop] = _meet(reaches) & graph.bodies[loop]
-            before[vertex] = before[loop] | {loop} | always_body[loop]
+            reaches = [(before[s] | bit.get(s, 0), opt or skippable[s]) for s, opt in back[loop]]
+            always_body[loop] = _meet(reaches) & mask(graph.bodies[loop])
+            before[vertex] = before[loop] | bit[loop] | always_body[loop]
             skippable[vertex] = skippable[loop]
             continue
         ps = parents[vertex]
@@ -116,11 +146,11 @@ def always_before(
         skippable[vertex] = vertex in race or (bool(ps) and all(optionals))
         before[vertex] = _meet(
             [
-                (before[p] | {p} if counts else before[p], opt)
+                (before[p] | bit.get(p, 0) if counts else before[p], opt)
                 for (p, _, counts), opt in zip(ps, optionals, strict=True)
             ]
         )
-    return {n: before[n] - set(exits) for n in graph.types}, always_body
+    return Precedence(index, {n: before[n] for n in graph.types}, always_body)
 
 
 def _order(vertices: Iterable[str], children: dict[str, list[str]]) -> list[str]:
@@ -153,48 +183,71 @@ def _known_fields(node: Node, config: BaseModel | None) -> frozenset[str] | None
     return known
 
 
-def check_references(
-    definition: WorkflowDefinition,
-    node: Node,
-    refs: frozenset[Reference],
-    ancestors: set[str],
-    configs: dict[str, BaseModel],
-    *,
-    in_loop: bool,
-    kind: str = PLAIN,
-) -> None:
-    nodes_by_id = {n.id: n for n in definition.nodes}
-    start = next(n for n in definition.nodes if n.type == NodeType.START)
-    declared_inputs = {i.name for i in StartConfig.model_validate(start.config).inputs}
-    for ref in refs:
+class ReferenceRules:
+    """What each node's templates may reference; built once per definition."""
+
+    def __init__(
+        self,
+        definition: WorkflowDefinition,
+        configs: dict[str, BaseModel],
+        precedence: Precedence,
+    ) -> None:
+        self._nodes = {n.id: n for n in definition.nodes}
+        start = next(n for n in definition.nodes if n.type == NodeType.START)
+        self._inputs = {i.name for i in StartConfig.model_validate(start.config).inputs}
+        self._configs = configs
+        self._precedence = precedence
+
+    def check(
+        self,
+        node: Node,
+        refs: frozenset[Reference],
+        *,
+        in_loop: bool,
+        kind: str = PLAIN,
+        after_itself: bool = False,
+    ) -> None:
+        """`after_itself`: evaluated once `node` has run (a connection's condition), so it may
+        read `node` as well."""
+        for ref in refs:
+            if after_itself and ref.root == node.id:
+                self._check_fields(node, ref)
+                continue
+            self._check_one(node, ref, in_loop=in_loop, kind=kind)
+
+    def _check_one(self, node: Node, ref: Reference, *, in_loop: bool, kind: str) -> None:
         if ref.root == "input":
-            if ref.field is not None and ref.field not in declared_inputs:
+            if ref.field is not None and ref.field not in self._inputs:
                 raise DefinitionError(
                     f"references input `{ref.field}`, which START does not declare", node.id
                 )
-            continue
+            return
         if ref.root in RUNTIME_ROOTS:
-            continue
+            return
         if ref.root == "response" and kind == RESPONSE:
             # `status_code`, `headers`, `body`, or a field of a JSON object body
             # (`response.data` reads `response.body.data`): the body is known only at run time.
-            continue
+            return
         if ref.root == node.id and kind == METRICS:
-            continue  # a metric reads the node's own outputs
+            return  # a metric reads the node's own outputs
         if ref.root == "loop":
             if not (in_loop or kind == LOOP_CONDITION):
                 raise DefinitionError("`loop` is only defined inside a LOOP body", node.id)
             if ref.field is not None and ref.field not in LOOP_FIELDS:
                 raise DefinitionError(f"references `loop.{ref.field}`; a loop has index", node.id)
-            continue
-        target = nodes_by_id.get(ref.root)
+            return
+        target = self._nodes.get(ref.root)
         if target is None:
             raise DefinitionError(f"references unknown node or variable `{ref.root}`", node.id)
-        if ref.root not in ancestors:
+        if not self._precedence.ran_before(node.id, ref.root, kind == LOOP_CONDITION):
             raise DefinitionError(
                 f"references `{ref.root}`, which does not run before it on every path", node.id
             )
-        known = _known_fields(target, configs.get(target.id))
+        self._check_fields(node, ref)
+
+    def _check_fields(self, node: Node, ref: Reference) -> None:
+        target = self._nodes[ref.root]
+        known = _known_fields(target, self._configs.get(target.id))
         if known is not None and ref.field is not None and ref.field not in known:
             fields = ", ".join(sorted(known)) or "nothing"
             raise DefinitionError(
@@ -209,7 +262,7 @@ def expressions(node: Node, config: BaseModel) -> list[tuple[frozenset[Reference
 def metric_expressions(node: Node) -> list[tuple[frozenset[Reference], str]]:
     """A node's custom metrics: templates over the run's values and the node's own outputs."""
     try:
-        return [(compile_template(t).references, METRICS) for t in node.metrics.values()]
+        return [(check_template(t), METRICS) for t in node.metrics.values()]
     except ExpressionError as exc:
         raise DefinitionError(f"metrics: {exc}", node.id) from exc
 
@@ -217,27 +270,27 @@ def metric_expressions(node: Node) -> list[tuple[frozenset[Reference], str]]:
 def _config_expressions(node: Node, config: BaseModel) -> list[tuple[frozenset[Reference], str]]:
     try:
         if isinstance(config, TemplateConfig):
-            return [(compile_template(config.template).references, PLAIN)]
+            return [(check_template(config.template), PLAIN)]
         if isinstance(config, EndConfig):
-            return [(compile_template(t).references, PLAIN) for t in config.outputs.values()]
+            return [(check_template(t), PLAIN) for t in config.outputs.values()]
         if isinstance(config, ConditionConfig):
-            return [(compile_condition(config.condition).references, PLAIN)]
+            return [(check_condition(config.condition), PLAIN)]
         if isinstance(config, LoopConfig):
             if config.condition is None:
                 return []
-            return [(compile_condition(config.condition).references, LOOP_CONDITION)]
+            return [(check_condition(config.condition), LOOP_CONDITION)]
         if isinstance(config, ApiCallConfig):
             plain = [*([config.url] if config.url is not None else []), *config.headers.values()]
             plain += [v for v in config.query.values() if isinstance(v, str)]
-            found = [(compile_template(t).references, PLAIN) for t in plain]
+            found = [(check_template(t), PLAIN) for t in plain]
             found.append((value_references(config.body), PLAIN))
             found.append((value_references(config.parameters), PLAIN))
-            found += [(compile_template(t).references, RESPONSE) for t in config.outputs.values()]
+            found += [(check_template(t), RESPONSE) for t in config.outputs.values()]
             return found
         if isinstance(config, LlmConfig):
             texts = [m.content for m in config.messages]
             texts += [t for t in (config.system, config.prompt) if t is not None]
-            return [(compile_template(t).references, PLAIN) for t in texts]
+            return [(check_template(t), PLAIN) for t in texts]
     except ExpressionError as exc:
         raise DefinitionError(str(exc), node.id) from exc
     return []

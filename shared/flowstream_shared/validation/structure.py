@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections import defaultdict, deque
+from collections import Counter, defaultdict, deque
 from collections.abc import Collection
 
 from pydantic import BaseModel, ValidationError
@@ -166,6 +166,9 @@ def check_connections(definition: WorkflowDefinition) -> None:
 
 def check_loops(graph: WorkflowGraph) -> None:
     """A body is entered only through its LOOP connection and closed by a connection back."""
+    failing_into: dict[str, list[str]] = defaultdict(list)
+    for source, target in graph.error_targets.items():
+        failing_into[target].append(source)
     for loop, entry in graph.loop_entries.items():
         body = graph.bodies[loop]
         if entry == loop:
@@ -193,7 +196,7 @@ def check_loops(graph: WorkflowGraph) -> None:
             sources: list[tuple[str, ConnectionType | None]] = [
                 (c.source, c.type) for c in graph.incoming[node_id]
             ]
-            sources += [(s, None) for s, t in graph.error_targets.items() if t == node_id]
+            sources += [(s, None) for s in failing_into[node_id]]
             for source, kind in sources:
                 entering = source == loop and kind == ConnectionType.LOOP and node_id == entry
                 if source not in body and not entering:
@@ -257,16 +260,24 @@ def _acyclic_children(graph: WorkflowGraph) -> dict[str, list[str]]:
 
 
 def _a_node_on_a_cycle(left: set[str], children: dict[str, list[str]]) -> str:
-    """Kahn leaves the cycles and everything after them; peel off what leads to no cycle."""
+    """Kahn leaves the cycles and everything after them; peel off what leads to no cycle
+    (Kahn again, on the reversed edges), and name the first node left."""
+    waiting = {n: sum(1 for c in children[n] if c in left) for n in left}
+    parents: dict[str, list[str]] = defaultdict(list)
+    for node_id in left:
+        for child in children[node_id]:
+            if child in left:
+                parents[child].append(node_id)
+    peel = deque(n for n, count in waiting.items() if count == 0)
     remaining = set(left)
-    changed = True
-    while changed:
-        changed = False
-        for node_id in sorted(remaining):
-            if not any(child in remaining for child in children[node_id]):
-                remaining.discard(node_id)
-                changed = True
-    return sorted(remaining)[0]
+    while peel:
+        node_id = peel.popleft()
+        remaining.discard(node_id)
+        for parent in parents[node_id]:
+            waiting[parent] -= 1
+            if waiting[parent] == 0:
+                peel.append(parent)
+    return min(remaining)
 
 
 def check_branches_and_error_targets(graph: WorkflowGraph) -> None:
@@ -279,9 +290,14 @@ def check_branches_and_error_targets(graph: WorkflowGraph) -> None:
                 raise DefinitionError(
                     f"a PARALLEL branch cannot lead straight back to LOOP `{start}`", node_id
                 )
+        reach = {start: graph.reach(start) for start in starts}
+        # Each start is in its own reach; one reached more often is reached from another branch.
+        reached_by = Counter(s for nodes in reach.values() for s in nodes if s in reach)
         for start in starts:
+            if reached_by[start] < 2:
+                continue
             for other in starts:
-                if other != start and start in graph.reach(other):
+                if other != start and start in reach[other]:
                     raise DefinitionError(
                         f"PARALLEL branches must be independent: branch `{start}` is also "
                         f"reached from branch `{other}`",

@@ -22,7 +22,7 @@ from collections.abc import Mapping
 from typing import Any, ClassVar
 
 import httpx
-from flowstream_shared.expressions import ExpressionError, compile_template, render_value
+from flowstream_shared.expressions import ExpressionError
 from flowstream_shared.masking import MASK, is_secret_name, mask_url
 from flowstream_shared.workflow import ApiCallConfig
 
@@ -185,11 +185,12 @@ class ApiCallNode:
     async def run(self, ctx: NodeContext) -> NodeResult:
         config: ApiCallConfig = ctx.config
         variables = ctx.variables
+        render = ctx.templates
         try:
-            target = api_target(config, ctx.apis, variables)
+            target = await api_target(config, ctx.apis, variables, render)
             url = check_url(target.url)
             headers = {
-                name: check_header(name, compile_template(value).render(variables))
+                name: check_header(name, await render.text(value, variables))
                 for name, value in target.headers.items()
             }
             # httpx replaces a URL's own query when `params` is given: keep both, the URL's first.
@@ -203,12 +204,12 @@ class ApiCallNode:
                 )
             for key, source in config.query.items():
                 value = _query_value(
-                    compile_template(source).value(variables) if isinstance(source, str) else source
+                    await render.value(source, variables) if isinstance(source, str) else source
                 )
                 params.extend(
                     (key, item) for item in (value if isinstance(value, list) else [value])
                 )
-            body = render_value(config.body, variables)
+            body = await render.structure(config.body, variables)
         except ExpressionError as exc:
             raise NodeError(str(exc)) from exc
         if body is not None and config.body_type is None and isinstance(body, str):
@@ -272,7 +273,7 @@ class ApiCallNode:
         scope = ChainMap({"response": response_scope(result)}, dict(variables))
         for name, template in config.outputs.items():
             try:
-                result[name] = compile_template(template).value(scope)
+                result[name] = await render.value(template, scope)
             except ExpressionError as exc:
                 raise NodeError(f"outputs.{name}: {exc}") from exc
         return NodeResult(outputs=result, inputs=inputs)

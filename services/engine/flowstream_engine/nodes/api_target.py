@@ -14,10 +14,10 @@ from typing import Any
 from urllib.parse import quote
 
 from flowstream_shared.apis import PATH_PARAMETER, ApiSnapshot
-from flowstream_shared.expressions import compile_template, render_value
 from flowstream_shared.workflow import ApiCallConfig
 
 from flowstream_engine.nodes.base import NodeError
+from flowstream_engine.render.renderer import Renderer
 
 
 @dataclass(frozen=True)
@@ -40,15 +40,18 @@ def _segment(value: Any) -> str:
     return quote(text, safe="")
 
 
-def api_target(
-    config: ApiCallConfig, apis: Mapping[str, ApiSnapshot], variables: Mapping[str, Any]
+async def api_target(
+    config: ApiCallConfig,
+    apis: Mapping[str, ApiSnapshot],
+    variables: Mapping[str, Any],
+    render: Renderer,
 ) -> ApiTarget:
     """Raise NodeError (or ExpressionError from a parameter) when the call cannot be made."""
     if config.api_id is None:
         assert config.url is not None  # the config's validator: url or api_id
         return ApiTarget(
             method=config.method,
-            url=compile_template(config.url).render(variables).strip(),
+            url=(await render.text(config.url, variables)).strip(),
             headers=dict(config.headers),
             query=[],
             timeout=config.timeout,
@@ -60,7 +63,7 @@ def api_target(
             f"API `{config.api_id}` was not in the run's snapshot (it did not exist when the run "
             "was submitted)"
         )
-    rendered = {name: render_value(value, variables) for name, value in config.parameters.items()}
+    rendered = await render.structure(dict(config.parameters), variables)
     in_path = set(api.path_parameters)
     missing = sorted(in_path - set(rendered))
     if missing:

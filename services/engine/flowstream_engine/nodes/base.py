@@ -11,6 +11,8 @@ from flowstream_shared.apis import ApiSnapshot
 from flowstream_shared.masking import ValueMasker
 from flowstream_shared.workflow import Node
 
+from flowstream_engine.render.renderer import Renderer, shared_renderer
+
 if TYPE_CHECKING:
     from flowstream_engine.credentials import RunCredentials
 
@@ -25,7 +27,8 @@ class NodeContext:
     outputs by node id and, inside a LOOP body, `loop`. `http` is the engine's shared client:
     nodes that make HTTP calls use it rather than opening their own connection pools.
     `credentials` resolves the run owner's stored credentials; `secrets` takes every secret value
-    a node sends (it is then masked in the run's events and the engine's log)."""
+    a node sends (it is then masked in the run's events and the engine's log). Nodes render
+    templates through `templates`, which keeps long renders off the event loop."""
 
     node: Node
     config: Any
@@ -38,6 +41,11 @@ class NodeContext:
     secrets: ValueMasker = field(default_factory=ValueMasker)
     # The registry APIs of the run's snapshot, by id (API_CALL with `api_id`).
     apis: Mapping[str, ApiSnapshot] = field(default_factory=dict)
+    renderer: Renderer | None = None
+
+    @property
+    def templates(self) -> Renderer:
+        return self.renderer or shared_renderer()
 
 
 @dataclass

@@ -11,7 +11,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
-from flowstream_shared.expressions import ExpressionError, compile_condition, compile_template
+from flowstream_shared.expressions import ExpressionError
 from flowstream_shared.inputs import InputError, validate_inputs
 from flowstream_shared.workflow import (
     ConditionConfig,
@@ -58,11 +58,10 @@ class EndNode(_Builtin):
 
     async def run(self, ctx: NodeContext) -> NodeResult:
         config: EndConfig = ctx.config
+        outputs: dict[str, Any] = {}
         try:
-            outputs = {
-                key: compile_template(source).value(ctx.variables)
-                for key, source in config.outputs.items()
-            }
+            for key, source in config.outputs.items():
+                outputs[key] = await ctx.templates.value(source, ctx.variables)
         except ExpressionError as exc:
             raise NodeError(str(exc)) from exc
         return NodeResult(outputs=outputs)
@@ -74,17 +73,17 @@ class TemplateNode(_Builtin):
 
     async def run(self, ctx: NodeContext) -> NodeResult:
         config: TemplateConfig = ctx.config
-        template = compile_template(config.template)
         try:
             if not config.stream:
-                return NodeResult(outputs={"text": template.render(ctx.variables)})
-            pieces: list[str] = []
-            for piece in template.chunks(ctx.variables):
-                if piece:
-                    pieces.append(piece)
-                    await ctx.emit_text(piece)
+                return NodeResult(
+                    outputs={"text": await ctx.templates.text(config.template, ctx.variables)}
+                )
+            pieces = await ctx.templates.chunks(config.template, ctx.variables)
         except ExpressionError as exc:
             raise NodeError(str(exc)) from exc
+        # Rendered in full first: a render that fails its budget streams nothing.
+        for piece in pieces:
+            await ctx.emit_text(piece)
         return NodeResult(outputs={"text": "".join(pieces)})
 
 
@@ -95,7 +94,7 @@ class ConditionNode(_Builtin):
     async def run(self, ctx: NodeContext) -> NodeResult:
         config: ConditionConfig = ctx.config
         try:
-            result = compile_condition(config.condition).evaluate(ctx.variables)
+            result = await ctx.templates.condition(config.condition, ctx.variables)
         except ExpressionError as exc:
             raise NodeError(f"condition {config.condition!r}: {exc}") from exc
         return NodeResult(

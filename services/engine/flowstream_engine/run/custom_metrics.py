@@ -14,10 +14,11 @@ from collections import ChainMap
 from collections.abc import Mapping
 from typing import Any
 
-from flowstream_shared.expressions import ExpressionError, compile_template
+from flowstream_shared.expressions import ExpressionError
 from flowstream_shared.workflow import Node
 
 from flowstream_engine.nodes.base import NodeResult
+from flowstream_engine.render.renderer import Renderer
 
 
 def _number(value: Any) -> float | None:
@@ -33,8 +34,8 @@ def _number(value: Any) -> float | None:
     return None
 
 
-def custom_metrics(
-    node: Node, result: NodeResult, variables: Mapping[str, Any]
+async def custom_metrics(
+    node: Node, result: NodeResult, variables: Mapping[str, Any], render: Renderer
 ) -> tuple[dict[str, float], dict[str, str]]:
     """(metrics, errors by metric name) for a node that succeeded."""
     values: dict[str, float] = {}
@@ -45,7 +46,7 @@ def custom_metrics(
         scope = ChainMap({node.id: result.outputs}, dict(variables))
         for name, template in node.metrics.items():
             try:
-                candidates[name] = compile_template(template).value(scope)
+                candidates[name] = await render.value(template, scope)
             except ExpressionError as exc:
                 errors[name] = str(exc)
     for name, raw in candidates.items():

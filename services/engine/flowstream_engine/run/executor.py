@@ -45,6 +45,7 @@ from flowstream_shared.events import (
     WorkflowStartedData,
     WorkflowStatusData,
 )
+from flowstream_shared.sizes import fits, json_size
 from flowstream_shared.telemetry.logs import log_context
 from flowstream_shared.telemetry.tracing import span
 from flowstream_shared.workflow import NodeType
@@ -55,10 +56,12 @@ from flowstream_engine.credentials import CredentialResolver, RunCredentials, de
 from flowstream_engine.emitter import EventTooLarge, RunEmitter
 from flowstream_engine.hooks import RunHooks, installed_hooks
 from flowstream_engine.http import shared_client
+from flowstream_engine.limits import RunLimits, run_limits
 from flowstream_engine.metrics import EngineMetrics
 from flowstream_engine.nodes.base import NodeResult
 from flowstream_engine.plan import Plan, PlannedNode
 from flowstream_engine.redaction import RunSecrets
+from flowstream_engine.render.renderer import Renderer, shared_renderer
 from flowstream_engine.run.common import INTERRUPTED, STOPPED_BY_USER, Halt, Outcome
 from flowstream_engine.run.scheduler import Scheduler
 from flowstream_engine.run_log import RunLogFailed
@@ -76,6 +79,8 @@ class RunExecutor:
         state: RunState | None = None,
         http: httpx.AsyncClient | None = None,
         credentials: CredentialResolver | None = None,
+        renderer: Renderer | None = None,
+        limits: RunLimits | None = None,
         hooks: RunHooks | None = None,
         metrics: EngineMetrics | None = None,
     ) -> None:
@@ -90,6 +95,8 @@ class RunExecutor:
         self.credentials = RunCredentials(
             credentials or default_resolver(), command.user_id, self.secrets
         )
+        self._renderer = renderer
+        self.limits = limits or run_limits()
         self.hooks = hooks or RunHooks(installed_hooks())
         self.apis = command.workflow.apis
         self.run_id = command.run_id
@@ -132,6 +139,13 @@ class RunExecutor:
                 "workflow_run_id": command.run_id,
             },
         }
+
+    @property
+    def renderer(self) -> Renderer:
+        """Resolved when a node first renders, inside the event loop its processes belong to."""
+        if self._renderer is None:
+            self._renderer = shared_renderer()
+        return self._renderer
 
     # Control, called from outside the run's task.
 
@@ -400,10 +414,27 @@ class RunExecutor:
             return {"id": end_user, "user": end_user}
         return {"id": self._command.user_id, "name": self._command.user_id, "email": None}
 
+    def _outputs_too_large(self) -> str | None:
+        """Each END's outputs passed the node limit; several ENDs together may not."""
+        limit = self.limits.node_output_max_bytes
+        if not self.outputs or fits(self.outputs, limit):
+            return None
+        size = json_size(self.outputs)
+        if self._halt is not None:
+            self.outputs = {}  # the run fails anyway: its error says why, its outputs go
+            return None
+        return (
+            f"the run's outputs are {size:,} bytes as JSON, over the output limit of {limit:,} "
+            "bytes (FLOWSTREAM_NODE_OUTPUT_MAX_BYTES)"
+        )
+
     async def _finish(self, started_at: float) -> WorkflowFinishedData:
         finished_at = time.time()
+        too_large = self._outputs_too_large()
         if self._halt is not None:
             status, error, outputs = self._halt.status, self._halt.error, self.outputs or None
+        elif too_large:
+            status, error, outputs = RunStatus.FAILED, too_large, None
         elif self.handled_errors:
             status, error, outputs = RunStatus.PARTIAL_SUCCEEDED, None, self.outputs
         else:

@@ -24,7 +24,7 @@ from flowstream_shared.events import (
     LoopStartedData,
     NodeStatus,
 )
-from flowstream_shared.expressions import ExpressionError, compile_condition
+from flowstream_shared.expressions import ExpressionError
 from flowstream_shared.workflow import LoopConfig
 
 from flowstream_engine.nodes.base import NodeError, NodeResult
@@ -84,7 +84,7 @@ class LoopRunner:
                         raise NodeError(where)
                     errors.append(where)
                     self._run.handled_errors += 1
-                if not self._again(iterations):
+                if not await self._again(iterations):
                     break
                 self._emit_next(execution_id, iterations, child.outputs)
             outputs = {"iterations": iterations, "errors": errors}
@@ -119,7 +119,7 @@ class LoopRunner:
         if reason is not None:
             raise Interrupted(reason)
 
-    def _again(self, iterations: int) -> bool:
+    async def _again(self, iterations: int) -> bool:
         config = self._config
         if iterations >= config.max_iterations:
             return False
@@ -127,7 +127,7 @@ class LoopRunner:
             return True
         scope = ChainMap({"loop": {"index": iterations}}, self._run.variables)
         try:
-            return compile_condition(config.condition).evaluate(scope)
+            return await self._run.renderer.condition(config.condition, scope)
         except ExpressionError as exc:
             raise NodeError(f"condition {config.condition!r}: {exc}") from exc
 

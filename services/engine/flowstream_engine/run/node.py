@@ -23,6 +23,7 @@ from flowstream_shared.events import (
     NodeStatus,
     TextChunkData,
 )
+from flowstream_shared.sizes import MARK, bounded, fits, json_size
 from flowstream_shared.telemetry.logs import log_context
 from flowstream_shared.telemetry.tracing import span
 from flowstream_shared.workflow import NodeType
@@ -39,6 +40,9 @@ if TYPE_CHECKING:
     from flowstream_engine.run.scheduler import Scheduler
 
 log = logging.getLogger(__name__)
+
+# An error message is shown, not processed: a node cannot fill an event with one.
+MAX_ERROR_CHARS = 8192
 
 
 async def _stopped_within(stopped: asyncio.Event, seconds: float) -> bool:
@@ -127,18 +131,29 @@ class NodeRun:
         except Interrupted as stop:
             status, error = stop.reason.node_status, stop.reason.error
         else:
+            if result is not None and error is None:
+                error = self._oversized(result)
+                if error is not None:
+                    result = None
             if error is not None:
                 status = NodeStatus.FAILED if node.on_error == "fail" else NodeStatus.EXCEPTION
                 if status == NodeStatus.EXCEPTION:
                     result = NodeResult(outputs={"error": error})
         extra: dict[str, Any] = {}
+        if result is not None and result.inputs is not None:
+            result.inputs, cut = bounded(result.inputs, self._run.limits.node_output_max_bytes)
+            if cut:
+                extra["inputs_truncated"] = True
         if (
             result is not None
             and status == NodeStatus.SUCCEEDED
             and (node.metrics or result.metadata)
         ):
-            values, errors = custom_metrics(node, result, self._scheduler.variables)
-            extra = {"metrics": values} if values else {}
+            values, errors = await custom_metrics(
+                node, result, self._scheduler.variables, self._run.renderer
+            )
+            if values:
+                extra["metrics"] = values
             if errors:
                 extra["metrics_errors"] = errors
         try:
@@ -155,6 +170,19 @@ class NodeRun:
             status, error, result = NodeStatus.FAILED, f"node result too large: {exc}", None
             self._emit_end(EventName.NODE_FINISHED, None, None, status, error)
         return Outcome(node.id, status, result, error)
+
+    def _oversized(self, result: NodeResult) -> str | None:
+        """Outputs over the limit fail the node here, before its `node_finished` exists: an
+        event NATS would refuse is never built, so `seq` has no gap. (The recorded inputs, a
+        rendered request say, are only a record: over the limit they are summarized instead.)"""
+        limit = self._run.limits.node_output_max_bytes
+        if fits(result.outputs, limit):
+            return None
+        size = json_size(result.outputs)
+        return (
+            f"the node's outputs are {size:,} bytes as JSON, over the node output limit of "
+            f"{limit:,} bytes (FLOWSTREAM_NODE_OUTPUT_MAX_BYTES)"
+        )
 
     async def _attempts(self) -> tuple[NodeResult | None, str | None]:
         node = self._planned.node
@@ -209,6 +237,7 @@ class NodeRun:
             credentials=self._run.credentials,
             secrets=self._run.secrets,
             apis=self._run.apis,
+            renderer=self._run.renderer,
         )
         return await self._planned.kind.run(ctx)
 
@@ -236,6 +265,8 @@ class NodeRun:
         metadata = {**self._scheduler.metadata_for(self._planned), **(metadata or {})}
         if tokens:
             metadata["total_tokens"] = tokens
+        if error is not None and len(error) > MAX_ERROR_CHARS:
+            error = error[:MAX_ERROR_CHARS] + MARK
         fields: dict[str, Any] = {
             "id": self.execution_id,
             "node_id": node.id,

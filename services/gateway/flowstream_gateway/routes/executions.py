@@ -221,7 +221,10 @@ async def summary(principal: CurrentPrincipal, services: ServicesDep) -> dict[st
     description=(
         "Also `progress` (percent), `current_nodes` / `current_node` / `current_step` (the "
         "titles of the nodes running now), `elapsed_time` (seconds, still counting while it "
-        "runs) and, while paused, `paused_before` (the node ids it holds) and `pause_reason`."
+        "runs) and, while paused, `paused_before` (the node ids it holds) and `pause_reason`. "
+        "Values too large for one answer are summarized: `inputs_truncated` / "
+        "`outputs_truncated` on the run and on each node execution say so, and "
+        "`nodes_truncated` that only the first node executions are listed."
     ),
 )
 async def get_execution(run_id: str, principal: CurrentPrincipal, services: ServicesDep) -> Any:
@@ -242,20 +245,38 @@ async def get_execution(run_id: str, principal: CurrentPrincipal, services: Serv
         state = await live_state(services.nc, owner)
         view["paused_before"] = state.paused_before
         view["pause_reason"] = state.pause_reason
-    return {**view, "nodes": detail["nodes"]}
+    return {**view, "nodes": detail["nodes"], "nodes_truncated": detail["nodes_truncated"]}
 
 
 @router.get(
     "/{run_id}/history",
-    summary="The run's events in order (its timeline)",
-    description="Each entry: `seq`, `event`, `payload`, and `timestamp`, `status`, `message`.",
+    summary="The run's events in order (its timeline), a page at a time",
+    description=(
+        "Each entry: `seq`, `event`, `payload`, and `timestamp`, `status`, `message`. At most "
+        "`limit` events after `after_seq`, and never more than one answer holds; when more "
+        'follow, a `Link: <…?after_seq=N>; rel="next"` header points at the next page. An '
+        "event too large for a page of its own comes summarized, with `truncated: true`."
+    ),
 )
-async def execution_history(run_id: str, principal: CurrentPrincipal, services: ServicesDep) -> Any:
+async def execution_history(
+    run_id: str,
+    principal: CurrentPrincipal,
+    services: ServicesDep,
+    response: Response,
+    after_seq: Annotated[int, Query(ge=0)] = 0,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 1000,
+) -> Any:
     await owned_run(run_id, principal, services)
-    timeline = await services.history.ask(
-        HistoryOp.TIMELINE, RunQuery(user_id=principal.user_id, run_id=run_id)
+    page = await services.history.ask(
+        HistoryOp.TIMELINE,
+        RunQuery(user_id=principal.user_id, run_id=run_id, after_seq=after_seq, limit=limit),
     )
-    return history_entries(timeline)
+    following = page["next_after_seq"]
+    if following is not None:
+        response.headers["Link"] = (
+            f'</api/executions/{run_id}/history?after_seq={following}&limit={limit}>; rel="next"'
+        )
+    return history_entries(page["entries"])
 
 
 @router.put(

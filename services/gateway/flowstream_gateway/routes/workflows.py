@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import math
 from collections.abc import Sequence
 from typing import Annotated, Any, TypeVar
@@ -138,6 +139,23 @@ def _version(record: WorkflowRecord) -> VersionSummary:
     )
 
 
+# Masking and encoding a definition of this many nodes takes the event loop milliseconds.
+_ENCODE_INLINE_NODES = 100
+
+
+async def _answer(record: WorkflowRecord, status_code: int = 200) -> Response:
+    """A definition's answer, built off the event loop when the definition is large."""
+
+    def encode() -> bytes:
+        return _full(record).model_dump_json().encode()
+
+    if len(record.definition.nodes) <= _ENCODE_INLINE_NODES:
+        body = encode()
+    else:
+        body = await asyncio.to_thread(encode)
+    return Response(body, status_code=status_code, media_type="application/json")
+
+
 def _page(found: Sequence[T], page: int, size: int) -> tuple[list[T], dict[str, int]]:
     meta = {"total": len(found), "page": page, "size": size, "pages": math.ceil(len(found) / size)}
     return list(found[(page - 1) * size : page * size]), meta
@@ -149,9 +167,9 @@ async def create_workflow(
     principal: CurrentPrincipal,
     services: ServicesDep,
     draft: DraftQuery = False,
-) -> WorkflowOut:
+) -> Response:
     principal.require_user_token()
-    return _full(await services.workflows.create(principal.user_id, definition, draft))
+    return await _answer(await services.workflows.create(principal.user_id, definition, draft), 201)
 
 
 @router.post(
@@ -165,9 +183,9 @@ async def import_workflow(
     principal: CurrentPrincipal,
     services: ServicesDep,
     draft: DraftQuery = False,
-) -> WorkflowOut:
+) -> Response:
     principal.require_user_token()
-    return _full(await services.workflows.create(principal.user_id, definition, draft))
+    return await _answer(await services.workflows.create(principal.user_id, definition, draft), 201)
 
 
 @router.get("", response_model=WorkflowPage, summary="List the caller's workflows")
@@ -192,9 +210,9 @@ async def get_workflow(
     principal: CurrentPrincipal,
     services: ServicesDep,
     version: VersionQuery = None,
-) -> WorkflowOut:
+) -> Response:
     principal.require_workflow(workflow_id)
-    return _full(await services.workflows.get(principal.user_id, workflow_id, version))
+    return await _answer(await services.workflows.get(principal.user_id, workflow_id, version))
 
 
 @router.put(
@@ -214,17 +232,23 @@ async def replace_workflow(
     services: ServicesDep,
     body: Annotated[dict[str, Any], Body()],
     draft: DraftQuery = False,
-) -> WorkflowOut:
+) -> Response:
     principal.require_user_token()
     store = services.workflows
     if "nodes" not in body and "connections" not in body:
-        return _full(await store.patch(principal.user_id, workflow_id, body))
+        return await _answer(await store.patch(principal.user_id, workflow_id, body))
     definition: WorkflowDefinition = parse(WorkflowDefinition, body)
-    return _full(await store.replace(principal.user_id, workflow_id, definition, draft))
+    return await _answer(await store.replace(principal.user_id, workflow_id, definition, draft))
 
 
 @router.get(
-    "/{workflow_id}/versions", response_model=VersionPage, summary="List versions, newest first"
+    "/{workflow_id}/versions",
+    response_model=VersionPage,
+    summary="List the kept versions, newest first",
+    description=(
+        "Only the latest `FLOWSTREAM_WORKFLOW_MAX_VERSIONS` versions are kept: the write that "
+        "makes a new version removes the oldest one past that number."
+    ),
 )
 async def list_versions(
     workflow_id: str,
@@ -234,8 +258,8 @@ async def list_versions(
     size: SizeQuery = 20,
 ) -> VersionPage:
     principal.require_workflow(workflow_id)
-    found = await services.workflows.versions(principal.user_id, workflow_id)
-    items, meta = _page(found, page, size)
+    items, total = await services.workflows.versions(principal.user_id, workflow_id, page, size)
+    meta = {"total": total, "page": page, "size": size, "pages": math.ceil(total / size)}
     return VersionPage(items=[_version(r) for r in items], **meta)
 
 
@@ -299,9 +323,11 @@ async def update_node(
 )
 async def delete_node(
     workflow_id: str, node_id: str, principal: CurrentPrincipal, services: ServicesDep
-) -> WorkflowOut:
+) -> Response:
     principal.require_user_token()
-    return _full(await services.workflows.delete_node(principal.user_id, workflow_id, node_id))
+    return await _answer(
+        await services.workflows.delete_node(principal.user_id, workflow_id, node_id)
+    )
 
 
 @router.post(
@@ -354,9 +380,9 @@ async def update_connection(
 )
 async def delete_connection(
     workflow_id: str, connection_id: str, principal: CurrentPrincipal, services: ServicesDep
-) -> WorkflowOut:
+) -> Response:
     principal.require_user_token()
-    return _full(
+    return await _answer(
         await services.workflows.delete_connection(principal.user_id, workflow_id, connection_id)
     )
 

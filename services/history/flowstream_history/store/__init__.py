@@ -35,7 +35,9 @@ class ExecutionStore(Protocol):
 
     async def nodes(self, run_id: str) -> list[NodeExecutionRecord]: ...
 
-    async def timeline(self, run_id: str) -> list[TimelineEntry]: ...
+    async def timeline(
+        self, run_id: str, after_seq: int = 0, limit: int | None = None
+    ) -> list[TimelineEntry]: ...
 
     async def runs_for_stats(
         self, user_id: str, workflow_id: str, limit: int

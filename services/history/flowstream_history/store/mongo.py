@@ -253,8 +253,15 @@ class MongoStore:
         )
         return [_node(doc) async for doc in cursor]
 
-    async def timeline(self, run_id: str) -> list[TimelineEntry]:
-        cursor = self.db[EVENTS].find({"run_id": run_id}).sort("seq", ASCENDING)
+    async def timeline(
+        self, run_id: str, after_seq: int = 0, limit: int | None = None
+    ) -> list[TimelineEntry]:
+        cursor = (
+            self.db[EVENTS]
+            .find({"run_id": run_id, "seq": {"$gt": after_seq}})
+            .sort("seq", ASCENDING)
+            .limit(limit or 0)
+        )
         return [
             TimelineEntry(seq=doc["seq"], event=doc["event"], payload=json.loads(doc["payload"]))
             async for doc in cursor

@@ -295,10 +295,13 @@ class SqliteStore:
         ) as cursor:
             return [_node(row) for row in await cursor.fetchall()]
 
-    async def timeline(self, run_id: str) -> list[TimelineEntry]:
+    async def timeline(
+        self, run_id: str, after_seq: int = 0, limit: int | None = None
+    ) -> list[TimelineEntry]:
         async with self.db.execute(
-            "SELECT seq, event, payload FROM execution_events WHERE run_id = ? ORDER BY seq",
-            (run_id,),
+            "SELECT seq, event, payload FROM execution_events WHERE run_id = ? AND seq > ? "
+            "ORDER BY seq LIMIT ?",
+            (run_id, after_seq, -1 if limit is None else limit),
         ) as cursor:
             rows = await cursor.fetchall()
         return [

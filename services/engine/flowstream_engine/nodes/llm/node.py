@@ -13,7 +13,7 @@ from collections.abc import Mapping
 from typing import Any, ClassVar
 
 import httpx
-from flowstream_shared.expressions import ExpressionError, compile_template
+from flowstream_shared.expressions import ExpressionError
 from flowstream_shared.workflow import LlmApi, LlmConfig
 from httpx_sse import EventSource
 
@@ -34,15 +34,16 @@ PROTOCOLS: dict[LlmApi, WireProtocol] = {
 }
 
 
-def render_prompt(ctx: NodeContext, config: LlmConfig) -> Prompt:
-    def render(source: str) -> str:
-        return compile_template(source).render(ctx.variables)
+async def render_prompt(ctx: NodeContext, config: LlmConfig) -> Prompt:
+    async def render(source: str) -> str:
+        return await ctx.templates.text(source, ctx.variables)
 
     try:
-        turns = [{"role": m.role, "content": render(m.content)} for m in config.messages]
+        turns = [{"role": m.role, "content": await render(m.content)} for m in config.messages]
         if config.prompt is not None:
-            turns.append({"role": "user", "content": render(config.prompt)})
-        return Prompt(system=render(config.system) if config.system else None, turns=turns)
+            turns.append({"role": "user", "content": await render(config.prompt)})
+        system = await render(config.system) if config.system else None
+        return Prompt(system=system, turns=turns)
     except ExpressionError as exc:
         raise NodeError(str(exc)) from exc
 
@@ -57,7 +58,7 @@ class LlmNode:
     async def run(self, ctx: NodeContext) -> NodeResult:
         config: LlmConfig = ctx.config
         protocol = PROTOCOLS[config.api]
-        prompt = render_prompt(ctx, config)
+        prompt = await render_prompt(ctx, config)
         url = check_url(config.base_url.rstrip("/") + protocol.path)
         secret = await secret_for(ctx, config, url)
         answer = Answer()
