@@ -21,8 +21,10 @@ from bench.report_rows import (
     goal_rows,
     goals_met,
     load_rows,
+    machine_rows,
     message_rows,
     missing_notes,
+    other_load,
     queue_rows,
     ratio_rows,
     ratios,
@@ -55,6 +57,17 @@ GATEWAY_HEADER = [
     "per run of its own",
 ]  # fmt: skip
 QUEUE_HEADER = ["step", "who pays, when", "median", "p95"]
+MACHINE_HEADER = ["system", "connections", "busy cores", "of them others'", "stolen"]
+
+
+def _shared_note(results: dict[str, Any], cpus: Any) -> str:
+    other = other_load(results)
+    if other is None:
+        return ""
+    return (
+        f" The machine is shared: other processes kept {other:.2f} of its {cpus} cores busy on "
+        "average during the load phases."
+    )
 
 
 def _table(header: list[str], rows: list[list[str]], right_from: int = 1) -> list[str]:
@@ -62,6 +75,15 @@ def _table(header: list[str], rows: list[list[str]], right_from: int = 1) -> lis
     lines = ["| " + " | ".join(header) + " |", "|" + "|".join(align) + "|"]
     lines += ["| " + " | ".join(row) + " |" for row in rows]
     return lines
+
+
+def _section(
+    title: str, header: list[str], rows: list[list[str]], right_from: int = 1
+) -> list[str]:
+    """A table under its heading, or nothing when the results have no rows for it."""
+    if not rows:
+        return []
+    return [f"### {title}", "", *_table(header, rows, right_from), ""]
 
 
 def markdown(results: dict[str, Any]) -> str:
@@ -78,7 +100,8 @@ def markdown(results: dict[str, Any]) -> str:
         f"({machine.get('processor', '?')}, {machine.get('platform', '?')}), "
         f"Python {machine.get('python', '?')}, {machine.get('nats_server', 'nats-server')}; "
         f"load generator: {machine.get('load_generator', '?')}; "
-        f"`BENCH_SECONDS={settings.get('bench_seconds', '?')}`.",
+        f"`BENCH_SECONDS={settings.get('bench_seconds', '?')}`."
+        + _shared_note(results, machine.get("cpus", "?")),
         "",
         "### Goals",
         "",
@@ -108,10 +131,18 @@ def markdown(results: dict[str, Any]) -> str:
         "",
         *_table(["figure", "value"], scale_rows(results)),
         "",
-        "### The queue's cost on the hot path (in process, one run at a time)",
-        "",
-        *_table(QUEUE_HEADER, queue_rows(results), right_from=2),
-        "",
+        *_section(
+            "The queue's cost on the hot path (in process, one run at a time)",
+            QUEUE_HEADER,
+            queue_rows(results),
+            right_from=2,
+        ),
+        *_section(
+            "The machine during each load phase (cores; others': not the system measured, "
+            "wrk or the harness)",
+            MACHINE_HEADER,
+            machine_rows(results),
+        ),
         f"{MISSING}: not in the results file (the phase was skipped, failed, or predates it).",
     ]
     notes = missing_notes(results)
@@ -137,8 +168,9 @@ def summary_markdown(results: dict[str, Any]) -> str:
             "",
             f"Measured {results.get('measured_at', MISSING)} on "
             f"{get(results, 'machine.cpus') or '?'} CPUs, the `greet` workflow streamed over SSE, "
-            f"wrk as the load generator; {met} of {goals} goals met. Every figure, how it is "
-            "measured and the goals: [benchmarks](docs/benchmarks.md).",
+            f"wrk as the load generator; {met} of {goals} goals met."
+            + _shared_note(results, get(results, "machine.cpus") or "?")
+            + " Every figure, how it is measured and the goals: [benchmarks](docs/benchmarks.md).",
             SUMMARY_END,
         ]
     )
@@ -180,6 +212,7 @@ def print_tables(results: dict[str, Any]) -> None:
     _print("Gateways", GATEWAY_HEADER, gateway_rows(results))
     _print("Scale", ["figure", "value"], scale_rows(results))
     _print("The queue's cost per run", QUEUE_HEADER, queue_rows(results))
+    _print("The machine during each load phase", MACHINE_HEADER, machine_rows(results))
     _print("Goals", ["goal", "measured", "status"], goal_rows(results))
     for note in missing_notes(results):
         print(f"not measured: {note}")

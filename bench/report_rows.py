@@ -19,6 +19,14 @@ SYSTEMS = {
     "restate": ("peers.restate", ""),
 }
 
+# Every load phase measured with wrk, by system: where its per-connection details are.
+LADDERS = {
+    "flowstream": "e2e.detail",
+    "flowstream, 3-node cluster": "scale.cluster.detail",
+    "SSE ceiling": "ceiling.sse_detail",
+    "Restate": "peers.restate.detail",
+}
+
 
 def get(results: dict[str, Any], dotted: str) -> Any:
     value: Any = results
@@ -124,14 +132,8 @@ def _cpu_of(results: dict[str, Any], where: str) -> dict[str, Any]:
 
 def cpu_rows(results: dict[str, Any]) -> list[list[str]]:
     """system, process, CPU ms per run at 1 / 32 / 256 connections, cores busy at 32."""
-    places = {
-        "flowstream": "e2e.detail",
-        "flowstream, 3-node cluster": "scale.cluster.detail",  # 1 and 32 connections only
-        "SSE ceiling": "ceiling.sse_detail",
-        "Restate": "peers.restate.detail",
-    }
     rows: list[list[str]] = []
-    for system, where in places.items():
+    for system, where in LADDERS.items():  # the cluster: 1 and 32 connections only
         per_level = {n: _cpu_of(results, f"{where}.c{n}") for n in CONNECTIONS}
         cores = get(results, f"{where}.c32.cpu.cores") or {}
         names = list(dict.fromkeys(name for level in per_level.values() for name in level))
@@ -145,6 +147,36 @@ def cpu_rows(results: dict[str, Any]) -> list[list[str]]:
                 ]
             )
     return rows
+
+
+def machine_rows(results: dict[str, Any]) -> list[list[str]]:
+    """system, connections, cores busy on the whole machine, of them not ours, stolen."""
+    rows: list[list[str]] = []
+    for system, where in LADDERS.items():
+        for connections in CONNECTIONS:
+            machine = get(results, f"{where}.c{connections}.cpu.machine")
+            if isinstance(machine, dict):
+                rows.append(
+                    [
+                        system,
+                        str(connections),
+                        *(num(machine.get(k), 2) for k in ("busy_cores", "other_cores")),
+                        num(machine.get("steal_cores"), 2),
+                    ]
+                )
+    return rows
+
+
+def other_load(results: dict[str, Any]) -> float | None:
+    """The mean of the cores other processes kept busy over the load phases, or None."""
+    found = [
+        machine["other_cores"]
+        for where in LADDERS.values()
+        for connections in CONNECTIONS
+        if isinstance(machine := get(results, f"{where}.c{connections}.cpu.machine"), dict)
+        and _is_number(machine.get("other_cores"))
+    ]
+    return round(sum(found) / len(found), 2) if found else None
 
 
 def message_rows(results: dict[str, Any]) -> list[list[str]]:

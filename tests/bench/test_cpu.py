@@ -1,14 +1,16 @@
-"""CPU per run from /proc: a process with its own children, never twice."""
+"""CPU per run from /proc: a process with its own children, never twice; and the machine's
+load besides."""
 
 from __future__ import annotations
 
 import asyncio
 import sys
 from collections.abc import AsyncIterator
+from pathlib import Path
 
 import pytest
 
-from bench.cpu import CpuMeter
+from bench.cpu import CLOCK_TICKS, CpuMeter, MachineCpu, machine_cpu
 
 # A parent that sleeps and a child that burns CPU for `seconds`.
 BUSY_CHILD = """
@@ -52,3 +54,22 @@ async def test_a_child_counted_on_its_own_is_not_counted_in_its_parent(
     ms_per_run = meter.per_run(10)["ms_per_run"]
     assert (ms_per_run["child"] or 0) > 20
     assert (ms_per_run["parent"] or 0) < 5
+
+
+def test_the_machines_cpu_is_read_from_the_all_cpus_line(tmp_path: Path) -> None:
+    stat = tmp_path / "stat"
+    ticks = CLOCK_TICKS
+    # user nice system idle iowait irq softirq steal guest guest_nice
+    stat.write_text(f"cpu  {ticks} {ticks} {ticks} 999 999 {ticks} {ticks} {2 * ticks} 0 0\n")
+    assert machine_cpu(stat) == MachineCpu(busy=5.0, steal=2.0)
+
+
+async def test_a_busy_process_not_measured_counts_as_others_load(
+    parent_and_child: tuple[int, int],
+) -> None:
+    meter = CpuMeter({})
+    meter.start()
+    await asyncio.sleep(0.6)
+    machine = meter.per_run(10)["machine"]
+    assert (machine["other_cores"] or 0) > 0.2  # the child's busy loop, at least
+    assert (machine["busy_cores"] or 0) >= (machine["other_cores"] or 0)

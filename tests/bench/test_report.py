@@ -6,7 +6,7 @@ from pathlib import Path
 from typing import Any
 
 from bench.report import BEGIN, END, SUMMARY_BEGIN, SUMMARY_END, markdown, write_doc
-from bench.report_rows import goal_rows, queue_rows, ratios
+from bench.report_rows import goal_rows, machine_rows, queue_rows, ratios
 
 
 def _ladder(runs_per_s: float, p50_ms: float, prefix: str = "") -> dict[str, Any]:
@@ -19,7 +19,15 @@ def _ladder(runs_per_s: float, p50_ms: float, prefix: str = "") -> dict[str, Any
 
 
 RESULTS: dict[str, Any] = {
-    "e2e": {**_ladder(300.0, 6.0), "p99_ms_c32": 100.0},
+    "machine": {"cpus": 2},
+    "e2e": {
+        **_ladder(300.0, 6.0),
+        "p99_ms_c32": 100.0,
+        "detail": {
+            "c1": {"cpu": {"machine": {"busy_cores": 1.2, "other_cores": 0.2, "steal_cores": 0}}},
+            "c32": {"cpu": {"machine": {"busy_cores": 2.0, "other_cores": 0.6, "steal_cores": 0}}},
+        },
+    },
     "ceiling": _ladder(600.0, 2.0, prefix="sse_"),
     "peers": {"restate": _ladder(150.0, 12.0)},
     "scale": {
@@ -87,3 +95,11 @@ def test_the_queue_steps_are_named_with_who_pays_them() -> None:
     assert "| result-cache lookup | gateway, with `config.cache` | 200.4 µs | 1,240 µs |" in (
         markdown(RESULTS)
     )
+
+
+def test_the_machines_load_is_shown_per_phase_and_on_average() -> None:
+    assert machine_rows(RESULTS) == [
+        ["flowstream", "1", "1.20", "0.20", "0.00"],
+        ["flowstream", "32", "2.00", "0.60", "0.00"],
+    ]
+    assert "other processes kept 0.40 of its 2 cores busy on average" in markdown(RESULTS)
