@@ -233,7 +233,8 @@ def scale_rows(results: dict[str, Any]) -> list[list[str]]:
             ", ".join(f"{name} {num(us)} µs" for name, us in cpu_per_node.items()) or MISSING,
         ],
         [
-            f"gateway RSS per idle open SSE stream ({num(g('scale.streams.opened'), 0)} open)",
+            f"gateway RSS per idle open SSE stream ({num(g('scale.streams.opened'), 0)} open, "
+            f"{num(g('scale.streams.in_delay'), 0)} of their runs reached their DELAY)",
             f"{num(g('scale.streams.gateway_rss_per_stream_kb'))} KiB",
         ],
         [
