@@ -2,6 +2,11 @@
 
 Every query carries the caller's user id: the history service scopes every answer to it, so
 another user's run is indistinguishable from one that does not exist.
+
+A query may also say how much the caller may already have seen (read-after-finish consistency,
+ADR 0016): a run query the run's latest stored `seq`, other queries the event stream's and the
+run index's latest sequences. History answers once it has recorded that much, or after a
+bounded wait with what it has.
 """
 
 from __future__ import annotations
@@ -94,12 +99,27 @@ class TimelineEntry(_Model):
 class RunQuery(_Model):
     user_id: str
     run_id: str
+    # Answer once the run is recorded (0: as pending at least) with all its events up to this
+    # per-run `seq`; None: answer with whatever is recorded now.
+    applied_seq: int | None = Field(default=None, ge=0)
+    # The stream sequence of that latest event: once the `history` consumer has acknowledged
+    # that far, every replica's writes of the run are done.
+    events_seq: int | None = Field(default=None, ge=0)
     # The timeline from the event after this `seq`, at most `limit` events (one page).
     after_seq: int = Field(default=0, ge=0)
     limit: int = Field(default=1000, ge=1, le=1000)
 
 
-class ListQuery(_Model):
+class SeenPositions(_Model):
+    """What the caller may have seen of the event stream and of the run index: the stream
+    sequence of `FLOWSTREAM_EVENTS`' latest event, the revision of `flowstream_runs`' latest
+    entry. History answers once it has recorded both (None: no wait)."""
+
+    events_seq: int | None = Field(default=None, ge=0)
+    runs_seq: int | None = Field(default=None, ge=0)
+
+
+class ListQuery(SeenPositions):
     user_id: str
     workflow_id: str | None = None
     status: RunStatus | None = None
@@ -111,21 +131,21 @@ class ListQuery(_Model):
     size: int = Field(default=20, ge=1, le=100)
 
 
-class StatsQuery(_Model):
+class StatsQuery(SeenPositions):
     user_id: str
     workflow_id: str
 
 
-class SummaryQuery(_Model):
+class SummaryQuery(SeenPositions):
     user_id: str
 
 
-class ActiveQuery(_Model):
+class ActiveQuery(SeenPositions):
     user_id: str
     limit: int = Field(default=100, ge=1, le=1000)
 
 
-class MetricsQuery(_Model):
+class MetricsQuery(SeenPositions):
     user_id: str
     workflow_id: str
 
@@ -219,6 +239,8 @@ class CustomMetric(_Model):
 class Summary(_Model):
     active_runs: int
     runs_last_minute: int
+    # Accepted runs no engine has started yet.
+    pending_runs: int = 0
 
 
 class HistoryError(_Model):
@@ -232,3 +254,6 @@ class HistoryReply(_Model):
 
     result: Any = None
     error: HistoryError | None = None
+    # The query named what its caller may have seen, and history could not confirm within its
+    # wait that it has recorded all of it: the result may be behind the event log.
+    behind: bool = False

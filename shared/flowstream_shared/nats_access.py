@@ -160,6 +160,7 @@ def service_permissions(identity: Identity) -> Permissions:
                 *common,
                 subjects.ALL_INGEST,
                 subjects.ALL_CLAIMS,
+                subjects.ALL_READY,  # wakes idle engines for the runs it hands back
                 *(rule for c in _ENGINE_CONSUMERS for rule in _durable(subjects.RUNS_STREAM, c)),
                 *_direct_get(subjects.EVENTS_STREAM),
                 *_kv_write(*_ENGINE_BUCKETS, subjects.RATES_BUCKET),

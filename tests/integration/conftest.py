@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable
@@ -20,6 +21,7 @@ from flowstream_shared.settings import NatsSettings
 from flowstream_shared.topology import ensure_topology
 from flowstream_shared.workflow import WorkflowDefinition
 from nats.aio.client import Client
+from nats.js.errors import NotFoundError
 
 
 class EngineFactory(Protocol):
@@ -56,6 +58,13 @@ async def start_engine(nats_server: NatsServer) -> AsyncIterator[EngineFactory]:
     yield start
     for app in running:
         await app.stop()
+    if running:
+        # Runs its engines handed back on stopping stay queued; the next test's engines would
+        # pick them up and count them as their own work.
+        client = await nats.connect(nats_server.url)
+        with contextlib.suppress(NotFoundError):
+            await client.jetstream().purge_stream(subjects.RUNS_STREAM)
+        await client.close()
 
 
 def command(definition: dict[str, Any], inputs: dict[str, Any], timeout: float = 30) -> RunCommand:

@@ -178,10 +178,10 @@ async def test_a_stopping_engine_hands_its_runs_over_at_once(
 ) -> None:
     key = uuid.uuid4().hex[:8]
     first = await start_engine()
-    await start_engine()  # already running: takes over what the first hands back
     cmd = command(call_wait_call(peer, key, 30.0), {})
     await submit(nc, cmd)
-    await node_started(nc, cmd.run_id, "wait")
+    await node_started(nc, cmd.run_id, "wait")  # on the first engine: the only one yet
+    await start_engine()  # idle: takes over what the first hands back
     resumed = await nc.subscribe(run_events(cmd.run_id)[:-1] + "node_finished")
     stopped_at = asyncio.get_running_loop().time()
     await first.stop()  # mid-DELAY: the command is handed back (nak), not left to time out

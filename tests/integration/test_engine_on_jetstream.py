@@ -192,3 +192,19 @@ async def test_engine_concurrency_bounds_the_runs_one_engine_executes(
         in_flight += 1 if event == "workflow_started" else -1
         most = max(most, in_flight)
     assert most == 2, arrivals
+
+
+async def test_a_burst_of_commands_is_picked_up_in_a_few_asks(
+    nats_server: NatsServer, nc: Client, start_engine: EngineFactory
+) -> None:
+    commands = [command(GREET, {"name": f"n{i}"}) for i in range(24)]
+    for cmd in commands:
+        await submit(nc, cmd)  # queued before any engine is there
+    asks = await nc.subscribe(f"$JS.API.CONSUMER.MSG.NEXT.{subjects.RUNS_STREAM}.>")
+    await start_engine(concurrency=32)
+    logs = await asyncio.gather(*(read_run_log(nats_server.url, c.run_id) for c in commands))
+    await asks.unsubscribe()
+
+    assert all(_finished(events)[0]["status"] == "succeeded" for events in logs)
+    # One ask per band to find them, a few more as slots free up: never one per command.
+    assert asks.delivered < len(commands), f"{asks.delivered} asks for {len(commands)} commands"

@@ -16,14 +16,17 @@ from pathlib import Path
 from typing import Any
 
 import nats
+from flowstream_history.projection import Delivered
 from flowstream_history.store import ExecutionStore
 from flowstream_history.store.mongo import MongoStore
 from flowstream_history.store.sqlite import SqliteStore
 from flowstream_launcher.nats_server import NatsServer, free_port
 from flowstream_shared import subjects
 from flowstream_shared.commands import RunOwner
-from flowstream_shared.events import RunEventBase, RunStatus
+from flowstream_shared.events import RunStatus
 from flowstream_shared.nats_access import Identity
+from flowstream_shared.settings import NatsSettings
+from flowstream_shared.topology import ensure_topology
 from nats.aio.client import Client
 
 from tests.history_support import run_events
@@ -32,7 +35,7 @@ from tests.support import GREET, history_caught_up
 
 READY = b"history ready"
 UNAVAILABLE = b"execution store unavailable"
-Run = tuple[RunOwner, list[tuple[str, RunEventBase]]]
+Run = tuple[RunOwner, list[Delivered]]
 
 
 class HistoryProcess:
@@ -64,16 +67,26 @@ class HistoryProcess:
         self._relay.cancel()
 
 
+async def declare_topology(server: NatsServer) -> None:
+    """What a gateway declares at its start; history waits for it."""
+    client = await nats.connect(server.url)
+    try:
+        await ensure_topology(client.jetstream(), NatsSettings(nats_url=server.url))
+    finally:
+        await client.close()
+
+
 @asynccontextmanager
 async def history_process(
-    nats: NatsServer, env: Mapping[str, str]
+    server: NatsServer, env: Mapping[str, str]
 ) -> AsyncIterator[HistoryProcess]:
+    await declare_topology(server)
     process = await asyncio.create_subprocess_exec(
         sys.executable, "-m", "flowstream_history",
         env={
             **os.environ,
-            "FLOWSTREAM_NATS_URL": nats.address,
-            **nats.auth.env_for(Identity.HISTORY),
+            "FLOWSTREAM_NATS_URL": server.address,
+            **server.auth.env_for(Identity.HISTORY),
             "FLOWSTREAM_HISTORY_PORT": str(free_port()),
             # Unacknowledged events come back quickly after a kill; retries stay short.
             "FLOWSTREAM_HISTORY_ACK_WAIT_S": "2",
@@ -97,12 +110,12 @@ async def publish(nc: Client, runs: list[Run]) -> None:
     index = await js.key_value(subjects.RUNS_BUCKET)
     for owner, events in runs:
         await index.put(owner.run_id, owner.model_dump_json().encode())
-        for workflow_id, event in events:
-            run = subjects.RunAddress.of(owner.user_id, workflow_id, owner.run_id)
+        for delivered in events:
+            run = subjects.RunAddress.of(owner.user_id, delivered.workflow_id, owner.run_id)
             await js.publish(
-                run.ingest_subject(event.event.value),
-                event.model_dump_json().encode(),
-                headers={"Nats-Msg-Id": subjects.event_msg_id(owner.run_id, event.seq)},
+                run.ingest_subject(delivered.event.event.value),
+                delivered.payload,
+                headers={"Nats-Msg-Id": subjects.event_msg_id(owner.run_id, delivered.event.seq)},
             )
 
 

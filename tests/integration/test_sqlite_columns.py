@@ -5,10 +5,9 @@ from __future__ import annotations
 import sqlite3
 from pathlib import Path
 
-from flowstream_history.projection import plan
 from flowstream_history.store.sqlite import SqliteStore
 
-from tests.history_support import run_events
+from tests.history_support import batch_of, run_events
 from tests.integration.test_store_contract import METERED
 
 # The tables as the first release created them.
@@ -41,7 +40,7 @@ async def test_an_earlier_file_gains_progress_and_metrics(tmp_path: Path) -> Non
         old = await store.get_run("alice", "old-run")
         assert old is not None and old.progress is None  # kept, with the new column empty
         owner, events = await run_events(METERED, {"n": 7})
-        await store.apply(plan(events), {owner.run_id: owner})
+        await store.apply(batch_of(events, [owner]))
         run = await store.get_run("alice", owner.run_id)
         assert run is not None and run.progress == 100.0
         nodes = {n.node_id: n for n in await store.nodes(owner.run_id)}

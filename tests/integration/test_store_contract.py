@@ -15,19 +15,19 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from flowstream_history.projection import plan
+from flowstream_history.projection import Delivered, Owner, ProjectionBatch
 from flowstream_history.stats import workflow_stats
 from flowstream_history.store import ExecutionStore
 from flowstream_history.store.mongo import MongoStore
 from flowstream_history.store.sqlite import SqliteStore
 from flowstream_shared.commands import RunOwner
-from flowstream_shared.events import RunEventBase, RunStatus
+from flowstream_shared.events import RunStatus
 from flowstream_shared.history import ListQuery
 
-from tests.history_support import run_events
+from tests.history_support import batch_of, run_events
 from tests.support import GREET
 
-Located = list[tuple[str, RunEventBase]]
+Located = list[Delivered]
 
 
 def _failing() -> dict[str, Any]:
@@ -59,7 +59,7 @@ async def store(mongo_uri_or_none: str | None, tmp_path: Path) -> AsyncIterator[
 
 
 async def _apply(store: ExecutionStore, events: Located, owners: list[RunOwner]) -> None:
-    await store.apply(plan(events), {o.run_id: o for o in owners})
+    await store.apply(batch_of(events, owners))
 
 
 async def test_a_run_is_recorded_with_its_nodes_and_timeline(store: ExecutionStore) -> None:
@@ -113,8 +113,8 @@ async def test_any_order_and_split_gives_the_same_records(store: ExecutionStore,
 
 async def test_a_late_event_never_changes_a_terminal_record(store: ExecutionStore) -> None:
     owner, events = await run_events(GREET, {"name": "Di"})
-    finished = [e for e in events if e[1].event == "workflow_finished"]
-    earlier = [e for e in events if e[1].event != "workflow_finished"]
+    finished = [e for e in events if e.event.event == "workflow_finished"]
+    earlier = [e for e in events if e.event.event != "workflow_finished"]
     await _apply(store, finished, [owner])
     terminal = await store.get_run("alice", owner.run_id)
     await _apply(store, earlier, [owner])
@@ -248,8 +248,8 @@ async def test_active_runs_with_their_running_nodes(store: ExecutionStore) -> No
     # Up to the `node_started` of `greet`: the run is running, `greet` is.
     cut = next(
         i
-        for i, (_, e) in enumerate(events)
-        if e.event == "node_started" and e.data.node_id == "greet"
+        for i, d in enumerate(events)
+        if d.event.event == "node_started" and d.event.data.node_id == "greet"
     )
     await _apply(store, events[: cut + 1], [owner])
     done, done_events = await run_events(GREET, {"name": "Done"})
@@ -264,3 +264,107 @@ async def test_active_runs_with_their_running_nodes(store: ExecutionStore) -> No
     assert await store.active_runs("mallory", 100) == []
     await _apply(store, events[cut + 1 :], [owner])
     assert owner.run_id not in {run.id for run, _ in await store.active_runs("alice", 100)}
+
+
+def _entry(owner: RunOwner, **changes: Any) -> RunOwner:
+    return owner.model_copy(update={"execution_name": "nightly", **changes})
+
+
+async def test_an_indexed_run_is_pending_until_its_first_event(store: ExecutionStore) -> None:
+    owner, events = await run_events(GREET, {"name": "Pe"}, user_id=f"u-{uuid.uuid4().hex[:6]}")
+    entry = _entry(owner, created_at=owner.created_at + 0.123456)
+    await store.apply(ProjectionBatch(registrations=[entry], runs_seq=41))
+    pending = await store.get_run(owner.user_id, owner.run_id)
+    assert pending is not None and pending.status == RunStatus.PENDING
+    assert pending.execution_name == "nightly" and pending.created_at == entry.created_at
+    assert pending.workflow_id == owner.workflow_id and pending.last_seq == 0
+    listed = await store.list_runs(ListQuery(user_id=owner.user_id, status=RunStatus.PENDING))
+    assert [r.id for r in listed.items] == [owner.run_id]
+    assert await store.count_runs(owner.user_id, "pending", None) == 1
+    assert await store.owners([owner.run_id, "nobody"]) == {
+        owner.run_id: Owner(owner.user_id, "nightly", entry.created_at, owner.user_id)
+    }
+    assert await store.runs_seq() == 41
+    assert await store.applied(owner.user_id, owner.run_id, 0)
+    assert not await store.applied("mallory", owner.run_id, 0)
+
+    await _apply(store, events[:1], [entry])  # workflow_started
+    running = await store.get_run(owner.user_id, owner.run_id)
+    assert running is not None and running.status == RunStatus.RUNNING
+    assert await store.count_runs(owner.user_id, "running", None) == 1
+    assert await store.count_runs(owner.user_id, "pending", None) == 0
+    by_status = await store.list_runs(ListQuery(user_id=owner.user_id, status=RunStatus.RUNNING))
+    assert [r.id for r in by_status.items] == [owner.run_id]
+    assert [r.id for r, _ in await store.active_runs(owner.user_id, 10)] == [owner.run_id]
+    assert running.created_at == entry.created_at and running.execution_name == "nightly"
+    await _apply(store, events[1:], [entry])
+    await store.apply(ProjectionBatch(registrations=[entry], runs_seq=40))
+    done = await store.get_run(owner.user_id, owner.run_id)
+    assert done is not None and done.status == RunStatus.SUCCEEDED  # an entry changes no status
+    assert await store.runs_seq() == 41  # the position only grows
+
+
+async def test_a_run_recorded_first_keeps_its_status_when_its_entry_arrives(
+    store: ExecutionStore,
+) -> None:
+    owner, events = await run_events(GREET, {"name": "Late"})
+    await _apply(store, events, [])  # its owner was not known then
+    assert await store.get_run("alice", owner.run_id) is None
+    await store.apply(ProjectionBatch(registrations=[_entry(owner)]))
+    run = await store.get_run("alice", owner.run_id)
+    assert run is not None and run.status == RunStatus.SUCCEEDED and run.execution_name == "nightly"
+
+
+async def test_no_attempt_stays_running_in_a_run_that_has_ended(store: ExecutionStore) -> None:
+    owner, events = await run_events(GREET, {"name": "Hand"})
+
+    def is_greet_finished(d: Delivered) -> bool:
+        return d.event.event == "node_finished" and d.event.data.node_id == "greet"
+
+    # An attempt whose end was never reported (its engine was lost), then the run's end.
+    await _apply(store, [d for d in events if not is_greet_finished(d)], [owner])
+    nodes = {n.node_id: n for n in await store.nodes(owner.run_id)}
+    assert nodes["greet"].status == "stopped" and nodes["greet"].finished_at is not None
+    # Its report arrives after all: its own status wins.
+    await _apply(store, [d for d in events if is_greet_finished(d)], [owner])
+    nodes = {n.node_id: n for n in await store.nodes(owner.run_id)}
+    assert nodes["greet"].status == "succeeded"
+
+
+async def test_an_attempt_started_after_the_run_ended_is_not_running(store: ExecutionStore) -> None:
+    owner, events = await run_events(GREET, {"name": "Late start"})
+    started = [d for d in events if d.event.event == "node_started"]
+    await _apply(store, [d for d in events if d.event.event != "node_started"], [owner])
+    await _apply(store, started, [owner])  # delivered late, after the run's end
+    assert {n.status for n in await store.nodes(owner.run_id)} == {"succeeded"}
+    extra = started[1]
+    late = extra.event.model_copy(
+        update={"data": extra.event.data.model_copy(update={"id": str(uuid.uuid4())}), "seq": 99}
+    )
+    await _apply(
+        store, [Delivered(extra.workflow_id, late, late.model_dump_json().encode())], [owner]
+    )
+    statuses = sorted(n.status for n in await store.nodes(owner.run_id))
+    assert "running" not in statuses and statuses.count("stopped") == 1
+
+
+async def test_the_timeline_keeps_the_bytes_delivered(store: ExecutionStore) -> None:
+    owner, events = await run_events(GREET, {"name": "Raw"})
+    first = events[0]
+    raw = first.payload[:-1] + b',"x_added_later":{"kept":true}}'
+    await _apply(store, [Delivered(first.workflow_id, first.event, raw), *events[1:]], [owner])
+    timeline = await store.timeline(owner.run_id)
+    assert timeline[0].payload["x_added_later"] == {"kept": True}
+
+
+async def test_applied_means_every_event_up_to_seq(store: ExecutionStore) -> None:
+    owner, events = await run_events(GREET, {"name": "Seq"})
+    last = len(events)
+    assert not await store.applied("alice", owner.run_id, last)
+    await _apply(store, [d for d in events if d.event.seq != 3], [owner])
+    assert await store.applied("alice", owner.run_id, 2)
+    assert not await store.applied("alice", owner.run_id, 3)
+    assert not await store.applied("alice", owner.run_id, last)  # seq 3 is missing
+    await _apply(store, [d for d in events if d.event.seq == 3], [owner])
+    assert await store.applied("alice", owner.run_id, last)
+    assert not await store.applied("mallory", owner.run_id, last)

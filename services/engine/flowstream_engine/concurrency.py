@@ -77,6 +77,10 @@ class ConcurrencyGate:
         self._hold_s = hold_s  # a slot not renewed this long is free again
         self._heartbeat_s = heartbeat_s
         self._known: dict[str, _Known] = {}
+        # A run's first decision (a slot, or its place in line) is taken in the order the
+        # dispatcher took the commands: concurrent compare-and-set retries would otherwise let
+        # a later run take a free slot before an earlier one had even joined the line.
+        self._in_order = asyncio.Lock()
 
     def limits(self, command: RunCommand) -> list[Limit]:
         if command.cached_from is not None:
@@ -106,7 +110,8 @@ class ConcurrencyGate:
         return held
 
     async def _take(self, command: RunCommand, limit: Limit, msg: Msg, run_slot: RunSlot) -> bool:
-        granted, position = await self._try(command, limit)
+        async with self._in_order:
+            granted, position = await self._try(command, limit)
         if granted:
             return True
         log.info("run %s waits for %s (position %s)", command.run_id, limit.name, position)

@@ -2,8 +2,9 @@
 
 Each band (priority 0-9, plus the legacy band of commands queued before bands existed) has its
 own durable pull consumer, shared by every engine. With a free run slot the dispatcher asks the
-bands in order for one command each (`no_wait`: an empty band answers at once), so a waiting
-higher-priority command is always taken before a lower one (ADR 0035).
+bands in order (`no_wait`: an empty band answers at once), so a waiting higher-priority command
+is always taken before a lower one (ADR 0035). One ask takes as many commands of the band as the
+engine has free slots (up to `MAX_PULL`): a burst is picked up in a few requests, not one each.
 
 Starvation: a band that had waiting commands while `starvation_limit` commands in a row were
 taken from higher bands is served next, so under a constant stream of high-priority runs each
@@ -38,7 +39,9 @@ from flowstream_engine.metrics import EngineMetrics
 log = logging.getLogger(__name__)
 
 LEGACY_BAND = -1
-_NEXT_REQUEST = json.dumps({"batch": 1, "no_wait": True}).encode()
+# One ask takes up to this many commands of a band, as many as there are free run slots: a
+# burst of submissions costs a request per batch rather than per run.
+MAX_PULL = 32
 
 RunHandler = Callable[[RunCommand, Msg, RunSlot], Awaitable[None]]
 
@@ -153,30 +156,37 @@ class Dispatcher:
 
     async def _run_loop(self) -> None:
         while True:
-            await self._slots.acquire()
+            await self._slots.acquire()  # idle, the loop holds one slot only
             if self._stopping:
                 self._slots.release()
                 return
             try:
-                msg, band = await self._next()
+                msgs, band = await self._next()
             except BaseException:
                 self._slots.release()
                 raise
-            task = asyncio.create_task(self._dispatch(msg, band))
-            self._tasks.add(task)
-            task.add_done_callback(self._tasks.discard)
+            for msg in msgs:  # each holds a slot: the one above, or one `_next` took
+                task = asyncio.create_task(self._dispatch(msg, band))
+                self._tasks.add(task)
+                task.add_done_callback(self._tasks.discard)
 
-    async def _next(self) -> tuple[Msg, int]:
+    async def _next(self) -> tuple[list[Msg], int]:
+        """The next commands, from the first band that has any: one per slot held on return
+        (the caller's one, and the free ones taken for the ask)."""
         while True:
             if self._stopping:
                 raise asyncio.CancelledError
             self._wake.clear()  # a ready message during the sweep wakes the next one at once
             for band in self._order.order():
                 generation = self._order.generation[band]
-                msg = await self._take(band)
-                if msg is not None:
-                    self._order.served(band)
-                    return msg, band
+                extra = await self._take_free_slots(MAX_PULL - 1)
+                msgs = await self._take(band, 1 + extra)
+                for _ in range(1 + extra - max(len(msgs), 1)):
+                    self._slots.release()  # asked for more than the band had
+                if msgs:
+                    for _ in msgs:
+                        self._order.served(band)
+                    return msgs, band
                 self._order.empty(band, generation)
                 self._metrics.queue_depth.labels(str(max(band, 0))).set(0)
             try:
@@ -184,7 +194,14 @@ class Dispatcher:
             except TimeoutError:
                 self._order.all_ready()
 
-    async def _take(self, band: int) -> Msg | None:
+    async def _take_free_slots(self, most: int) -> int:
+        taken = 0
+        while taken < most and not self._slots.locked():
+            await self._slots.acquire()  # free: returns at once
+            taken += 1
+        return taken
+
+    async def _take(self, band: int, batch: int) -> list[Msg]:
         # Pulled messages arrive under their own subject, not the reply inbox, so they cannot
         # go through the request multiplexer: each band has its own inbox subscription, and
         # asks are sequential (a late answer to an ask that timed out is a real delivery, or an
@@ -193,15 +210,19 @@ class Dispatcher:
         if inbox is None:
             inbox = self._inboxes[band] = await self._nc.subscribe(self._nc.new_inbox())
         subject = f"$JS.API.CONSUMER.MSG.NEXT.{subjects.RUNS_STREAM}.{_consumer(band)}"
+        request = json.dumps({"batch": batch, "no_wait": True}).encode()
+        msgs: list[Msg] = []
         try:
-            await self._nc.publish(subject, _NEXT_REQUEST, reply=inbox.subject)
-            msg = await inbox.next_msg(timeout=self._settings.request_timeout_s)
+            await self._nc.publish(subject, request, reply=inbox.subject)
+            # Up to `batch` commands; fewer are followed by a status (404: no more).
+            while len(msgs) < batch:
+                msg = await inbox.next_msg(timeout=self._settings.request_timeout_s)
+                if msg.headers and msg.headers.get("Status"):
+                    break  # 404 no messages, 408 request expired, 409 consumer busy or gone
+                msgs.append(msg)
         except Exception as exc:  # the server is away: the idle check asks again
             log.debug("band %d: %s", band, exc)
-            return None
-        if msg.headers and msg.headers.get("Status"):
-            return None  # 404 no messages, 408 request expired, 409 consumer busy or gone
-        return msg
+        return msgs
 
     async def _dispatch(self, msg: Msg, band: int) -> None:
         slot = RunSlot(self._slots)

@@ -106,6 +106,10 @@ class RunWorker:
                 outcome = await self._attempt(command, attempt)
         except asyncio.CancelledError:
             await self._hand_back(msg, attempt, delay=None)  # shutting down: at once
+            # Idle engines sleep until a ready message (a nak'd command sends none): wake them,
+            # so the run resumes now rather than at their next idle check.
+            with contextlib.suppress(Exception):
+                await self._nc.publish(subjects.ready_subject(command.priority), b"")
             raise
         finally:
             heartbeat.cancel()

@@ -16,6 +16,7 @@ from flowstream_gateway.admission import Admission
 from flowstream_gateway.api_keys import ApiKeyRecord, ApiKeyStore
 from flowstream_gateway.apis import ApiRecord, ApiStore
 from flowstream_gateway.auth import principal_for
+from flowstream_gateway.consistent_reads import ConsistentReads
 from flowstream_gateway.cors import add_cors
 from flowstream_gateway.credentials import CredentialStore
 from flowstream_gateway.errors import install_error_handlers
@@ -109,6 +110,7 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
             admission,
             await js.key_value(subjects.RESULTS_BUCKET),
         )
+        history = HistoryClient(nc)
         app.state.services = Services(
             settings=resolved,
             nc=nc,
@@ -120,7 +122,8 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
             ),
             api_keys=ApiKeyStore(key_cache),
             metrics=metrics,
-            history=HistoryClient(nc),
+            history=history,
+            reads=ConsistentReads(history, nc, js, runs),
             credentials=credential_store,
             apis=apis,
             admission=admission,

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 from flowstream_shared import subjects
 from flowstream_shared.commands import RunOwner
-from flowstream_shared.event_log import last_message
+from flowstream_shared.event_log import StoredMessage, last_message
 from flowstream_shared.events import RunStatus
 from flowstream_shared.subjects import RunAddress
 from nats.aio.client import Client
@@ -33,7 +33,11 @@ class LiveState:
 
 async def live_state(nc: Client, owner: RunOwner) -> LiveState:
     run = RunAddress.of(owner.user_id, owner.workflow_id, owner.run_id)
-    last = await last_message(nc, subjects.EVENTS_STREAM, run.events_filter)
+    return state_of(await last_message(nc, subjects.EVENTS_STREAM, run.events_filter))
+
+
+def state_of(last: StoredMessage | None) -> LiveState:
+    """The state a run's newest stored event says it is in."""
     if last is None:
         return LiveState(RunStatus.PENDING)
     event = last.subject.rsplit(".", 1)[-1]

@@ -115,14 +115,14 @@ class QueueView:
             if len(runs) >= limit:
                 break
         now = time.time()
+        # Highest band first, then in the order submitted: a run an engine holds for a limit
+        # was queued before the runs of its band still waiting for an engine, and starts first.
+        runs.sort(key=lambda r: (-r.band, r.message.seq))
         entries: list[dict[str, Any]] = []
-        band_waiting = [r for r in runs if r.message.seq > bands.delivered[r.band]]
-        band_waiting.sort(key=lambda r: (-r.band, r.message.seq))
-        for queued in band_waiting:
-            position = await position_in_band(self._nc, bands, queued)
-            entries.append(self._entry(queued, now, position, "engine"))
         for queued in runs:
             if queued.message.seq > bands.delivered[queued.band]:
+                position = await position_in_band(self._nc, bands, queued)
+                entries.append(self._entry(queued, now, position, "engine"))
                 continue
             held = await self.limit_wait(queued.command)
             if held is not None:

@@ -11,6 +11,7 @@ from flowstream_gateway.admission import Admission, Caller, StreamTicket
 from flowstream_gateway.api_keys import ApiKeyStore
 from flowstream_gateway.apis import ApiStore
 from flowstream_gateway.auth import VerifiedTokens
+from flowstream_gateway.consistent_reads import ConsistentReads
 from flowstream_gateway.credentials import CredentialStore
 from flowstream_gateway.history_client import HistoryClient
 from flowstream_gateway.hub import EventHub
@@ -32,6 +33,8 @@ class Services:
     api_keys: ApiKeyStore
     metrics: GatewayMetrics
     history: HistoryClient
+    # History reads that reflect what a client may have seen (ADR 0016).
+    reads: ConsistentReads
     apis: ApiStore
     credentials: CredentialStore
     admission: Admission

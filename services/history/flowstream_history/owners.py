@@ -1,33 +1,82 @@
-"""Who owns a run: read once per run from the run index (KV `flowstream_runs`)."""
+"""Who owns a run: what history must know before it records any of the run's events.
+
+In order: what this process already found, the store (a run recorded with its owner, pending ones
+included), the run index (KV `flowstream_runs`, written by the gateway before the run is queued),
+and last the run's own `workflow_started` / `workflow_finished` in the same batch (they carry
+`data.user_id`, for runs that never went through a gateway). Only owners that were found are
+remembered: a run not found now is looked up again next time, never left ownerless.
+"""
 
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections import OrderedDict
-from typing import Any
+from collections.abc import Mapping
 
 from flowstream_shared.commands import RunOwner
+from nats.js.errors import KeyDeletedError, KeyNotFoundError
+from nats.js.kv import KeyValue
+from pydantic import ValidationError
 
-_CACHE_SIZE = 65_536
+from flowstream_history.projection import Owner
+from flowstream_history.store import ExecutionStore
+
+log = logging.getLogger(__name__)
+
+CACHE_SIZE = 65_536
 
 
 class OwnerLookup:
-    def __init__(self, runs_kv: Any) -> None:
+    def __init__(self, store: ExecutionStore, runs_kv: KeyValue, cache_size: int = CACHE_SIZE):
+        self._store = store
         self._kv = runs_kv
-        self._cache: OrderedDict[str, RunOwner | None] = OrderedDict()
+        self._cache_size = cache_size
+        self._cache: OrderedDict[str, Owner] = OrderedDict()
 
-    async def owners(self, run_ids: list[str]) -> dict[str, RunOwner | None]:
-        missing = [r for r in run_ids if r not in self._cache]
-        found = await asyncio.gather(*(self._fetch(r) for r in missing))
-        for run_id, owner in zip(missing, found, strict=True):
-            self._cache[run_id] = owner
-            if len(self._cache) > _CACHE_SIZE:
-                self._cache.popitem(last=False)
-        return {r: self._cache.get(r) for r in run_ids}
+    def remember(self, run_id: str, owner: Owner) -> None:
+        self._cache[run_id] = owner
+        self._cache.move_to_end(run_id)
+        if len(self._cache) > self._cache_size:
+            self._cache.popitem(last=False)
 
-    async def _fetch(self, run_id: str) -> RunOwner | None:
+    def known(self, run_id: str) -> Owner | None:
+        return self._cache.get(run_id)
+
+    async def owners(self, run_ids: list[str], claims: Mapping[str, str]) -> dict[str, Owner]:
+        """The owner of every run that has one now; `claims`: run id → the user id its own
+        `workflow_started`/`workflow_finished` in this batch names (checked by the caller
+        against the event's subject)."""
+        found = {r: o for r in run_ids if (o := self._cache.get(r)) is not None}
+        missing = [r for r in run_ids if r not in found]
+        if missing:
+            recorded = await self._store.owners(missing)
+            found.update(recorded)
+            missing = [r for r in missing if r not in recorded]
+        if missing:
+            indexed = await asyncio.gather(*(self._indexed(r) for r in missing))
+            found.update(
+                {r: Owner.of(entry) for r, entry in zip(missing, indexed, strict=True) if entry}
+            )
+            missing = [r for r in missing if r not in found]
+        found.update({r: Owner(claims[r]) for r in missing if r in claims})
+        for run_id in run_ids:
+            if run_id in found and run_id not in self._cache:
+                self.remember(run_id, found[run_id])
+        return found
+
+    async def _indexed(self, run_id: str) -> RunOwner | None:
         try:
             entry = await self._kv.get(run_id)
-        except Exception:  # not indexed (a run submitted without the gateway): nobody's
+        except (KeyNotFoundError, KeyDeletedError):
+            return None  # not indexed (yet, or a run submitted without a gateway)
+        except Exception as exc:  # the index not answering: not found *now*, asked again later
+            log.warning("run index lookup of %s failed: %s", run_id, exc)
             return None
-        return RunOwner.model_validate_json(entry.value) if entry.value else None
+        if not entry.value:
+            return None
+        try:
+            return RunOwner.model_validate_json(entry.value)
+        except ValidationError:
+            log.warning("run index entry of %s is not a run owner; ignored", run_id)
+            return None

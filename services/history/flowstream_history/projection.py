@@ -5,15 +5,21 @@ The rules that make writes idempotent and order-tolerant live here, once, for ev
   timeline entry by `(run_id, seq)`; applying the same event twice writes the same values;
 - `workflow_finished` alone sets the terminal fields, and nothing changes a terminal status;
 - `workflow_started` fills the start fields whenever it arrives, without touching the status;
+- a run the run index announced is `pending` until any of its events is recorded (`running`);
+- once a run has ended, no attempt of it is `running`: one still open then ends `stopped`;
 - `last_seq` only grows.
+
+A timeline entry is the event's bytes exactly as they were delivered, never re-encoded.
 """
 
 from __future__ import annotations
 
 import json
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from flowstream_shared.commands import RunOwner
 from flowstream_shared.events import (
     EventName,
     NodeFinished,
@@ -29,11 +35,38 @@ from flowstream_shared.events import (
 )
 
 
+@dataclass(frozen=True, slots=True)
+class Owner:
+    """Who a run belongs to. The user always; the rest when the run index (the gateway's entry)
+    said so, which is the gateway's acceptance time to the microsecond."""
+
+    user_id: str
+    execution_name: str | None = None
+    created_at: float | None = None
+    end_user: str | None = None
+
+    @classmethod
+    def of(cls, entry: RunOwner) -> Owner:
+        # What the run's `sys.user_id` will say: the end user it runs for, else the owner.
+        end_user = entry.end_user or entry.user_id
+        return cls(entry.user_id, entry.execution_name, entry.created_at, end_user)
+
+
+@dataclass(frozen=True, slots=True)
+class Delivered:
+    """One event to record: its workflow (from its subject), the event, and its bytes."""
+
+    workflow_id: str
+    event: RunEventBase
+    payload: bytes
+
+
 @dataclass
 class RunFacts:
     run_id: str
     workflow_id: str
     task_id: str
+    owner: Owner | None = None
     max_seq: int = 0
     started: dict[str, Any] | None = None
     finished: dict[str, Any] | None = None
@@ -71,7 +104,7 @@ class TimelineFact:
     run_id: str
     seq: int
     event: str
-    payload: str  # the event's JSON as published
+    payload: str  # the event's JSON as it was delivered
     created_at: float | None
 
 
@@ -80,10 +113,27 @@ class ProjectionBatch:
     runs: dict[str, RunFacts] = field(default_factory=dict)
     nodes: list[NodeFact] = field(default_factory=list)
     timeline: list[TimelineFact] = field(default_factory=list)
+    # Runs the run index announced: recorded `pending` unless already recorded.
+    registrations: list[RunOwner] = field(default_factory=list)
+    # The run index revision the registrations reach (stored with them).
+    runs_seq: int | None = None
 
     @property
     def run_ids(self) -> list[str]:
         return list(self.runs)
+
+    @property
+    def touched_run_ids(self) -> list[str]:
+        """Every run this batch writes to: by its events or by its registration."""
+        return [*self.runs, *(r.run_id for r in self.registrations)]
+
+    @property
+    def ending_run_ids(self) -> list[str]:
+        """Runs whose open attempts may have to end `stopped`: those that end in this batch and
+        those that get node facts (a late `node_started` of a run that has already ended)."""
+        found = {r.run_id for r in self.runs.values() if r.finished is not None}
+        found.update(n.run_id for n in self.nodes)
+        return sorted(found)
 
 
 def _started_fact(workflow_id: str, event: NodeStarted) -> NodeFact:
@@ -141,14 +191,24 @@ def _metrics(metadata: dict[str, Any] | None) -> dict[str, float] | None:
     return numbers or None
 
 
-def plan(events: list[tuple[str, RunEventBase]]) -> ProjectionBatch:
-    """`events`: (workflow id from the subject, event) in the order they were delivered."""
-    batch = ProjectionBatch()
-    for workflow_id, event in events:
+def plan(
+    events: Iterable[Delivered],
+    owners: Mapping[str, Owner] | None = None,
+    registrations: Iterable[RunOwner] = (),
+    runs_seq: int | None = None,
+) -> ProjectionBatch:
+    """`events` in the order they were delivered; `owners` by run id."""
+    batch = ProjectionBatch(registrations=list(registrations), runs_seq=runs_seq)
+    owners = owners or {}
+    for delivered in events:
+        event, workflow_id = delivered.event, delivered.workflow_id
         run = batch.runs.get(event.workflow_run_id)
         if run is None:
             run = batch.runs[event.workflow_run_id] = RunFacts(
-                event.workflow_run_id, workflow_id, event.task_id
+                event.workflow_run_id,
+                workflow_id,
+                event.task_id,
+                owners.get(event.workflow_run_id),
             )
         run.max_seq = max(run.max_seq, event.seq)
         created = getattr(event.data, "created_at", None)
@@ -157,7 +217,7 @@ def plan(events: list[tuple[str, RunEventBase]]) -> ProjectionBatch:
                 run.run_id,
                 event.seq,
                 event.event.value,
-                event.model_dump_json(),
+                delivered.payload.decode(),
                 float(created) if created is not None else None,
             )
         )

@@ -1,5 +1,6 @@
 """What the history service reports: how far behind the event log it is, how long its writes
-take and how large its batches are (Prometheus), and a span per run per batch write (tracing on).
+take and how large its batches are, what it dead-lettered and why, and how often a read's wait
+ran out (Prometheus); and a span per run per batch write (tracing on).
 
 A batch holds events of many runs, each run a trace of its own: every run in a written batch
 gets a `history write` span under the trace its events carry, timed like the whole write.
@@ -12,7 +13,6 @@ import time
 from collections.abc import Mapping
 
 from flowstream_shared import subjects
-from flowstream_shared.commands import RunOwner
 from flowstream_shared.history import (
     ListQuery,
     NodeExecutionRecord,
@@ -26,7 +26,8 @@ from nats.js import JetStreamContext
 from opentelemetry import trace
 from prometheus_client import Counter, Gauge, Histogram
 
-from flowstream_history.projection import ProjectionBatch
+from flowstream_history.intake import Reason
+from flowstream_history.projection import Owner, ProjectionBatch
 from flowstream_history.store import ExecutionStore
 
 WRITE_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30)
@@ -62,6 +63,25 @@ class HistoryMetrics:
             "flowstream_history_consumer_lag",
             "Events in the event log not yet recorded: pending for the `history` consumer "
             "plus delivered and not yet acknowledged (read at each scrape)",
+            registry=self.registry,
+        )
+
+        self.dead_letters = Counter(
+            "flowstream_history_dead_letters",
+            "Messages dead-lettered instead of recorded, by reason",
+            ["reason"],
+            registry=self.registry,
+        )
+        for reason in Reason:
+            self.dead_letters.labels(reason.value)  # every reason shows, at 0 until it happens
+        self.owner_waits = Counter(
+            "flowstream_history_owner_waits",
+            "Deliveries put back because their run's owner was not known yet",
+            registry=self.registry,
+        )
+        self.read_waits_expired = Counter(
+            "flowstream_history_read_waits_expired",
+            "Reads answered at the end of their wait, before what they named was recorded",
             registry=self.registry,
         )
 
@@ -114,10 +134,10 @@ class MeasuredStore:
         self._metrics = metrics
         self._traces = traces
 
-    async def apply(self, batch: ProjectionBatch, owners: dict[str, RunOwner | None]) -> None:
+    async def apply(self, batch: ProjectionBatch) -> None:
         started, started_ns = time.perf_counter(), time.time_ns()
         try:
-            await self._store.apply(batch, owners)
+            await self._store.apply(batch)
         except Exception:
             self._metrics.write_failures.inc()
             raise
@@ -130,6 +150,15 @@ class MeasuredStore:
 
     async def close(self) -> None:
         await self._store.close()
+
+    async def owners(self, run_ids: list[str]) -> dict[str, Owner]:
+        return await self._store.owners(run_ids)
+
+    async def runs_seq(self) -> int:
+        return await self._store.runs_seq()
+
+    async def applied(self, user_id: str, run_id: str, seq: int) -> bool:
+        return await self._store.applied(user_id, run_id, seq)
 
     async def get_run(self, user_id: str, run_id: str) -> RunRecord | None:
         return await self._store.get_run(user_id, run_id)

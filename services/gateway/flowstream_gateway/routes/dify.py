@@ -15,7 +15,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Body, Query, Response
 from flowstream_shared.commands import ResponseMode, RunOwner, run_id_for_task
 from flowstream_shared.events import RunStatus
-from flowstream_shared.history import HistoryOp, ListQuery, RunQuery
+from flowstream_shared.history import HistoryOp, ListQuery
 from flowstream_shared.inputs import InputError, input_declarations, validate_inputs
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -200,24 +200,17 @@ async def run_detail(
     owner = await _own_run(principal, services, workflow_run_id)
     if owner is None:
         raise not_found(f"workflow run {workflow_run_id}")
-    # A finished run straight from its event log (two reads at once): read-your-writes after a
-    # blocking run, whatever the history projection's lag. History covers the rest, and runs
-    # whose events have aged out.
+    # The same consistent read as /api (ADR 0016): once the run's end was seen, history's
+    # record shows it. A run history has not recorded within its wait (or is away) is read
+    # from the event log's own start and end events.
+    read = await services.reads.run(HistoryOp.GET, owner)
+    if read.result is not None and not read.behind:
+        return dify_bodies.run_detail(read.result["run"])
     started, finished = await asyncio.gather(
         last_stored(services.nc, owner, "workflow_started"),
         last_stored(services.nc, owner, "workflow_finished"),
     )
-    if finished is not None:
-        return dify_bodies.detail_from_events(owner, started, finished)
-    try:
-        detail = await services.history.ask(
-            HistoryOp.GET, RunQuery(user_id=principal.user_id, run_id=workflow_run_id)
-        )
-    except ApiError as exc:
-        if exc.status != 404:
-            raise
-        return dify_bodies.detail_from_events(owner, started, None)  # not projected yet
-    return dify_bodies.run_detail(detail["run"])
+    return dify_bodies.detail_from_events(owner, started, finished)
 
 
 def _timestamp(value: str | None, name: str) -> float | None:
@@ -255,7 +248,7 @@ async def logs(
         page=page,
         size=limit,
     )
-    result = await services.history.ask(HistoryOp.LIST, query)
+    result = await services.reads.ask(HistoryOp.LIST, query)
     data = [dify_bodies.log_entry(run) for run in result["items"]]
     return {
         "page": page,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
 from typing import Annotated, Any
 
@@ -13,7 +14,6 @@ from flowstream_shared.events import RunStatus
 from flowstream_shared.history import (
     HistoryOp,
     ListQuery,
-    RunQuery,
     StatsQuery,
     SummaryQuery,
     WorkflowStats,
@@ -22,9 +22,10 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from flowstream_gateway.attach import AttachedRun
 from flowstream_gateway.auth import CurrentPrincipal, Principal
+from flowstream_gateway.consistent_reads import caught_up_run, unrecorded_run
 from flowstream_gateway.errors import ApiError, invalid_param, not_found
 from flowstream_gateway.execution_status import elapsed_time, progress, running_nodes, status_fields
-from flowstream_gateway.live_state import LiveState, live_state
+from flowstream_gateway.live_state import LiveState, live_state, state_of
 from flowstream_gateway.queue import find_queued, is_picked_up, move_to_band
 from flowstream_gateway.routes.execution_models import (
     CONTROL_RESPONSES,
@@ -194,7 +195,7 @@ async def list_executions(
         page=page,
         size=size,
     )
-    found = await services.history.ask(HistoryOp.LIST, query)
+    found = await services.reads.ask(HistoryOp.LIST, query)
     now = time.time()
     for item in found["items"]:
         item["progress"] = progress(item)
@@ -204,13 +205,16 @@ async def list_executions(
 
 @router.get(
     "/summary",
-    summary="Active runs, runs in the last minute, queue depth",
+    summary="Active runs, pending runs, runs in the last minute, queue depth",
     response_model=None,
     responses=documented(ExecutionSummary),
 )
 async def summary(principal: CurrentPrincipal, services: ServicesDep) -> dict[str, Any]:
-    counts = await services.history.ask(HistoryOp.SUMMARY, SummaryQuery(user_id=principal.user_id))
-    return {**counts, "queue_depth": await services.runs.queue_depth(), "at": time.time()}
+    counts, depth = await asyncio.gather(
+        services.reads.ask(HistoryOp.SUMMARY, SummaryQuery(user_id=principal.user_id)),
+        services.runs.queue_depth(),
+    )
+    return {**counts, "queue_depth": depth, "at": time.time()}
 
 
 @router.get(
@@ -221,31 +225,46 @@ async def summary(principal: CurrentPrincipal, services: ServicesDep) -> dict[st
     description=(
         "Also `progress` (percent), `current_nodes` / `current_node` / `current_step` (the "
         "titles of the nodes running now), `elapsed_time` (seconds, still counting while it "
-        "runs) and, while paused, `paused_before` (the node ids it holds) and `pause_reason`. "
-        "Values too large for one answer are summarized: `inputs_truncated` / "
-        "`outputs_truncated` on the run and on each node execution say so, and "
-        "`nodes_truncated` that only the first node executions are listed."
+        "runs) and, while paused, `paused_before` (the node ids it holds) and `pause_reason`; "
+        "while it waits (`pending`), `queue_position` (1: next), `waiting_for` (`engine`, or "
+        "the concurrency limit it waits for) and `priority`. Values too large for one answer "
+        "are summarized: `inputs_truncated` / `outputs_truncated` on the run and on each node "
+        "execution say so, and `nodes_truncated` that only the first node executions are "
+        "listed. Once any client has seen the run finish, this reflects it."
     ),
 )
 async def get_execution(run_id: str, principal: CurrentPrincipal, services: ServicesDep) -> Any:
     owner = await owned_run(run_id, principal, services)
-    try:
-        detail = await services.history.ask(
-            HistoryOp.GET, RunQuery(user_id=principal.user_id, run_id=run_id)
-        )
-    except ApiError as exc:
-        # Not recorded yet: a run still waiting in the queue is described from there.
-        waiting = await services.queue.describe(run_id) if exc.status == 404 else None
-        if waiting is None:
-            raise
-        return {**waiting, "nodes": []}
+    read = await services.reads.run(HistoryOp.GET, owner)
+    last = read.last
+    detail: dict[str, Any]
+    if read.result is None:  # not recorded yet: what the run index and the event log say
+        detail = {"run": unrecorded_run(owner, last), "nodes": [], "nodes_truncated": False}
+    elif read.behind:  # history behind the log: the log's word on status and end
+        detail = {**read.result, "run": caught_up_run(read.result["run"], last)}
+    else:
+        detail = read.result
     run = detail["run"]
     view = {**run, **status_fields(run, running_nodes(detail["nodes"]), time.time())}
     if run.get("status") == RunStatus.PAUSED.value:
-        state = await live_state(services.nc, owner)
+        state = state_of(last) if last is not None else await live_state(services.nc, owner)
         view["paused_before"] = state.paused_before
         view["pause_reason"] = state.pause_reason
+    if run.get("status") == RunStatus.PENDING.value:
+        view.update(await _place_in_queue(services, run_id))
     return {**view, "nodes": detail["nodes"], "nodes_truncated": detail["nodes_truncated"]}
+
+
+async def _place_in_queue(services: Services, run_id: str) -> dict[str, Any]:
+    """Where a pending run waits, as the queue view shows it: `queue_position` (also `position`:
+    1 is the next run an engine takes, or its place in the line of the concurrency limit it
+    waits for), `waiting_for`, `priority`, `age_s`; position 0 once an engine has taken it (it
+    starts next)."""
+    waiting = await services.queue.describe(run_id)
+    if waiting is None:
+        return {"queue_position": 0, "position": 0, "waiting_for": None}
+    place = {k: waiting[k] for k in ("position", "waiting_for", "priority", "age_s")}
+    return {"queue_position": waiting["position"], **place}
 
 
 @router.get(
@@ -266,11 +285,15 @@ async def execution_history(
     after_seq: Annotated[int, Query(ge=0)] = 0,
     limit: Annotated[int, Query(ge=1, le=1000)] = 1000,
 ) -> Any:
-    await owned_run(run_id, principal, services)
-    page = await services.history.ask(
-        HistoryOp.TIMELINE,
-        RunQuery(user_id=principal.user_id, run_id=run_id, after_seq=after_seq, limit=limit),
-    )
+    owner = await owned_run(run_id, principal, services)
+    read = await services.reads.run(HistoryOp.TIMELINE, owner, after_seq=after_seq, limit=limit)
+    page: dict[str, Any]
+    if read.result is None or read.behind:  # not recorded (yet): straight from the event log
+        entries = [e for e in await services.reads.log_timeline(owner) if e["seq"] > after_seq]
+        following = entries[limit - 1]["seq"] if len(entries) > limit else None
+        page = {"entries": entries[:limit], "next_after_seq": following}
+    else:
+        page = read.result
     following = page["next_after_seq"]
     if following is not None:
         response.headers["Link"] = (
@@ -446,6 +469,6 @@ async def workflow_stats(
 ) -> Any:
     principal.require_workflow(workflow_id)
     await services.workflows.get(principal.user_id, workflow_id)
-    return await services.history.ask(
+    return await services.reads.ask(
         HistoryOp.STATS, StatsQuery(user_id=principal.user_id, workflow_id=workflow_id)
     )

@@ -39,7 +39,7 @@ def _active_view(entry: dict[str, Any], now: float) -> dict[str, Any]:
 
 
 async def _active(services: Services, user_id: str, limit: int) -> list[dict[str, Any]]:
-    found = await services.history.ask(HistoryOp.ACTIVE, ActiveQuery(user_id=user_id, limit=limit))
+    found = await services.reads.ask(HistoryOp.ACTIVE, ActiveQuery(user_id=user_id, limit=limit))
     now = time.time()
     return [_active_view(entry, now) for entry in found]
 
@@ -90,7 +90,7 @@ async def realtime(
     principal: CurrentPrincipal, services: ServicesDep, limit: LimitQuery = 100
 ) -> dict[str, Any]:
     runs = await _active(services, principal.user_id, limit)
-    counts = await services.history.ask(HistoryOp.SUMMARY, SummaryQuery(user_id=principal.user_id))
+    counts = await services.reads.ask(HistoryOp.SUMMARY, SummaryQuery(user_id=principal.user_id))
     return {
         "active_executions": runs,
         "active_count": len(runs),
@@ -121,7 +121,7 @@ async def workflow_metrics(
         )
     principal.require_workflow(workflow_id)
     await services.workflows.get(principal.user_id, workflow_id)
-    metrics = await services.history.ask(
+    metrics = await services.reads.ask(
         HistoryOp.METRICS, MetricsQuery(user_id=principal.user_id, workflow_id=workflow_id)
     )
     return {"workflow_id": workflow_id, "type": "custom", "metrics": metrics}

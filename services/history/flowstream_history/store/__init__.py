@@ -1,10 +1,13 @@
-"""The execution store: one protocol, two implementations (SQLite by default, MongoDB when set)."""
+"""The execution store: one protocol, two implementations (SQLite by default, MongoDB when set).
+
+Reads never wait behind the writer: SQLite reads go through connections of their own (WAL), and
+MongoDB's client gives each concurrent operation its own pooled connection.
+"""
 
 from __future__ import annotations
 
 from typing import Protocol
 
-from flowstream_shared.commands import RunOwner
 from flowstream_shared.history import (
     ListQuery,
     NodeExecutionRecord,
@@ -13,7 +16,7 @@ from flowstream_shared.history import (
     TimelineEntry,
 )
 
-from flowstream_history.projection import ProjectionBatch
+from flowstream_history.projection import Owner, ProjectionBatch
 
 
 class StoreUnavailable(Exception):
@@ -25,8 +28,20 @@ class ExecutionStore(Protocol):
 
     async def close(self) -> None: ...
 
-    async def apply(self, batch: ProjectionBatch, owners: dict[str, RunOwner | None]) -> None:
+    async def apply(self, batch: ProjectionBatch) -> None:
         """Write the batch durably; raise StoreUnavailable when that is not possible now."""
+        ...
+
+    async def owners(self, run_ids: list[str]) -> dict[str, Owner]:
+        """The owner of each of these runs that is recorded with one."""
+        ...
+
+    async def runs_seq(self) -> int:
+        """The run index revision the recorded registrations reach (0: none)."""
+        ...
+
+    async def applied(self, user_id: str, run_id: str, seq: int) -> bool:
+        """Whether the user's run is recorded with every one of its events up to `seq`."""
         ...
 
     async def get_run(self, user_id: str, run_id: str) -> RunRecord | None: ...

@@ -1,20 +1,24 @@
-"""The embedded store: SQLite in the data dir, driven through aiosqlite (its own thread).
+"""The embedded store: SQLite in the data dir, in WAL mode.
 
-Each batch is one transaction with `synchronous=FULL`, so a batch acknowledged to JetStream is on
-disk. The upserts carry the projection's rules: see `flowstream_history.projection`. Queries are
-assembled only from constant column lists and `?` placeholders; every value is a bound parameter.
+One connection writes, on a thread of its own: each batch is one transaction (one hop off the
+event loop, `synchronous=FULL`, so a batch acknowledged to JetStream is on disk). Reads use a
+small pool of read-only connections on threads of their own: in WAL mode a reader sees the last
+committed batch and never waits for the writer, so reads keep answering while the writer is busy
+or blocked. Schema and statements: `sqlite_sql.py`.
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
 import math
+import queue
 import sqlite3
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
-import aiosqlite
-from flowstream_shared.commands import RunOwner
 from flowstream_shared.history import (
     ListQuery,
     NodeExecutionRecord,
@@ -23,229 +27,257 @@ from flowstream_shared.history import (
     TimelineEntry,
 )
 
-from flowstream_history.projection import TERMINAL, ProjectionBatch, dumps
+from flowstream_history.projection import Owner, ProjectionBatch, dumps
 from flowstream_history.store import StoreUnavailable
-
-SCHEMA = """
-CREATE TABLE IF NOT EXISTS workflow_executions (
-    id TEXT PRIMARY KEY, task_id TEXT, workflow_id TEXT NOT NULL, workflow_version INTEGER,
-    user_id TEXT, end_user TEXT, execution_name TEXT, inputs TEXT, outputs TEXT,
-    status TEXT NOT NULL, error TEXT,
-    elapsed_ms REAL, total_steps INTEGER, total_tokens INTEGER, created_at REAL, started_at REAL,
-    finished_at REAL, last_seq INTEGER NOT NULL DEFAULT 0, progress REAL
-);
-CREATE INDEX IF NOT EXISTS runs_by_user ON workflow_executions (user_id, created_at);
-CREATE INDEX IF NOT EXISTS runs_by_workflow
-    ON workflow_executions (user_id, workflow_id, created_at);
-CREATE INDEX IF NOT EXISTS runs_by_status ON workflow_executions (user_id, status, created_at);
-CREATE TABLE IF NOT EXISTS node_executions (
-    id TEXT PRIMARY KEY, run_id TEXT NOT NULL, workflow_id TEXT NOT NULL, node_id TEXT NOT NULL,
-    node_type TEXT NOT NULL, title TEXT, idx INTEGER, attempt INTEGER NOT NULL,
-    status TEXT NOT NULL, final INTEGER NOT NULL, inputs TEXT, outputs TEXT, error TEXT,
-    elapsed_ms REAL,
-    created_at REAL, finished_at REAL, metrics TEXT
-);
-CREATE INDEX IF NOT EXISTS nodes_by_run ON node_executions (run_id, idx);
-CREATE TABLE IF NOT EXISTS execution_events (
-    run_id TEXT NOT NULL, seq INTEGER NOT NULL, event TEXT NOT NULL, payload TEXT NOT NULL,
-    created_at REAL, PRIMARY KEY (run_id, seq)
-);
-"""
-
-# Columns later versions added: (table, column, type), added to an older file when it opens.
-ADDED_COLUMNS = (
-    ("workflow_executions", "progress", "REAL"),
-    ("node_executions", "metrics", "TEXT"),
+from flowstream_history.store.sqlite_sql import (
+    ACTIVE_STATUSES,
+    ADDED_COLUMNS,
+    APPLIED,
+    GET_POSITION,
+    INSERT_EVENT,
+    NODE_COLUMNS,
+    REGISTER_RUN,
+    RUN_COLUMNS,
+    RUNS_INDEX_POSITION,
+    SCHEMA,
+    SET_FINISHED,
+    SET_PAUSE_STATE,
+    SET_POSITION,
+    SET_PROGRESS,
+    SET_STARTED,
+    STOP_OPEN_ATTEMPTS,
+    UPSERT_NODE,
+    UPSERT_RUN,
+    node_record,
+    node_row,
+    run_record,
 )
 
-_TERMINAL_SQL = "(" + ",".join(f"'{s}'" for s in TERMINAL) + ")"
-
-UPSERT_RUN = """
-INSERT INTO workflow_executions
-    (id, task_id, workflow_id, user_id, execution_name, created_at, status, last_seq)
-VALUES (:id, :task_id, :workflow_id, :user_id, :execution_name, :created_at, 'running', :seq)
-ON CONFLICT(id) DO UPDATE SET
-    last_seq = MAX(last_seq, excluded.last_seq),
-    created_at = COALESCE(excluded.created_at, workflow_executions.created_at),
-    user_id = COALESCE(workflow_executions.user_id, excluded.user_id),
-    execution_name = COALESCE(workflow_executions.execution_name, excluded.execution_name),
-    task_id = COALESCE(workflow_executions.task_id, excluded.task_id)
-"""
-SET_STARTED = """
-UPDATE workflow_executions SET inputs = :inputs, end_user = :end_user,
-    workflow_version = :workflow_version, created_at = COALESCE(created_at, :created_at),
-    started_at = :started_at
-WHERE id = :id
-"""
-SET_FINISHED = """
-UPDATE workflow_executions SET status = :status, outputs = :outputs, error = :error,
-    elapsed_ms = :elapsed_ms, total_steps = :total_steps, total_tokens = :total_tokens,
-    finished_at = :finished_at
-WHERE id = :id
-"""
-SET_PAUSE_STATE = f"""
-UPDATE workflow_executions SET status = :status WHERE id = :id AND status NOT IN {_TERMINAL_SQL}
-"""
-UPSERT_NODE = """
-INSERT INTO node_executions (id, run_id, workflow_id, node_id, node_type, title, idx, attempt,
-    status, final, inputs, outputs, error, elapsed_ms, created_at, finished_at, metrics)
-VALUES (:id, :run_id, :workflow_id, :node_id, :node_type, :title, :idx, :attempt, :status, :final,
-    :inputs, :outputs, :error, :elapsed_ms, :created_at, :finished_at, :metrics)
-ON CONFLICT(id) DO UPDATE SET
-    metrics = COALESCE(excluded.metrics, node_executions.metrics),
-    status = CASE WHEN excluded.final THEN excluded.status ELSE node_executions.status END,
-    final = MAX(node_executions.final, excluded.final),
-    inputs = COALESCE(excluded.inputs, node_executions.inputs),
-    outputs = COALESCE(excluded.outputs, node_executions.outputs),
-    error = COALESCE(excluded.error, node_executions.error),
-    elapsed_ms = COALESCE(excluded.elapsed_ms, node_executions.elapsed_ms),
-    finished_at = COALESCE(excluded.finished_at, node_executions.finished_at),
-    created_at = COALESCE(node_executions.created_at, excluded.created_at)
-"""
-SET_PROGRESS = """
-UPDATE workflow_executions SET progress = MAX(COALESCE(progress, 0), :progress) WHERE id = :id
-"""
-INSERT_EVENT = """
-INSERT OR IGNORE INTO execution_events (run_id, seq, event, payload, created_at)
-VALUES (?, ?, ?, ?, ?)
-"""
-
-RUN_COLUMNS = (
-    "id, task_id, workflow_id, workflow_version, user_id, end_user, execution_name, inputs, "
-    "outputs, status, "
-    "error, elapsed_ms, total_steps, total_tokens, created_at, started_at, finished_at, last_seq, "
-    "progress"
-)
-NODE_COLUMNS = (
-    "id, run_id, workflow_id, node_id, node_type, title, idx, attempt, status, inputs, outputs, "
-    "error, elapsed_ms, created_at, finished_at, metrics"
-)
-ACTIVE_STATUSES = ("running", "paused")
+T = TypeVar("T")
+BUSY_TIMEOUT_S = 5.0
+# SQLite takes at most 32,766 bound values per statement.
+_IN_CHUNK = 500
 
 
-def _run(row: sqlite3.Row) -> RunRecord:
-    data = dict(row)
-    for key in ("inputs", "outputs"):
-        data[key] = json.loads(data[key]) if data[key] else None
-    return RunRecord.model_validate(data)
+def _connect(path: Path, read_only: bool) -> sqlite3.Connection:
+    # Autocommit mode: transactions are begun and ended explicitly. Each connection is used by
+    # one thread at a time (the writer's, or a reader borrowed from the pool).
+    db = sqlite3.connect(
+        path, timeout=BUSY_TIMEOUT_S, isolation_level=None, check_same_thread=False
+    )
+    db.row_factory = sqlite3.Row
+    if read_only:
+        db.execute("PRAGMA query_only = 1")
+    else:
+        db.execute("PRAGMA journal_mode = WAL")
+        db.execute("PRAGMA synchronous = FULL")
+    return db
 
 
-def _node(row: sqlite3.Row) -> NodeExecutionRecord:
-    data = dict(row)
-    data["index"] = data.pop("idx")
-    for key in ("inputs", "outputs", "metrics"):
-        data[key] = json.loads(data[key]) if data[key] else None
-    return NodeExecutionRecord.model_validate(data)
+def _open_writer(path: Path) -> sqlite3.Connection:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    db = _connect(path, read_only=False)
+    db.executescript(SCHEMA)
+    for table, column, kind in ADDED_COLUMNS:
+        present = {row["name"] for row in db.execute(f"PRAGMA table_info({table})")}
+        if column not in present:
+            db.execute(f"ALTER TABLE {table} ADD COLUMN {column} {kind}")
+    return db
+
+
+def _write(db: sqlite3.Connection, batch: ProjectionBatch) -> None:
+    db.execute("BEGIN IMMEDIATE")
+    try:
+        _write_batch(db, batch)
+        db.execute("COMMIT")
+    except BaseException:
+        if db.in_transaction:
+            db.execute("ROLLBACK")
+        raise
+
+
+def _write_batch(db: sqlite3.Connection, batch: ProjectionBatch) -> None:
+    db.executemany(
+        REGISTER_RUN,
+        [
+            {
+                "id": entry.run_id,
+                "task_id": entry.task_id,
+                "workflow_id": entry.workflow_id,
+                "user_id": entry.user_id,
+                "end_user": entry.end_user or entry.user_id,
+                "execution_name": entry.execution_name,
+                "created_at": entry.created_at,
+            }
+            for entry in batch.registrations
+        ],
+    )
+    runs = list(batch.runs.values())
+    db.executemany(
+        UPSERT_RUN,
+        [
+            {
+                "id": run.run_id,
+                "task_id": run.task_id,
+                "workflow_id": run.workflow_id,
+                "user_id": run.owner.user_id if run.owner else None,
+                "end_user": run.owner.end_user if run.owner else None,
+                "execution_name": run.owner.execution_name if run.owner else None,
+                "created_at": run.owner.created_at if run.owner else None,
+                "seq": run.max_seq,
+            }
+            for run in runs
+        ],
+    )
+    db.executemany(
+        SET_STARTED,
+        [
+            dict(run.started, id=run.run_id, inputs=dumps(run.started["inputs"]))
+            for run in runs
+            if run.started is not None
+        ],
+    )
+    db.executemany(
+        SET_FINISHED,
+        [
+            dict(run.finished, id=run.run_id, outputs=dumps(run.finished["outputs"]))
+            for run in runs
+            if run.finished is not None
+        ],
+    )
+    db.executemany(
+        SET_PAUSE_STATE,
+        [
+            {"id": run.run_id, "status": run.pause_state[1].value}
+            for run in runs
+            if run.finished is None and run.pause_state is not None
+        ],
+    )
+    db.executemany(
+        SET_PROGRESS,
+        [{"id": run.run_id, "progress": run.progress} for run in runs if run.progress is not None],
+    )
+    db.executemany(UPSERT_NODE, [node_row(n) for n in batch.nodes])
+    db.executemany(STOP_OPEN_ATTEMPTS, [{"run_id": r} for r in batch.ending_run_ids])
+    db.executemany(
+        INSERT_EVENT,
+        [(t.run_id, t.seq, t.event, t.payload, t.created_at) for t in batch.timeline],
+    )
+    if batch.runs_seq is not None:
+        db.execute(SET_POSITION, (RUNS_INDEX_POSITION, batch.runs_seq))
+
+
+def _chunks(items: list[str]) -> list[list[str]]:
+    return [items[i : i + _IN_CHUNK] for i in range(0, len(items), _IN_CHUNK)]
 
 
 class SqliteStore:
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, readers: int = 4) -> None:
         self._path = path
-        self._db: aiosqlite.Connection | None = None
-
-    @property
-    def db(self) -> aiosqlite.Connection:
-        assert self._db is not None, "open() first"
-        return self._db
+        self._reader_count = readers
+        self._writer: sqlite3.Connection | None = None
+        self._writer_thread: ThreadPoolExecutor | None = None
+        self._reader_threads: ThreadPoolExecutor | None = None
+        self._readers: queue.SimpleQueue[sqlite3.Connection] = queue.SimpleQueue()
+        self._reader_connections: list[sqlite3.Connection] = []
 
     async def open(self) -> None:
-        self._path.parent.mkdir(parents=True, exist_ok=True)
-        self._db = await aiosqlite.connect(self._path)
-        self._db.row_factory = sqlite3.Row
-        await self._db.execute("PRAGMA journal_mode=WAL")
-        await self._db.execute("PRAGMA synchronous=FULL")
-        await self._db.executescript(SCHEMA)
-        for table, column, kind in ADDED_COLUMNS:
-            async with self._db.execute(f"PRAGMA table_info({table})") as cursor:
-                present = {row["name"] for row in await cursor.fetchall()}
-            if column not in present:
-                await self._db.execute(f"ALTER TABLE {table} ADD COLUMN {column} {kind}")
-        await self._db.commit()
+        loop = asyncio.get_running_loop()
+        self._writer_thread = ThreadPoolExecutor(1, thread_name_prefix="history-sqlite-writer")
+        self._reader_threads = ThreadPoolExecutor(
+            self._reader_count, thread_name_prefix="history-sqlite-reader"
+        )
+        self._writer = await loop.run_in_executor(self._writer_thread, _open_writer, self._path)
+        for _ in range(self._reader_count):
+            reader = await loop.run_in_executor(self._reader_threads, _connect, self._path, True)
+            self._reader_connections.append(reader)
+            self._readers.put(reader)
 
     async def close(self) -> None:
-        if self._db is not None:
-            await self._db.close()
-            self._db = None
+        loop = asyncio.get_running_loop()
+        if self._writer is not None and self._writer_thread is not None:
+            await loop.run_in_executor(self._writer_thread, self._writer.close)
+            self._writer = None
+        for executor in (self._writer_thread, self._reader_threads):
+            if executor is not None:
+                executor.shutdown(wait=True)
+        for reader in self._reader_connections:
+            reader.close()
+        self._reader_connections.clear()
+        self._writer_thread = self._reader_threads = None
 
-    async def apply(self, batch: ProjectionBatch, owners: dict[str, RunOwner | None]) -> None:
+    async def apply(self, batch: ProjectionBatch) -> None:
+        assert self._writer is not None and self._writer_thread is not None, "open() first"
+        loop = asyncio.get_running_loop()
         try:
-            await self._apply(batch, owners)
+            await loop.run_in_executor(self._writer_thread, _write, self._writer, batch)
         except sqlite3.Error as exc:
-            await self.db.rollback()
             raise StoreUnavailable(str(exc)) from exc
 
-    async def _apply(self, batch: ProjectionBatch, owners: dict[str, RunOwner | None]) -> None:
-        db = self.db
-        for run in batch.runs.values():
-            owner = owners.get(run.run_id)
-            await db.execute(
-                UPSERT_RUN,
-                {
-                    "id": run.run_id,
-                    "task_id": run.task_id,
-                    "workflow_id": run.workflow_id,
-                    "user_id": owner.user_id if owner else None,
-                    "execution_name": owner.execution_name if owner else None,
-                    # The gateway's acceptance time, to the microsecond; events carry seconds.
-                    "created_at": owner.created_at if owner else None,
-                    "seq": run.max_seq,
-                },
-            )
-            if run.started is not None:
-                started = dict(run.started, id=run.run_id, inputs=dumps(run.started["inputs"]))
-                await db.execute(SET_STARTED, started)
-            if run.finished is not None:
-                finished = dict(run.finished, id=run.run_id, outputs=dumps(run.finished["outputs"]))
-                await db.execute(SET_FINISHED, finished)
-            elif run.pause_state is not None:
-                await db.execute(
-                    SET_PAUSE_STATE, {"id": run.run_id, "status": run.pause_state[1].value}
+    async def _read(self, query: Callable[[sqlite3.Connection], T]) -> T:
+        """Run `query` on a pooled read connection, off the event loop."""
+        assert self._reader_threads is not None, "open() first"
+
+        def borrowed() -> T:
+            db = self._readers.get()
+            try:
+                return query(db)
+            finally:
+                self._readers.put(db)
+
+        try:
+            return await asyncio.get_running_loop().run_in_executor(self._reader_threads, borrowed)
+        except sqlite3.Error as exc:
+            raise StoreUnavailable(str(exc)) from exc
+
+    async def owners(self, run_ids: list[str]) -> dict[str, Owner]:
+        def query(db: sqlite3.Connection) -> dict[str, Owner]:
+            found: dict[str, Owner] = {}
+            for chunk in _chunks(run_ids):
+                marks = ",".join("?" * len(chunk))
+                rows = db.execute(
+                    "SELECT id, user_id, execution_name, created_at, end_user "
+                    f"FROM workflow_executions WHERE id IN ({marks}) AND user_id IS NOT NULL",
+                    chunk,
                 )
-            if run.progress is not None:
-                await db.execute(SET_PROGRESS, {"id": run.run_id, "progress": run.progress})
-        await db.executemany(
-            UPSERT_NODE,
-            [
-                {
-                    **{
-                        k: getattr(n, k)
-                        for k in (
-                            "id",
-                            "run_id",
-                            "workflow_id",
-                            "node_id",
-                            "node_type",
-                            "title",
-                            "attempt",
-                            "status",
-                            "error",
-                            "elapsed_ms",
-                            "created_at",
-                            "finished_at",
+                found.update(
+                    {
+                        row["id"]: Owner(
+                            row["user_id"],
+                            row["execution_name"],
+                            row["created_at"],
+                            row["end_user"],
                         )
-                    },
-                    "idx": n.index,
-                    "final": int(n.final),
-                    "inputs": dumps(n.inputs),
-                    "outputs": dumps(n.outputs),
-                    "metrics": dumps(n.metrics),
-                }
-                for n in batch.nodes
-            ],
-        )
-        await db.executemany(
-            INSERT_EVENT,
-            [(t.run_id, t.seq, t.event, t.payload, t.created_at) for t in batch.timeline],
-        )
-        await db.commit()
+                        for row in rows
+                    }
+                )
+            return found
+
+        return await self._read(query) if run_ids else {}
+
+    async def runs_seq(self) -> int:
+        def query(db: sqlite3.Connection) -> int:
+            row = db.execute(GET_POSITION, (RUNS_INDEX_POSITION,)).fetchone()
+            return int(row["seq"]) if row else 0
+
+        return await self._read(query)
+
+    async def applied(self, user_id: str, run_id: str, seq: int) -> bool:
+        def query(db: sqlite3.Connection) -> bool:
+            row = db.execute(APPLIED, {"run_id": run_id, "seq": seq, "user_id": user_id}).fetchone()
+            return row is not None and int(row[0]) >= seq
+
+        return await self._read(query)
 
     async def get_run(self, user_id: str, run_id: str) -> RunRecord | None:
-        async with self.db.execute(
-            f"SELECT {RUN_COLUMNS} FROM workflow_executions WHERE id = ? AND user_id = ?",
-            (run_id, user_id),
-        ) as cursor:
-            row = await cursor.fetchone()
-        return _run(row) if row else None
+        def query(db: sqlite3.Connection) -> RunRecord | None:
+            row = db.execute(
+                f"SELECT {RUN_COLUMNS} FROM workflow_executions WHERE id = ? AND user_id = ?",
+                (run_id, user_id),
+            ).fetchone()
+            return run_record(row) if row else None
+
+        return await self._read(query)
 
     async def list_runs(self, query: ListQuery) -> RunPage:
         where = ["user_id = ?"]
@@ -270,16 +302,25 @@ class SqliteStore:
             pattern = "%" + query.keyword.replace("%", r"\%") + "%"
             args.extend([pattern, pattern, query.keyword])
         clause = " AND ".join(where)
-        async with self.db.execute(
-            f"SELECT COUNT(*) FROM workflow_executions WHERE {clause}", args
-        ) as cursor:
-            total = int((await cursor.fetchone() or (0,))[0])
-        async with self.db.execute(
-            f"SELECT {RUN_COLUMNS} FROM workflow_executions WHERE {clause} "
-            "ORDER BY created_at DESC, id DESC LIMIT ? OFFSET ?",
-            [*args, query.size, (query.page - 1) * query.size],
-        ) as cursor:
-            items = [_run(row) for row in await cursor.fetchall()]
+
+        def page(db: sqlite3.Connection) -> tuple[int, list[RunRecord]]:
+            db.execute("BEGIN")  # the count and the page from one snapshot
+            try:
+                total = int(
+                    db.execute(
+                        f"SELECT COUNT(*) FROM workflow_executions WHERE {clause}", args
+                    ).fetchone()[0]
+                )
+                rows = db.execute(
+                    f"SELECT {RUN_COLUMNS} FROM workflow_executions WHERE {clause} "
+                    "ORDER BY created_at DESC, id DESC LIMIT ? OFFSET ?",
+                    [*args, query.size, (query.page - 1) * query.size],
+                ).fetchall()
+            finally:
+                db.execute("COMMIT")
+            return total, [run_record(row) for row in rows]
+
+        total, items = await self._read(page)
         return RunPage(
             items=items,
             total=total,
@@ -289,79 +330,109 @@ class SqliteStore:
         )
 
     async def nodes(self, run_id: str) -> list[NodeExecutionRecord]:
-        async with self.db.execute(
-            f"SELECT {NODE_COLUMNS} FROM node_executions WHERE run_id = ? ORDER BY idx, attempt",
-            (run_id,),
-        ) as cursor:
-            return [_node(row) for row in await cursor.fetchall()]
+        def query(db: sqlite3.Connection) -> list[NodeExecutionRecord]:
+            rows = db.execute(
+                f"SELECT {NODE_COLUMNS} FROM node_executions WHERE run_id = ? "
+                "ORDER BY idx, attempt",
+                (run_id,),
+            )
+            return [node_record(row) for row in rows]
+
+        return await self._read(query)
 
     async def timeline(
         self, run_id: str, after_seq: int = 0, limit: int | None = None
     ) -> list[TimelineEntry]:
-        async with self.db.execute(
-            "SELECT seq, event, payload FROM execution_events WHERE run_id = ? AND seq > ? "
-            "ORDER BY seq LIMIT ?",
-            (run_id, after_seq, -1 if limit is None else limit),
-        ) as cursor:
-            rows = await cursor.fetchall()
-        return [
-            TimelineEntry(seq=r["seq"], event=r["event"], payload=json.loads(r["payload"]))
-            for r in rows
-        ]
+        def query(db: sqlite3.Connection) -> list[TimelineEntry]:
+            rows = db.execute(
+                "SELECT seq, event, payload FROM execution_events WHERE run_id = ? AND seq > ? "
+                "ORDER BY seq LIMIT ?",
+                (run_id, after_seq, -1 if limit is None else limit),
+            )
+            return [
+                TimelineEntry(seq=r["seq"], event=r["event"], payload=json.loads(r["payload"]))
+                for r in rows
+            ]
+
+        return await self._read(query)
 
     async def runs_for_stats(self, user_id: str, workflow_id: str, limit: int) -> list[RunRecord]:
-        async with self.db.execute(
-            f"SELECT {RUN_COLUMNS} FROM workflow_executions WHERE user_id = ? AND workflow_id = ? "
-            "ORDER BY created_at DESC LIMIT ?",
-            (user_id, workflow_id, limit),
-        ) as cursor:
-            return [_run(row) for row in await cursor.fetchall()]
+        def query(db: sqlite3.Connection) -> list[RunRecord]:
+            rows = db.execute(
+                f"SELECT {RUN_COLUMNS} FROM workflow_executions "
+                "WHERE user_id = ? AND workflow_id = ? ORDER BY created_at DESC LIMIT ?",
+                (user_id, workflow_id, limit),
+            )
+            return [run_record(row) for row in rows]
+
+        return await self._read(query)
 
     async def nodes_for_stats(
         self, workflow_id: str, run_ids: list[str]
     ) -> list[NodeExecutionRecord]:
-        if not run_ids:
-            return []
-        marks = ",".join("?" * len(run_ids))
-        async with self.db.execute(
-            f"SELECT {NODE_COLUMNS} FROM node_executions "
-            f"WHERE workflow_id = ? AND run_id IN ({marks})",
-            (workflow_id, *run_ids),
-        ) as cursor:
-            return [_node(row) for row in await cursor.fetchall()]
+        def query(db: sqlite3.Connection) -> list[NodeExecutionRecord]:
+            found: list[NodeExecutionRecord] = []
+            for chunk in _chunks(run_ids):
+                marks = ",".join("?" * len(chunk))
+                rows = db.execute(
+                    f"SELECT {NODE_COLUMNS} FROM node_executions "
+                    f"WHERE workflow_id = ? AND run_id IN ({marks})",
+                    (workflow_id, *chunk),
+                )
+                found.extend(node_record(row) for row in rows)
+            return found
+
+        return await self._read(query) if run_ids else []
 
     async def count_runs(
         self, user_id: str, status: str | None, created_after: float | None
     ) -> int:
-        where, args = ["user_id = ?"], [user_id]
+        where: list[str] = ["user_id = ?"]
+        args: list[Any] = [user_id]
         if status is not None:
             where.append("status = ?")
             args.append(status)
         if created_after is not None:
             where.append("created_at >= ?")
-            args.append(created_after)  # type: ignore[arg-type]
-        async with self.db.execute(
-            f"SELECT COUNT(*) FROM workflow_executions WHERE {' AND '.join(where)}", args
-        ) as cursor:
-            return int((await cursor.fetchone() or (0,))[0])
+            args.append(created_after)
+
+        def query(db: sqlite3.Connection) -> int:
+            row = db.execute(
+                f"SELECT COUNT(*) FROM workflow_executions WHERE {' AND '.join(where)}", args
+            ).fetchone()
+            return int(row[0])
+
+        return await self._read(query)
 
     async def active_runs(
         self, user_id: str, limit: int
     ) -> list[tuple[RunRecord, list[NodeExecutionRecord]]]:
         """The user's running and paused runs, newest first, with their running nodes."""
-        async with self.db.execute(
-            f"SELECT {RUN_COLUMNS} FROM workflow_executions WHERE user_id = ? "
-            "AND status IN (?, ?) ORDER BY created_at DESC LIMIT ?",
-            (user_id, *ACTIVE_STATUSES, limit),
-        ) as cursor:
-            runs = [_run(row) for row in await cursor.fetchall()]
-        if not runs:
-            return []
-        marks = ",".join("?" * len(runs))
-        async with self.db.execute(
-            f"SELECT {NODE_COLUMNS} FROM node_executions "
-            f"WHERE run_id IN ({marks}) AND status = 'running' ORDER BY idx",
-            [r.id for r in runs],
-        ) as cursor:
-            nodes = [_node(row) for row in await cursor.fetchall()]
-        return [(run, [n for n in nodes if n.run_id == run.id]) for run in runs]
+
+        def query(db: sqlite3.Connection) -> list[tuple[RunRecord, list[NodeExecutionRecord]]]:
+            db.execute("BEGIN")
+            try:
+                runs = [
+                    run_record(row)
+                    for row in db.execute(
+                        f"SELECT {RUN_COLUMNS} FROM workflow_executions WHERE user_id = ? "
+                        "AND status IN (?, ?) ORDER BY created_at DESC LIMIT ?",
+                        (user_id, *ACTIVE_STATUSES, limit),
+                    )
+                ]
+                if not runs:
+                    return []
+                marks = ",".join("?" * len(runs))
+                nodes = [
+                    node_record(row)
+                    for row in db.execute(
+                        f"SELECT {NODE_COLUMNS} FROM node_executions "
+                        f"WHERE run_id IN ({marks}) AND status = 'running' ORDER BY idx",
+                        [r.id for r in runs],
+                    )
+                ]
+            finally:
+                db.execute("COMMIT")
+            return [(run, [n for n in nodes if n.run_id == run.id]) for run in runs]
+
+        return await self._read(query)
