@@ -11,8 +11,10 @@ Phases, in order, all in one run (see docs/benchmarks.md for how each figure is 
    (`bench.streams`), a second engine (`bench.scale`), three gateways (`bench.gateways`);
 4. on stacks of their own: N open SSE streams (`bench.streams`), a 3-node JetStream cluster
    (`bench.cluster`), history projection per store (`bench.history`), the queue's cost per run
-   in process (`bench.limits`);
-5. the peer (`bench.restate_peer`): the same workflow on Restate, installed into bench/.cache/.
+   in process (`bench.limits`), what NATS authorization costs (`bench.nats_auth_cost`);
+5. in process, no stack: what the template budgets cost against the code before them
+   (`bench.template_budgets`);
+6. the peer (`bench.restate_peer`): the same workflow on Restate, installed into bench/.cache/.
 
 Prints a table and writes `bench/results/latest.json` and the figures of docs/benchmarks.md; a
 quick run (`BENCH_SECONDS` below 10) writes `bench/results/quick.json` only. Knobs: see
@@ -45,17 +47,19 @@ from bench import (
     gateways,
     limits,
     load,
+    nats_auth_cost,
     replicas,
     report,
     restate_peer,
     scale,
     stack_processes,
     streams,
+    template_budgets,
     wrk,
 )
 from bench.nats_monitor import MessageCounter
 from bench.procs import log, raise_fd_limit
-from bench.settings import DOC, ROOT, BenchSettings
+from bench.settings import DOC, NATS_DOC, ROOT, BenchSettings
 from bench.settle import settled
 from bench.workflows import THREE_STEP, run_target, store
 
@@ -195,6 +199,7 @@ async def _main() -> None:
             "history_runs": settings.history_runs,
             "rtt_requests": settings.rtt_requests,
             "limit_runs": settings.limit_runs,
+            "template_alternations": settings.template_alternations,
             "skipped": sorted(settings.skip),
             "fd_limit": fd_limit,
         },
@@ -219,6 +224,14 @@ async def _main() -> None:
         log(f"limits: the queue's cost per run, {settings.limit_runs} runs per step")
         return await limits.measure(settings.limit_runs)
 
+    async def authorization() -> Any:
+        log("auth: NATS authorization on and off, side by side (servers and a stack of its own)")
+        return await nats_auth_cost.measure()
+
+    async def templates() -> Any:
+        log(f"templates: the budgets' cost, {settings.template_alternations} before/after pairs")
+        return await template_budgets.measure(settings.template_alternations)
+
     async def restate() -> Any:
         log("peer: Restate (installed into bench/.cache/ on first use)")
         return await restate_peer.measure(settings, _peer_pause)
@@ -228,6 +241,8 @@ async def _main() -> None:
     await phases.run("cluster", scale_results, "cluster", three_nodes)
     await phases.run("history", scale_results, "history", history)
     await phases.run("limits", scale_results, "queue", queue_costs)
+    await phases.run("auth", scale_results, "nats_auth", authorization)
+    await phases.run("templates", scale_results, "templates", templates)
     await phases.run("restate", peers, "restate", restate)
     peers["celery"] = {"skipped": CELERY_NOTE}
     results["peers"] = peers
@@ -245,7 +260,7 @@ async def _main() -> None:
     report.print_tables(results)
     print(f"\nresults: {path.relative_to(ROOT)} ({results['settings']['wall_seconds']} s)")
     if not settings.quick:
-        report.write_doc(results)
+        report.write_doc(results, nats_doc=NATS_DOC)
         print(f"figures: {DOC.relative_to(ROOT)}")
 
 

@@ -13,6 +13,14 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from bench.report_costs import (
+    NATS_AUTH_BEGIN,
+    NATS_AUTH_END,
+    auth_rows,
+    nats_auth_markdown,
+    queue_rows,
+    template_rows,
+)
 from bench.report_rows import (
     MISSING,
     cpu_rows,
@@ -25,13 +33,12 @@ from bench.report_rows import (
     message_rows,
     missing_notes,
     other_load,
-    queue_rows,
     ratio_rows,
     ratios,
     scale_rows,
     summary_rows,
 )
-from bench.settings import DOC, README, RESULTS_DIR, ROOT
+from bench.settings import DOC, NATS_DOC, README, RESULTS_DIR, ROOT
 
 __all__ = ["markdown", "print_tables", "ratios", "summary_markdown", "write_doc"]
 
@@ -58,6 +65,8 @@ GATEWAY_HEADER = [
 ]  # fmt: skip
 QUEUE_HEADER = ["step", "who pays, when", "median", "p95"]
 MACHINE_HEADER = ["system", "connections", "busy cores", "of them others'", "stolen"]
+TEMPLATE_HEADER = ["figure", "before the budgets", "now", "change"]
+AUTH_HEADER = ["", "authorization on", "off"]
 
 
 def _shared_note(results: dict[str, Any], cpus: Any) -> str:
@@ -138,6 +147,16 @@ def markdown(results: dict[str, Any]) -> str:
             right_from=2,
         ),
         *_section(
+            "What the template budgets cost (in process, CPU time, best of each side)",
+            TEMPLATE_HEADER,
+            template_rows(results),
+        ),
+        *_section(
+            "What NATS authorization costs (`bench.nats_auth_cost`)",
+            AUTH_HEADER,
+            auth_rows(results),
+        ),
+        *_section(
             "The machine during each load phase (cores; others': not the system measured, "
             "wrk or the harness)",
             MACHINE_HEADER,
@@ -185,11 +204,20 @@ def _replace_between(path: Path, begin: str, end: str, text: str) -> None:
     path.write_text(head + text + tail)
 
 
-def write_doc(results: dict[str, Any], doc: Path = DOC, readme: Path | None = README) -> None:
-    """The figures of docs/benchmarks.md, and the README's summary."""
+def write_doc(
+    results: dict[str, Any],
+    doc: Path = DOC,
+    readme: Path | None = README,
+    nats_doc: Path | None = None,
+) -> None:
+    """The figures of docs/benchmarks.md, the README's summary and, when measured, docs/nats.md's
+    table of what authorization costs."""
     _replace_between(doc, BEGIN, END, markdown(results))
     if readme is not None:
         _replace_between(readme, SUMMARY_BEGIN, SUMMARY_END, summary_markdown(results))
+    auth = nats_auth_markdown(results)
+    if nats_doc is not None and auth is not None:
+        _replace_between(nats_doc, NATS_AUTH_BEGIN, NATS_AUTH_END, auth)
 
 
 def _print(title: str, header: list[str], rows: list[list[str]]) -> None:
@@ -212,6 +240,8 @@ def print_tables(results: dict[str, Any]) -> None:
     _print("Gateways", GATEWAY_HEADER, gateway_rows(results))
     _print("Scale", ["figure", "value"], scale_rows(results))
     _print("The queue's cost per run", QUEUE_HEADER, queue_rows(results))
+    _print("The template budgets' cost", TEMPLATE_HEADER, template_rows(results))
+    _print("NATS authorization's cost", AUTH_HEADER, auth_rows(results))
     _print("The machine during each load phase", MACHINE_HEADER, machine_rows(results))
     _print("Goals", ["goal", "measured", "status"], goal_rows(results))
     for note in missing_notes(results):
@@ -221,8 +251,9 @@ def print_tables(results: dict[str, Any]) -> None:
 def main() -> None:
     path = Path(sys.argv[1]) if len(sys.argv) > 1 else RESULTS_DIR / "latest.json"
     results = json.loads(path.read_text())
-    write_doc(results)
-    print(f"{DOC.relative_to(ROOT)}, {README.relative_to(ROOT)}: figures regenerated from {path}")
+    write_doc(results, nats_doc=NATS_DOC)
+    docs = ", ".join(str(p.relative_to(ROOT)) for p in (DOC, README, NATS_DOC))
+    print(f"{docs}: figures regenerated from {path}")
 
 
 if __name__ == "__main__":

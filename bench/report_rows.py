@@ -78,6 +78,10 @@ def times(value: Any) -> str:
     return f"{value:.2f}x" if _is_number(value) else MISSING
 
 
+def percent(value: Any) -> str:
+    return f"{value:+.1f} %" if _is_number(value) else MISSING
+
+
 def load_rows(results: dict[str, Any]) -> list[list[str]]:
     """system, connections, runs/s, p50, p90, p99, max, errors."""
     names = {
@@ -277,36 +281,6 @@ def scale_rows(results: dict[str, Any]) -> list[list[str]]:
     return rows
 
 
-# bench/limits.py's steps: what each is, and who pays it when.
-QUEUE_STEPS = {
-    "submit_publish": ("command publish (baseline)", "gateway, every run"),
-    "ready_message": ("ready message", "gateway, every run"),
-    "pickup_top_band": ("pickup, highest band", "engine, every run"),
-    "pickup_bottom_band": (
-        "pickup, nine empty bands first (worst case)",
-        "engine, rare: empty bands are skipped until a ready message names them",
-    ),
-    "rate_limit": ("rate-limit count", "gateway, with a rate limit"),
-    "active_quota": ("concurrent-run quota, enter + leave", "gateway + engine, with the quota"),
-    "concurrency_slot": ("concurrency slot, take + release", "engine, with a limit"),
-    "cache_lookup": ("result-cache lookup", "gateway, with `config.cache`"),
-}
-
-
-def queue_rows(results: dict[str, Any]) -> list[list[str]]:
-    """step, who pays it and when, median and p95 of one run's added latency."""
-    found = get(results, "scale.queue") or {}
-    rows: list[list[str]] = []
-    for key, figures in found.items():
-        if not isinstance(figures, dict):
-            continue
-        step, who = QUEUE_STEPS.get(key, (key, MISSING))
-        rows.append(
-            [step, who, f"{num(figures.get('median_us'))} µs", f"{num(figures.get('p95_us'))} µs"]
-        )
-    return rows
-
-
 def _verdict(ok: bool | None) -> str:
     return MISSING if ok is None else ("met" if ok else "missed")
 
@@ -367,6 +341,11 @@ def goal_rows(results: dict[str, Any]) -> list[list[str]]:
             "p50 ≤ 3 ms at one connection",
             f"{num(g('e2e.p50_ms_c1'))} ms",
             _check(g("e2e.p50_ms_c1"), lambda v: v <= 3),
+        ),
+        (
+            "template budgets cost ≤ 5 % (render, greet run, chain run, vs the code before them)",
+            percent(g("scale.templates.cost_pct")),
+            _check(g("scale.templates.cost_pct"), lambda v: v <= 5),
         ),
         (
             "client disconnect → `stopped` ≤ 100 ms",

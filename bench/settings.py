@@ -17,12 +17,13 @@ ROOT = Path(__file__).resolve().parents[1]
 RESULTS_DIR = ROOT / "bench" / "results"
 CACHE_DIR = ROOT / "bench" / ".cache"  # git-ignored: the peer's installs live here
 DOC = ROOT / "docs" / "benchmarks.md"
+NATS_DOC = ROOT / "docs" / "nats.md"  # what authorization costs
 README = ROOT / "README.md"
 FULL_SECONDS = 10.0
 PHASES = frozenset(
     {
         "ceilings", "restate", "chain", "disconnect", "engines", "gateways", "cluster",
-        "streams", "history", "limits",
+        "streams", "history", "limits", "templates", "auth",
     }
 )  # fmt: skip
 
@@ -42,6 +43,7 @@ class BenchSettings:
     history_runs: int
     rtt_requests: int
     limit_runs: int  # runs per step of the queue's cost (bench/limits.py)
+    template_alternations: int  # before/after pairs of bench/template_budgets.py
     skip: frozenset[str]
 
     @classmethod
@@ -65,6 +67,7 @@ class BenchSettings:
             history_runs=_int("BENCH_HISTORY_RUNS", 300, 60, quick),
             rtt_requests=_int("BENCH_RTT_REQUESTS", 5_000, 1_000, quick),
             limit_runs=_int("BENCH_LIMIT_RUNS", 500, 100, quick),
+            template_alternations=_int("BENCH_TEMPLATE_ALTERNATIONS", 3, 1, quick),
             skip=skip,
         )
 
