@@ -17,8 +17,8 @@ export UV_PYTHON_DOWNLOADS := never
 export UV_PYTHON := $(PYTHON)
 export UV_PROJECT_ENVIRONMENT := $(VENV)
 
-.PHONY: help run test lint typecheck unit integration e2e bench chaos docs install sdk clean \
-	console clients clients-test chromium screenshots deploy-schemas
+.PHONY: help run test lint typecheck unit integration e2e bench profile chaos docs install sdk \
+	clean console clients clients-test chromium screenshots deploy-schemas wrk
 
 help: ## list the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-z][a-z0-9-]*:.*## / {printf "  %-14s %s\n", $$1, $$2}' \
@@ -27,7 +27,7 @@ help: ## list the targets
 run: $(STAMP) ## the whole stack on this machine (NATS, engine, history, gateway)
 	$(BIN)/python -m flowstream_launcher run
 
-test: $(STAMP) lint typecheck sdk clients-test chromium deploy-schemas ## everything CI runs
+test: $(STAMP) lint typecheck sdk clients-test chromium deploy-schemas wrk ## everything CI runs
 	$(BIN)/pytest -q -p no:cacheprovider
 
 lint: $(STAMP) ## ruff format and lint, import contracts
@@ -48,8 +48,11 @@ integration: $(STAMP) ## tests against a real nats-server and databases
 e2e: $(STAMP) sdk ## the stack started as processes, driven over HTTP
 	$(BIN)/pytest -q tests/e2e
 
-bench: $(STAMP) ## benchmarks (see docs/benchmarks.md)
+bench: $(STAMP) wrk ## benchmarks, about half an hour (see docs/benchmarks.md)
 	$(BIN)/python -m bench
+
+profile: $(STAMP) wrk ## py-spy flame graphs of each service under load, into docs/profiles/
+	$(BIN)/python -m bench.profile
 
 # `make chaos SCENARIOS="engine nats"` runs some; CHAOS_RUNS=200 makes a quick run.
 chaos: $(STAMP) ## faults under load, about ten minutes; not part of `make test` (docs/chaos.md)
@@ -120,6 +123,11 @@ CHROMIUM := /usr/bin/chromium
 chromium: ## install Debian's Chromium for the browser tests
 	@test -x $(CHROMIUM) || { apt-get update -qq && \
 		DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends chromium; }
+
+# The benchmark's load generator: Debian's wrk (C, LuaJIT scripts), installed when missing.
+wrk: ## install Debian's wrk for the benchmark and its tests
+	@command -v wrk >/dev/null || { apt-get update -qq && \
+		DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends wrk; }
 
 # The browser test, keeping its screenshots in docs/console/ (shown by the docs).
 screenshots: $(STAMP) clients chromium ## browser test, keeping its screenshots in docs/console

@@ -17,7 +17,7 @@ from flowstream_launcher.nats_server import free_port, start_nats_server
 from flowstream_shared.settings import NatsSettings
 from flowstream_shared.topology import ensure_topology
 
-from tests.integration.test_history_faults import READY, history_process, make_runs, publish
+from tests.integration.test_history_faults import history_process, make_runs, publish
 from tests.mongo.server import ensure_ferretdb_binary, start_ferretdb
 from tests.support import history_caught_up
 
@@ -38,14 +38,13 @@ async def _measure(store: str, runs_count: int, env: dict[str, str]) -> Projecti
         server = await start_nats_server(free_port(), Path(tmp) / "nats")
         try:
             nc = await nats.connect(server.url)
-            await ensure_topology(nc.jetstream(), NatsSettings(nats_url=server.url))
+            await ensure_topology(nc.jetstream(), NatsSettings(nats_url=server.address))
             runs = await make_runs(runs_count)
             await publish(nc, runs)
             events = sum(len(e) for _, e in runs)
             await nc.close()
             env = {"FLOWSTREAM_DATA_DIR": str(Path(tmp) / "data"), **env}
-            async with history_process(server, env) as history:
-                await history.logged(READY)
+            async with history_process(server, env):  # yields once history says it is ready
                 started = time.perf_counter()
                 await history_caught_up(server.url, within_s=600)
                 seconds = time.perf_counter() - started

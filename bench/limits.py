@@ -63,7 +63,7 @@ async def _ask(nc: Client, inbox: Any, band: int) -> Any:
     return await inbox.next_msg(timeout=5)
 
 
-async def _measure(nc: Client) -> dict[str, dict[str, float]]:
+async def _measure(nc: Client, runs: int) -> dict[str, dict[str, float]]:
     js = nc.jetstream()
     await ensure_topology(js, NatsSettings())
     await ensure_band_consumers(js, ack_wait=30, max_deliver=20)
@@ -75,14 +75,14 @@ async def _measure(nc: Client) -> dict[str, dict[str, float]]:
         run = str(uuid.uuid4())
         await js.publish(subjects.submit_subject(run, band, "bench"), payload)
 
-    figures["submit_publish"] = await _timed(RUNS, lambda i: publish(9))
+    figures["submit_publish"] = await _timed(runs, lambda i: publish(9))
 
     async def take_top(i: int) -> None:
         msg = await _ask(nc, inboxes[9], 9)
         await msg.ack()
 
-    figures["pickup_top_band"] = await _timed(RUNS, take_top)
-    for _ in range(RUNS):
+    figures["pickup_top_band"] = await _timed(runs, take_top)
+    for _ in range(runs):
         await publish(0)
 
     async def take_bottom(i: int) -> None:
@@ -91,9 +91,9 @@ async def _measure(nc: Client) -> dict[str, dict[str, float]]:
         msg = await _ask(nc, inboxes[0], 0)
         await msg.ack()
 
-    figures["pickup_bottom_band"] = await _timed(RUNS, take_bottom)
+    figures["pickup_bottom_band"] = await _timed(runs, take_bottom)
     figures["ready_message"] = await _timed(
-        RUNS, lambda i: nc.publish(subjects.ready_subject(0), b"")
+        runs, lambda i: nc.publish(subjects.ready_subject(0), b"")
     )
 
     rates = await js.key_value(subjects.RATES_BUCKET)
@@ -106,7 +106,7 @@ async def _measure(nc: Client) -> dict[str, dict[str, float]]:
         except KeyNotFoundError:
             await rates.create(key, b"1")
 
-    figures["rate_limit"] = await _timed(RUNS, count)
+    figures["rate_limit"] = await _timed(runs, count)
 
     async def quota(i: int) -> None:
         run = str(i)
@@ -120,7 +120,7 @@ async def _measure(nc: Client) -> dict[str, dict[str, float]]:
         await change_slots(rates, "active.bench", enter)
         await change_slots(rates, "active.bench", leave)
 
-    figures["active_quota"] = await _timed(RUNS, quota)
+    figures["active_quota"] = await _timed(runs, quota)
 
     slots_kv = await js.key_value(subjects.SLOTS_BUCKET)
 
@@ -140,7 +140,7 @@ async def _measure(nc: Client) -> dict[str, dict[str, float]]:
         await change_slots(slots_kv, "workflow.bench", take)
         await change_slots(slots_kv, "workflow.bench", give_back)
 
-    figures["concurrency_slot"] = await _timed(RUNS, slot)
+    figures["concurrency_slot"] = await _timed(runs, slot)
 
     results = await js.key_value(subjects.RESULTS_BUCKET)
 
@@ -148,17 +148,17 @@ async def _measure(nc: Client) -> dict[str, dict[str, float]]:
         with contextlib.suppress(KeyNotFoundError):
             await results.get(f"bench.{i}")
 
-    figures["cache_lookup"] = await _timed(RUNS, lookup)
+    figures["cache_lookup"] = await _timed(runs, lookup)
     return figures
 
 
-async def measure() -> dict[str, dict[str, float]]:
+async def measure(runs: int = RUNS) -> dict[str, dict[str, float]]:
     with tempfile.TemporaryDirectory() as tmp:
         server = await start_nats_server(free_port(), Path(tmp) / "nats")
         try:
             nc = await nats.connect(server.url)
             try:
-                return await _measure(nc)
+                return await _measure(nc, runs)
             finally:
                 await nc.close()
         finally:

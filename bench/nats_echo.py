@@ -1,11 +1,14 @@
-"""`python -m bench.nats_echo <nats-url> <subject>`: answer every request with its own payload.
+"""`python -m bench.nats_echo <subject>`: answer every request with its own payload.
 
 A process of its own, as a service is, so a round trip crosses two processes and the server.
+It connects to `BENCH_NATS_URL` (credentials included: an environment variable, not an argument,
+so they never show in the process list).
 """
 
 from __future__ import annotations
 
 import asyncio
+import os
 import signal
 import sys
 from typing import Any
@@ -13,6 +16,7 @@ from typing import Any
 import nats
 
 READY = "nats-echo ready"
+URL_VARIABLE = "BENCH_NATS_URL"
 
 
 async def _serve(url: str, subject: str) -> None:
@@ -33,7 +37,7 @@ async def _serve(url: str, subject: str) -> None:
 
 
 def main() -> None:
-    asyncio.run(_serve(sys.argv[1], sys.argv[2]))
+    asyncio.run(_serve(os.environ[URL_VARIABLE], sys.argv[1]))
 
 
 if __name__ == "__main__":

@@ -52,14 +52,6 @@ def rss_kb(pid: int) -> int:
     return resident * PAGE_KB
 
 
-def cpu_seconds(pid: int) -> float:
-    """User + system CPU time of a process from /proc/<pid>/stat."""
-    stat = Path(f"/proc/{pid}/stat").read_text()
-    fields = stat[stat.rindex(")") + 2 :].split()
-    ticks = int(fields[11]) + int(fields[12])
-    return ticks / os.sysconf("SC_CLK_TCK")
-
-
 @dataclass
 class Helper:
     """A process the benchmark started; its output is kept for error messages."""

@@ -1,187 +1,98 @@
-"""The results as a terminal table, and as the figures section of docs/benchmarks.md.
+"""The results as terminal tables, and as the figures section of docs/benchmarks.md.
 
 The doc's section between the two markers below is generated from the JSON, so it cannot drift
 from it: `python -m bench.report [results.json]` rewrites it (from bench/results/latest.json by
 default), and a full `make bench` does so itself. Everything outside the markers (the analysis)
-is left as it is.
+is left as it is. The rows themselves are computed in bench/report_rows.py.
 """
 
 from __future__ import annotations
 
 import json
-import math
 import sys
 from pathlib import Path
 from typing import Any
 
-from bench.settings import DOC, RESULTS_DIR, ROOT
-from bench.workflows import CHAIN_NODES
+from bench.report_costs import (
+    NATS_AUTH_BEGIN,
+    NATS_AUTH_END,
+    auth_rows,
+    nats_auth_markdown,
+    queue_rows,
+    template_rows,
+)
+from bench.report_rows import (
+    MISSING,
+    cpu_rows,
+    gateway_rows,
+    get,
+    goal_rows,
+    goals_met,
+    load_rows,
+    machine_rows,
+    message_rows,
+    missing_notes,
+    other_load,
+    ratio_rows,
+    ratios,
+    scale_rows,
+    summary_rows,
+)
+from bench.settings import DOC, NATS_DOC, README, RESULTS_DIR, ROOT
+
+__all__ = ["markdown", "print_tables", "ratios", "summary_markdown", "write_doc"]
 
 BEGIN = "<!-- bench:figures:begin -->"
 END = "<!-- bench:figures:end -->"
-MISSING = "—"
+SUMMARY_BEGIN = "<!-- bench:summary:begin -->"
+SUMMARY_END = "<!-- bench:summary:end -->"
+
+LOAD_HEADER = ["system", "connections", "runs/s", "p50 ms", "p90 ms", "p99 ms", "max ms", "errors"]
+RATIO_HEADER = [
+    "connections",
+    "runs/s vs Restate",
+    "p50 vs Restate",
+    "p99 vs Restate",
+    "runs/s vs SSE ceiling",
+    "p50 vs SSE ceiling",
+    "p99 vs SSE ceiling",
+]
+CPU_HEADER = ["system", "process", "ms/run at 1", "ms/run at 32", "ms/run at 256", "cores at 32"]
+MESSAGES_HEADER = ["process", "received per run", "published per run"]
+GATEWAY_HEADER = [
+    "gateways", "gateway", "connections", "runs/s", "runs", "NATS messages received",
+    "per run of its own",
+]  # fmt: skip
+QUEUE_HEADER = ["step", "who pays, when", "median", "p95"]
+MACHINE_HEADER = ["system", "connections", "busy cores", "of them others'", "stolen"]
+TEMPLATE_HEADER = ["figure", "before the budgets", "now", "change"]
+AUTH_HEADER = ["", "authorization on", "off"]
 
 
-def get(results: dict[str, Any], dotted: str) -> Any:
-    value: Any = results
-    for key in dotted.split("."):
-        if not isinstance(value, dict) or key not in value:
-            return None
-        value = value[key]
-    return value
-
-
-def _ratio(a: Any, b: Any) -> float | None:
-    if not isinstance(a, int | float) or not isinstance(b, int | float) or not b:
-        return None
-    if math.isnan(a) or math.isnan(b):
-        return None
-    return round(a / b, 3)
-
-
-def ratios(results: dict[str, Any]) -> dict[str, float | None]:
-    """Ours divided by the ceiling's or the peer's figure, for throughput and for latency."""
-    return {
-        "runs_per_s_vs_sse_ceiling": _ratio(
-            get(results, "e2e.runs_per_s"), get(results, "ceiling.sse_runs_per_s")
-        ),
-        "p50_ms_c1_vs_sse_ceiling": _ratio(
-            get(results, "e2e.p50_ms_c1"), get(results, "ceiling.sse_p50_ms_c1")
-        ),
-        "runs_per_s_vs_restate": _ratio(
-            get(results, "e2e.runs_per_s"), get(results, "peers.restate.runs_per_s")
-        ),
-        "p50_ms_c1_vs_restate": _ratio(
-            get(results, "e2e.p50_ms_c1"), get(results, "peers.restate.p50_ms_c1")
-        ),
-        "p99_ms_c32_vs_restate": _ratio(
-            get(results, "e2e.p99_ms_c32"), get(results, "peers.restate.p99_ms_c32")
-        ),
-    }
-
-
-def _num(value: Any, digits: int = 1) -> str:
-    if not isinstance(value, int | float) or (isinstance(value, float) and math.isnan(value)):
-        return MISSING
-    if abs(value) >= 1000:
-        return f"{value:,.0f}"
-    return f"{value:.{digits}f}"
-
-
-def _x(value: Any) -> str:
-    return MISSING if value is None else f"{value:.2f}x"
-
-
-def load_rows(results: dict[str, Any]) -> list[list[str]]:
-    """system, clients, runs/s, p50, p90, p99, errors."""
-    rows: list[list[str]] = []
-
-    def add(system: str, clients: int, stats: Any) -> None:
-        if not isinstance(stats, dict):
-            rows.append([system, str(clients), *[MISSING] * 5])
-            return
-        rows.append(
-            [
-                system,
-                str(clients),
-                _num(stats.get("runs_per_s")),
-                _num(stats.get("p50_ms")),
-                _num(stats.get("p90_ms")),
-                _num(stats.get("p99_ms")),
-                str(stats.get("errors", MISSING)),
-            ]
-        )
-
-    for clients in (1, 32, 256):
-        add("flowstream (SSE)", clients, get(results, f"e2e.detail.c{clients}"))
-    for clients in (1, 32):
-        add("SSE ceiling (bare FastAPI)", clients, get(results, f"ceiling.sse_detail.c{clients}"))
-    server = get(results, "peers.restate.server") or "Restate"
-    for clients in (1, 32):
-        add(server, clients, get(results, f"peers.restate.detail.c{clients}"))
-    return rows
-
-
-def ratio_rows(results: dict[str, Any]) -> list[list[str]]:
-    r = results.get("ratios") or ratios(results)
-    return [
-        ["flowstream / SSE ceiling, runs/s at 32 clients", _x(r.get("runs_per_s_vs_sse_ceiling"))],
-        [
-            "flowstream / SSE ceiling, p50 latency at 1 client",
-            _x(r.get("p50_ms_c1_vs_sse_ceiling")),
-        ],
-        ["flowstream / Restate, runs/s at 32 clients", _x(r.get("runs_per_s_vs_restate"))],
-        ["flowstream / Restate, p50 latency at 1 client", _x(r.get("p50_ms_c1_vs_restate"))],
-        ["flowstream / Restate, p99 latency at 32 clients", _x(r.get("p99_ms_c32_vs_restate"))],
-    ]
-
-
-def scale_rows(results: dict[str, Any]) -> list[list[str]]:
-    def g(key: str) -> Any:
-        return get(results, key)
-
-    rows = [
-        [
-            "NATS request/reply round trip, p50 / p99",
-            f"{_num(g('ceiling.nats_rtt_us'))} / {_num(g('ceiling.nats_rtt_p99_us'))} µs",
-        ],
-        [
-            f"engine overhead per node ({g('scale.chain.nodes') or CHAIN_NODES:,}-node chain "
-            "vs 3 nodes)",
-            f"{_num(g('scale.chain.per_node_us'))} µs",
-        ],
-        [
-            "chain run, p50 (events per run)",
-            f"{_num(g('scale.chain.p50_ms'))} ms ({_num(g('scale.chain.events_per_run'), 0)})",
-        ],
-        [
-            f"gateway RSS per open SSE stream ({_num(g('scale.streams.opened'), 0)} streams open)",
-            f"{_num(g('scale.streams.gateway_rss_per_stream_kb'))} KiB",
-        ],
-        [
-            "gateway RSS before → with the streams open",
-            f"{_num(g('scale.streams.gateway_rss_before_mb'))} → "
-            f"{_num(g('scale.streams.gateway_rss_after_mb'))} MiB",
-        ],
-        [
-            "client disconnect → `stopped` in the event log, p50 / p99",
-            f"{_num(g('scale.disconnect.p50_ms'))} / {_num(g('scale.disconnect.p99_ms'))} ms",
-        ],
-    ]
-    for store, rate in (g("scale.history.events_per_s") or {"per store": None}).items():
-        rows.append([f"history projection, {store}", f"{_num(rate)} events/s"])
-    rows.append(
-        [
-            "runs/s at 32 clients, 1 engine → 2 engines",
-            f"{_num(g('scale.engines.runs_per_s_1_engine'))} → "
-            f"{_num(g('scale.engines.runs_per_s_2_engines'))} "
-            f"({_x(g('scale.engines.speedup'))}; second engine ran "
-            f"{_num(_pct(g('scale.engines.second_engine_share')), 0)} %)",
-        ]
+def _shared_note(results: dict[str, Any], cpus: Any) -> str:
+    other = other_load(results)
+    if other is None:
+        return ""
+    return (
+        f" The machine is shared: other processes kept {other:.2f} of its {cpus} cores busy on "
+        "average during the load phases."
     )
-    return rows
 
 
-def _pct(share: Any) -> float | None:
-    return share * 100 if isinstance(share, int | float) else None
-
-
-def missing_notes(results: dict[str, Any]) -> list[str]:
-    notes: list[str] = []
-    for name, peer in (results.get("peers") or {}).items():
-        if isinstance(peer, dict) and peer.get("error"):
-            notes.append(f"{name}: not measured: {peer['error'].splitlines()[0]}")
-        elif isinstance(peer, dict) and peer.get("skipped"):
-            notes.append(f"{name}: {peer['skipped']}")
-    for phase, why in (results.get("not_measured") or {}).items():
-        notes.append(f"{phase}: {why}")
-    return notes
-
-
-def _table(header: list[str], rows: list[list[str]], align: list[str]) -> list[str]:
+def _table(header: list[str], rows: list[list[str]], right_from: int = 1) -> list[str]:
+    align = ["---" if i < right_from else "---:" for i in range(len(header))]
     lines = ["| " + " | ".join(header) + " |", "|" + "|".join(align) + "|"]
     lines += ["| " + " | ".join(row) + " |" for row in rows]
     return lines
+
+
+def _section(
+    title: str, header: list[str], rows: list[list[str]], right_from: int = 1
+) -> list[str]:
+    """A table under its heading, or nothing when the results have no rows for it."""
+    if not rows:
+        return []
+    return [f"### {title}", "", *_table(header, rows, right_from), ""]
 
 
 def markdown(results: dict[str, Any]) -> str:
@@ -190,31 +101,67 @@ def markdown(results: dict[str, Any]) -> str:
     lines = [
         BEGIN,
         "<!-- Generated by `python -m bench.report` from bench/results/latest.json: "
-        "change the generator (bench/report.py), not this text. -->",
+        "change the generator (bench/report.py, bench/report_rows.py), not this text. -->",
         "",
         "## Figures",
         "",
         f"Measured {results.get('measured_at', MISSING)} on {machine.get('cpus', '?')} CPUs "
         f"({machine.get('processor', '?')}, {machine.get('platform', '?')}), "
-        f"Python {machine.get('python', '?')}; "
-        f"`BENCH_SECONDS={settings.get('bench_seconds', '?')}`.",
+        f"Python {machine.get('python', '?')}, {machine.get('nats_server', 'nats-server')}; "
+        f"load generator: {machine.get('load_generator', '?')}; "
+        f"`BENCH_SECONDS={settings.get('bench_seconds', '?')}`."
+        + _shared_note(results, machine.get("cpus", "?")),
         "",
-        "### End to end, ceiling and peer",
+        "### Goals",
         "",
-        *_table(
-            ["system", "clients", "runs/s", "p50 ms", "p90 ms", "p99 ms", "errors"],
-            load_rows(results),
-            ["---", "---:", "---:", "---:", "---:", "---:", "---:"],
-        ),
+        *_table(["goal", "measured", "status"], goal_rows(results)),
         "",
-        "### Ratios (below 1: fewer runs/s, or lower latency, than the other)",
+        "### Runs: flowstream, the bare SSE ceiling and Restate (wrk, whole runs)",
         "",
-        *_table(["ratio", "value"], ratio_rows(results), ["---", "---:"]),
+        *_table(LOAD_HEADER, load_rows(results), right_from=1),
+        "",
+        "### Ratios (flowstream / the other; below 1: fewer runs/s, or a lower latency)",
+        "",
+        *_table(RATIO_HEADER, ratio_rows(results), right_from=0),
+        "",
+        "### CPU per run, per process",
+        "",
+        *_table(CPU_HEADER, cpu_rows(results), right_from=2),
+        "",
+        "### NATS messages per run, per process (32 connections)",
+        "",
+        *_table(MESSAGES_HEADER, message_rows(results)),
+        "",
+        "### 1 vs 3 gateways",
+        "",
+        *_table(GATEWAY_HEADER, gateway_rows(results), right_from=2),
         "",
         "### Scale",
         "",
-        *_table(["figure", "value"], scale_rows(results), ["---", "---:"]),
+        *_table(["figure", "value"], scale_rows(results)),
         "",
+        *_section(
+            "The queue's cost on the hot path (in process, one run at a time)",
+            QUEUE_HEADER,
+            queue_rows(results),
+            right_from=2,
+        ),
+        *_section(
+            "What the template budgets cost (in process, CPU time, best of each side)",
+            TEMPLATE_HEADER,
+            template_rows(results),
+        ),
+        *_section(
+            "What NATS authorization costs (`bench.nats_auth_cost`)",
+            AUTH_HEADER,
+            auth_rows(results),
+        ),
+        *_section(
+            "The machine during each load phase (cores; others': not the system measured, "
+            "wrk or the harness)",
+            MACHINE_HEADER,
+            machine_rows(results),
+        ),
         f"{MISSING}: not in the results file (the phase was skipped, failed, or predates it).",
     ]
     notes = missing_notes(results)
@@ -224,29 +171,79 @@ def markdown(results: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-def write_doc(results: dict[str, Any], doc: Path = DOC) -> None:
-    text = doc.read_text()
-    if BEGIN not in text or END not in text:
-        raise SystemExit(f"{doc}: the markers {BEGIN} and {END} are missing")
-    head, rest = text.split(BEGIN, 1)
-    _, tail = rest.split(END, 1)
-    doc.write_text(head + markdown(results) + tail)
+def summary_markdown(results: dict[str, Any]) -> str:
+    """The README's few lines: the headline figures and how many goals are met."""
+    met, goals = goals_met(results)
+    restate = get(results, "peers.restate.server") or "Restate"
+    return "\n".join(
+        [
+            SUMMARY_BEGIN,
+            "<!-- Generated by `python -m bench.report` from bench/results/latest.json. -->",
+            "",
+            *_table(
+                ["`make bench`, one run", "flowstream", restate, "bare SSE ceiling"],
+                summary_rows(results),
+            ),
+            "",
+            f"Measured {results.get('measured_at', MISSING)} on "
+            f"{get(results, 'machine.cpus') or '?'} CPUs, the `greet` workflow streamed over SSE, "
+            f"wrk as the load generator; {met} of {goals} goals met."
+            + _shared_note(results, get(results, "machine.cpus") or "?")
+            + " Every figure, how it is measured and the goals: [benchmarks](docs/benchmarks.md).",
+            SUMMARY_END,
+        ]
+    )
 
 
-def print_tables(results: dict[str, Any]) -> None:
-    header = ["system", "clients", "runs/s", "p50 ms", "p90 ms", "p99 ms", "errors"]
-    rows = load_rows(results)
+def _replace_between(path: Path, begin: str, end: str, text: str) -> None:
+    content = path.read_text()
+    if begin not in content or end not in content:
+        raise SystemExit(f"{path}: the markers {begin} and {end} are missing")
+    head, rest = content.split(begin, 1)
+    _, tail = rest.split(end, 1)
+    path.write_text(head + text + tail)
+
+
+def write_doc(
+    results: dict[str, Any],
+    doc: Path = DOC,
+    readme: Path | None = README,
+    nats_doc: Path | None = None,
+) -> None:
+    """The figures of docs/benchmarks.md, the README's summary and, when measured, docs/nats.md's
+    table of what authorization costs."""
+    _replace_between(doc, BEGIN, END, markdown(results))
+    if readme is not None:
+        _replace_between(readme, SUMMARY_BEGIN, SUMMARY_END, summary_markdown(results))
+    auth = nats_auth_markdown(results)
+    if nats_doc is not None and auth is not None:
+        _replace_between(nats_doc, NATS_AUTH_BEGIN, NATS_AUTH_END, auth)
+
+
+def _print(title: str, header: list[str], rows: list[list[str]]) -> None:
+    if not rows:
+        return
     widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header))]
+    print(f"\n{title}")
     for row in [header, *rows]:
         print(
             row[0].ljust(widths[0])
             + "".join(cell.rjust(w + 2) for cell, w in zip(row[1:], widths[1:], strict=True))
         )
-    print()
-    pairs = ratio_rows(results) + scale_rows(results)
-    width = max(len(label) for label, _ in pairs)
-    for label, value in pairs:
-        print(f"{label.ljust(width)}  {value}")
+
+
+def print_tables(results: dict[str, Any]) -> None:
+    _print("Runs", LOAD_HEADER, load_rows(results))
+    _print("Ratios", RATIO_HEADER, ratio_rows(results))
+    _print("CPU per run", CPU_HEADER, cpu_rows(results))
+    _print("NATS messages per run (32 connections)", MESSAGES_HEADER, message_rows(results))
+    _print("Gateways", GATEWAY_HEADER, gateway_rows(results))
+    _print("Scale", ["figure", "value"], scale_rows(results))
+    _print("The queue's cost per run", QUEUE_HEADER, queue_rows(results))
+    _print("The template budgets' cost", TEMPLATE_HEADER, template_rows(results))
+    _print("NATS authorization's cost", AUTH_HEADER, auth_rows(results))
+    _print("The machine during each load phase", MACHINE_HEADER, machine_rows(results))
+    _print("Goals", ["goal", "measured", "status"], goal_rows(results))
     for note in missing_notes(results):
         print(f"not measured: {note}")
 
@@ -254,8 +251,9 @@ def print_tables(results: dict[str, Any]) -> None:
 def main() -> None:
     path = Path(sys.argv[1]) if len(sys.argv) > 1 else RESULTS_DIR / "latest.json"
     results = json.loads(path.read_text())
-    write_doc(results)
-    print(f"{DOC.relative_to(ROOT)}: figures regenerated from {path}")
+    write_doc(results, nats_doc=NATS_DOC)
+    docs = ", ".join(str(p.relative_to(ROOT)) for p in (DOC, README, NATS_DOC))
+    print(f"{docs}: figures regenerated from {path}")
 
 
 if __name__ == "__main__":

@@ -9,8 +9,9 @@ hypercorn from PyPI into a virtualenv of its own made by uv. Then:
    off), otherwise with its shipped defaults;
 2. `bench.restate_greeter` is served by hypercorn (one process, like our one engine) and
    registered through the admin API;
-3. the same client loop as ours (`bench.e2e`) calls `POST /Greet/run` on the ingress: one request
-   per run, answered when the last step is journaled, at 1 and 32 clients.
+3. wrk drives it as it drives our gateway (`bench.load`): `POST /Greet/run` on the ingress, one
+   request per run, answered when the last step is journaled, at 1, 32 and 256 connections, with
+   the CPU of restate-server and of the service (hypercorn and its worker) read around each.
 
 Any failure is returned as `{"error": ...}` so the rest of the benchmark still reports.
 """
@@ -18,19 +19,20 @@ Any failure is returned as `{"error": ...}` so the rest of the benchmark still r
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import shutil
 import sys
 import tempfile
 import time
-from dataclasses import asdict
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
 import httpx
 from flowstream_launcher.nats_server import free_port
 
-from bench import e2e
+from bench import load, wrk
 from bench.procs import Helper, helper_process, log, wait_http_ok
 from bench.settings import CACHE_DIR, ROOT, BenchSettings
 from bench.workflows import INPUTS
@@ -40,6 +42,8 @@ RESTATE_SDK_VERSION = "1.3.0"
 HYPERCORN_VERSION = "0.18.0"
 INSTALL_TIMEOUT_S = 600.0
 RUN_PATH = "/Greet/run"
+# The whole answer of a successful run (the greeter returns `{"answer": ...}`).
+ANSWER = ('"answer"', "Hello bench!")
 
 
 class PeerUnavailable(RuntimeError):
@@ -161,16 +165,20 @@ async def _register(admin: str, deployment: str, server: Helper) -> None:
             )
 
 
-async def _first_success(run: e2e.RunOnce, timeout_s: float = 30.0) -> None:
+async def _first_success(ingress: str, timeout_s: float = 30.0) -> None:
     """The ingress may learn of a new deployment a moment after the admin API answered."""
     deadline = time.monotonic() + timeout_s
-    while True:
-        try:
-            await run()
-            return
-        except (RuntimeError, httpx.HTTPError) as exc:
+    async with httpx.AsyncClient(base_url=ingress, trust_env=False, timeout=30) as client:
+        while True:
+            try:
+                response = await client.post(RUN_PATH, json=INPUTS)
+                if response.status_code == 200:
+                    return
+                problem = f"HTTP {response.status_code}: {response.text[:200]}"
+            except httpx.HTTPError as exc:
+                problem = str(exc)
             if time.monotonic() > deadline:
-                raise PeerUnavailable(f"the Greet service never answered: {exc}") from exc
+                raise PeerUnavailable(f"the Greet service never answered: {problem}")
             await asyncio.sleep(0.2)
 
 
@@ -178,15 +186,19 @@ async def _version(binary: Path) -> str:
     return (await _run([str(binary), "--version"])).strip()
 
 
-async def measure(settings: BenchSettings) -> dict[str, Any]:
+async def measure(
+    settings: BenchSettings, between: Callable[[], Awaitable[object]]
+) -> dict[str, Any]:
     try:
-        return await _measure(settings)
+        return await _measure(settings, between)
     except (RuntimeError, OSError, TimeoutError, httpx.HTTPError) as exc:  # PeerUnavailable too
         log(f"restate: not measured: {exc}")
         return {"error": str(exc)}
 
 
-async def _measure(settings: BenchSettings) -> dict[str, Any]:
+async def _measure(
+    settings: BenchSettings, between: Callable[[], Awaitable[object]]
+) -> dict[str, Any]:
     binary, python = await install()
     ports = {name: free_port() for name in ("ingress", "admin", "fabric", "service")}
     with tempfile.TemporaryDirectory(prefix="flowstream-bench-restate-") as tmp:
@@ -203,12 +215,14 @@ async def _measure(settings: BenchSettings) -> dict[str, Any]:
                 await wait_http_ok(f"{deployment}/health", service)
                 await _register(admin, deployment, server)
                 ingress = f"http://127.0.0.1:{ports['ingress']}"
-                async with e2e.client(ingress) as client:
-                    run = e2e.json_call(client, RUN_PATH, INPUTS)
-                    await _first_success(run)
-                    await e2e.sequential(run, 20)  # warm-up
-                    c1 = await e2e.sequential(run, settings.runs)
-                    c32 = await e2e.concurrent(run, 32, settings.seconds)
+                await _first_success(ingress)
+                target = wrk.Target(ingress + RUN_PATH, json.dumps(INPUTS).encode(), ANSWER)
+                await load.warm_up(target)
+                processes = {
+                    "restate-server": server.process.pid,
+                    "restate-service": service.process.pid,
+                }
+                detail = await load.ladder("restate", target, settings.seconds, processes, between)
                 for helper in (server, service):
                     if helper.process.returncode is not None:
                         raise PeerUnavailable(f"{helper.name} exited:\n{helper.tail()}")
@@ -216,10 +230,6 @@ async def _measure(settings: BenchSettings) -> dict[str, Any]:
     return {
         "server": version,
         "sdk": f"restate-sdk {RESTATE_SDK_VERSION}, hypercorn {HYPERCORN_VERSION}",
-        "p50_ms_c1": c1.p50_ms,
-        "p99_ms_c1": c1.p99_ms,
-        "runs_per_s": c32.runs_per_s,
-        "p50_ms_c32": c32.p50_ms,
-        "p99_ms_c32": c32.p99_ms,
-        "detail": {"c1": asdict(c1), "c32": asdict(c32)},
+        **load.summary(detail),
+        "detail": detail,
     }

@@ -8,6 +8,7 @@ from typing import Any
 
 import httpx
 
+from bench import wrk
 from bench.settings import ROOT
 
 # START → streaming TEMPLATE → END: the `greet` example, as `make run` loads it.
@@ -78,3 +79,13 @@ async def store(client: httpx.AsyncClient, definition: dict[str, Any]) -> str:
 
 def workflow_id(execute_path: str) -> str:
     return execute_path.split("/")[3]
+
+
+def run_target(base_url: str, execute_path: str, token: str) -> wrk.Target:
+    """A streamed run of the workflow at `execute_path`, as wrk drives it."""
+    return wrk.Target(
+        url=base_url + execute_path,
+        body=json.dumps(INPUTS).encode(),
+        expect=wrk.SSE_RUN,
+        headers={"Authorization": f"Bearer {token}", "Accept": "text/event-stream"},
+    )

@@ -15,6 +15,7 @@ from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Protocol
 
 from flowstream_shared.credentials import generate_private_key, public_key_of
 from flowstream_shared.nats_access import Identity
@@ -24,6 +25,18 @@ from flowstream_launcher.nats_auth import NatsAuth
 from flowstream_launcher.nats_server import free_port
 
 BANNER_LAST_LINE = "  Try:"
+NATS_IDENTITIES_FILE = "nats-identities.json"
+
+
+class ExternalNats(Protocol):
+    """A NATS the stack runs on instead of its embedded server (e.g. a `NatsCluster`), whose
+    identities are known: its services connect as themselves, as on the embedded server."""
+
+    @property
+    def address(self) -> str: ...
+
+    @property
+    def auth(self) -> NatsAuth: ...
 
 
 @dataclass
@@ -67,10 +80,12 @@ async def child_stack(
     extra_env: Mapping[str, str] | None = None,
     echo: bool = False,
     ready_timeout: float = 90.0,
+    nats: ExternalNats | None = None,
 ) -> AsyncIterator[ChildStack]:
+    """`nats`: run on that NATS (e.g. a cluster) instead of starting an embedded server."""
     for attempt in range(PORT_ATTEMPTS):
         try:
-            async with _child_stack(data_dir, cwd, extra_env, echo, ready_timeout) as stack:
+            async with _child_stack(data_dir, cwd, extra_env, echo, ready_timeout, nats) as stack:
                 yield stack
             return
         except _PortTaken:
@@ -85,6 +100,7 @@ async def _child_stack(
     extra_env: Mapping[str, str] | None,
     echo: bool,
     ready_timeout: float,
+    nats: ExternalNats | None,
 ) -> AsyncIterator[ChildStack]:
     ports = {name: free_port() for name in ("nats", "gateway", "engine", "history")}
     secret = secrets.token_urlsafe(48)
@@ -102,6 +118,16 @@ async def _child_stack(
         **(extra_env or {}),
     }
     env.pop("FLOWSTREAM_NATS_URL", None)
+    env.pop("FLOWSTREAM_NATS_IDENTITIES_FILE", None)
+    nats_address = f"nats://127.0.0.1:{ports['nats']}"
+    if nats is not None:
+        nats_address = nats.address
+        identities = data_dir / NATS_IDENTITIES_FILE
+        await asyncio.to_thread(nats.auth.save, identities)
+        env |= {
+            "FLOWSTREAM_NATS_URL": nats.address,
+            "FLOWSTREAM_NATS_IDENTITIES_FILE": str(identities),
+        }
     process = await asyncio.create_subprocess_exec(
         sys.executable, "-m", "flowstream_launcher", "run",
         cwd=cwd, env=env,
@@ -109,7 +135,7 @@ async def _child_stack(
     )  # fmt: skip
     stack = ChildStack(
         base_url=f"http://127.0.0.1:{ports['gateway']}",
-        nats_address=f"nats://127.0.0.1:{ports['nats']}",
+        nats_address=nats_address,
         secret=secret,
         ports=ports,
         credentials_public_key=public_key_of(credentials_key),
@@ -139,7 +165,9 @@ async def _child_stack(
     relay_task = asyncio.create_task(relay())
     try:
         await asyncio.wait_for(banner_seen, timeout=ready_timeout)
-        stack.nats_auth = NatsAuth.load_or_create(data_dir / "nats-auth.json")
+        stack.nats_auth = (
+            nats.auth if nats is not None else NatsAuth.load_or_create(data_dir / "nats-auth.json")
+        )
         yield stack
     finally:
         if process.returncode is None:

@@ -38,15 +38,23 @@ class NatsAuth:
         return cls({i.value: secrets.token_urlsafe(24) for i in identities}, seed)
 
     @classmethod
+    def load(cls, path: Path) -> NatsAuth:
+        stored = json.loads(path.read_text())
+        return cls(stored["passwords"], stored["issuer_seed"])
+
+    @classmethod
     def load_or_create(cls, path: Path) -> NatsAuth:
         if path.exists():
-            stored = json.loads(path.read_text())
-            return cls(stored["passwords"], stored["issuer_seed"])
+            return cls.load(path)
         auth = cls.generate()
+        auth.save(path)
+        return auth
+
+    def save(self, path: Path) -> None:
+        """Readable by its owner only."""
         path.parent.mkdir(parents=True, exist_ok=True)
         path.touch(mode=0o600)
-        path.write_text(json.dumps({"passwords": auth.passwords, "issuer_seed": auth.issuer_seed}))
-        return auth
+        path.write_text(json.dumps({"passwords": self.passwords, "issuer_seed": self.issuer_seed}))
 
     @property
     def issuer_public_key(self) -> str:

@@ -28,6 +28,9 @@ class LauncherSettings(NatsSettings, DataSettings):
     egress_protected: str | None = None
     examples_dir: Path = Path("examples")
     ready_timeout_s: float = Field(default=60.0, gt=0)
+    # With FLOWSTREAM_NATS_URL: the identities that NATS was configured from (as nats-auth.json),
+    # so each service connects as itself. Unset: the services use FLOWSTREAM_NATS_USER & co.
+    nats_identities_file: Path | None = None
 
     @property
     def nats_store_dir(self) -> Path:

@@ -12,6 +12,7 @@ import os
 import socket
 import sys
 from contextlib import AsyncExitStack
+from pathlib import Path
 
 import httpx
 from flowstream_shared import subjects
@@ -78,7 +79,7 @@ def service_env(
     foreign = set().union(*(v for k, v in SECRET_SETTINGS.items() if k != service))
     env = {k: v for k, v in os.environ.items() if k not in foreign}
     env |= {k: v for k, v in computed.items() if k not in foreign}
-    if nats_auth is not None:  # the embedded server: each service is its own identity
+    if nats_auth is not None:  # a NATS whose identities we know: each service is its own
         for name in _NATS_IDENTITY:
             env.pop(name, None)
         env |= nats_auth.env_for(Identity(service))
@@ -125,6 +126,8 @@ async def _run(settings: LauncherSettings, signals: StopSignals, cleanup: AsyncE
         )
         cleanup.push_async_callback(nats.stop)
         nats_address = nats.address
+    elif settings.nats_identities_file is not None:
+        nats_auth = _identities(settings.nats_identities_file)
     supervisor = Supervisor(hurry=signals.hurry)
     cleanup.push_async_callback(supervisor.stop)
     computed = {"FLOWSTREAM_JWT_SECRET": secret}
@@ -162,6 +165,15 @@ async def _run(settings: LauncherSettings, signals: StopSignals, cleanup: AsyncE
         for task in (stop, died, startup):
             task.cancel()
         await asyncio.gather(stop, died, startup, return_exceptions=True)
+
+
+def _identities(path: Path) -> NatsAuth:
+    try:
+        return NatsAuth.load(path)
+    except (OSError, ValueError, KeyError) as exc:
+        raise StartupError(
+            f"cannot read the NATS identities in {path} (FLOWSTREAM_NATS_IDENTITIES_FILE): {exc}"
+        ) from exc
 
 
 def _read_examples(settings: LauncherSettings) -> list[Example]:
