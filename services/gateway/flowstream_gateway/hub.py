@@ -55,6 +55,8 @@ class Signal(enum.Enum):
     DISCONNECTED = "disconnected"
     LOST = "lost"  # the deadline plus grace passed without a `workflow_finished`
     SHUTDOWN = "shutdown"  # this replica is stopping: the client resumes elsewhere
+    # The client took no frame for `SEND_TIMEOUT_S`: dropped, the run goes on, the client resumes.
+    SLOW = "slow"
 
 
 FeedItem = StreamedEvent | Signal

@@ -28,6 +28,9 @@ class GatewaySettings(NatsSettings, ConcurrencySettings):
     max_input_bytes: int = Field(default=256 << 10, ge=1024)
     workflow_max_versions: int = Field(default=50, ge=1)
     sse_keepalive_s: float = Field(default=15.0, gt=0)
+    # A client that takes no bytes of its SSE or WebSocket stream for this long is dropped (a
+    # stalled reader); its run goes on and it resumes from its last event.
+    stream_send_timeout_s: float = Field(default=30.0, gt=0)
     dify_ping_s: float = Field(default=10.0, gt=0)
     # How long past a run's deadline the gateway waits for the engine's last event before
     # telling the client the run is lost.

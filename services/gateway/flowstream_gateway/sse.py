@@ -4,6 +4,12 @@ Per stream it costs one task (watching for the client to leave) and two loop tim
 the run's deadline); events, keep-alives, a disconnect and a lost run all arrive through the run's
 one queue, so the main loop is a single `await queue.get()` per frame. See
 docs/adr/0004-lean-sse-response.md for why this is not sse-starlette or FastAPI's SSE.
+
+A client that takes no bytes for `Framing.send_timeout_s` (a stalled reader: the write waits on flow
+control while its events pile up in the queue) is dropped: the stream ends without cancelling
+the run, and the client resumes from its last `id:` like after any dropped connection. Writes
+take at most `MAX_WRITE_BYTES` at a time, so a stream's memory is bounded by what its run emits
+in that time.
 """
 
 from __future__ import annotations
@@ -18,6 +24,11 @@ from starlette.responses import Response
 from starlette.types import Receive, Scope, Send
 
 from flowstream_gateway.hub import RunFeed, Signal, StreamedEvent
+
+# One write takes at most this much of what is queued: the server's transport then waits for
+# the client to take it (flow control) before the next, so a stalled reader is noticed by the
+# send timeout instead of its whole run being buffered in the transport.
+MAX_WRITE_BYTES = 64 << 10
 
 HEADERS = [
     (b"content-type", b"text/event-stream; charset=utf-8"),
@@ -52,6 +63,7 @@ class Framing:
     resume: Callable[[EventSource, int], bytes]
     keepalive: bytes
     keepalive_every_s: float
+    send_timeout_s: float  # a stalled reader is dropped after this long (its run goes on)
 
 
 class RunEventStream(Response):
@@ -102,14 +114,17 @@ class RunEventStream(Response):
                         if item.is_final:
                             ended_by, ended = None, True
                             body += framing.done or b""
-                    if ended or queue.empty():
+                    if ended or queue.empty() or len(body) >= MAX_WRITE_BYTES:
                         break
                     item = queue.get_nowait()
-                await send(
-                    {"type": "http.response.body", "body": bytes(body), "more_body": not ended}
-                )
+                async with asyncio.timeout(framing.send_timeout_s):
+                    await send(
+                        {"type": "http.response.body", "body": bytes(body), "more_body": not ended}
+                    )
         except OSError:
             ended_by = Signal.DISCONNECTED  # the client went away mid-write
+        except TimeoutError:
+            ended_by = Signal.SLOW  # a stalled reader: dropped, its run goes on
         finally:
             keepalive.cancel()
             deadline.cancel()

@@ -20,6 +20,7 @@ from flowstream_gateway.dify_wire import dify_frame
 from flowstream_gateway.errors import error_response
 from flowstream_gateway.hub import Signal, StreamedEvent
 from flowstream_gateway.runs import RunHandle, RunService
+from flowstream_gateway.settings import GatewaySettings
 from flowstream_gateway.sse import LOST_MESSAGE, EventSource, Framing, RunEventStream
 
 OnDisconnect = Literal["cancel", "continue"]
@@ -68,18 +69,19 @@ def _resume(source: EventSource, url: str, cursor: int) -> bytes:
     return frame + b"event: resume\ndata: " + json.dumps(body).encode() + b"\n\n"
 
 
-def api_framing(keepalive_s: float) -> Framing:
+def api_framing(settings: GatewaySettings) -> Framing:
     return Framing(
         event=lambda e: b"id: %d\ndata: %s\n\n" % (e.cursor, e.payload),
         done=b"data: [DONE]\n\n",
         error=_api_error,
         resume=lambda s, c: _resume(s, f"/api/executions/{s.run_id}/events", c),
         keepalive=b": ping\n\n",
-        keepalive_every_s=keepalive_s,
+        keepalive_every_s=settings.sse_keepalive_s,
+        send_timeout_s=settings.stream_send_timeout_s,
     )
 
 
-def dify_framing(ping_s: float, end_user: str | None = None) -> Framing:
+def dify_framing(settings: GatewaySettings, end_user: str | None = None) -> Framing:
     reattach = "/v1/workflow/{run}/events" + (f"?user={quote(end_user)}" if end_user else "")
     return Framing(
         event=lambda e: dify_frame(e.event, e.payload),
@@ -87,7 +89,8 @@ def dify_framing(ping_s: float, end_user: str | None = None) -> Framing:
         error=_dify_error,
         resume=lambda s, c: _resume(s, reattach.format(run=s.run_id), c),
         keepalive=b"event: ping\n\n",
-        keepalive_every_s=ping_s,
+        keepalive_every_s=settings.dify_ping_s,
+        send_timeout_s=settings.stream_send_timeout_s,
     )
 
 

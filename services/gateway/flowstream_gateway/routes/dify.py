@@ -105,7 +105,7 @@ async def _run(
     return stream_run(
         handle,
         services.runs,
-        dify_framing(services.settings.dify_ping_s, body.user),
+        dify_framing(services.settings, body.user),
         "continue",
         ticket,
     )
@@ -304,7 +304,7 @@ async def reattach(
     stream: RunEventStream = stream_run(
         source,
         services.runs,
-        dify_framing(services.settings.dify_ping_s, user),
+        dify_framing(services.settings, user),
         "continue",
         ticket,
     )

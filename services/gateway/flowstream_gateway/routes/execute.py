@@ -79,7 +79,7 @@ async def _execute(
     return stream_run(
         handle,
         services.runs,
-        api_framing(services.settings.sse_keepalive_s),
+        api_framing(services.settings),
         body.on_disconnect,
         ticket,
     )

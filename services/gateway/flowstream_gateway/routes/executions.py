@@ -453,9 +453,7 @@ async def execution_events(
         ticket.release()
         raise
     # Watching, not owning: a client leaving an attached stream never cancels the run.
-    return stream_run(
-        source, services.runs, api_framing(services.settings.sse_keepalive_s), "continue", ticket
-    )
+    return stream_run(source, services.runs, api_framing(services.settings), "continue", ticket)
 
 
 @stats_router.get(

@@ -57,7 +57,17 @@ async def _watch_disconnect(websocket: WebSocket, queue: asyncio.Queue[Any]) -> 
 
 
 async def _pump(websocket: WebSocket, queue: asyncio.Queue[Any], until_final: bool) -> None:
-    heartbeat_s = websocket.app.state.services.settings.ws_heartbeat_s
+    # A client that takes nothing for `stream_send_timeout_s` is dropped (the run goes on; it
+    # resumes).
+    with contextlib.suppress(TimeoutError):
+        await _pump_until_end(websocket, queue, until_final)
+
+
+async def _pump_until_end(
+    websocket: WebSocket, queue: asyncio.Queue[Any], until_final: bool
+) -> None:
+    settings = websocket.app.state.services.settings
+    heartbeat_s, send_timeout_s = settings.ws_heartbeat_s, settings.stream_send_timeout_s
     while True:
         try:
             item = await asyncio.wait_for(queue.get(), heartbeat_s)
@@ -73,7 +83,8 @@ async def _pump(websocket: WebSocket, queue: asyncio.Queue[Any], until_final: bo
             await websocket.close(SERVICE_RESTART, "gateway restarting: reconnect")
             return
         if isinstance(item, StreamedEvent):
-            await websocket.send_text(ws_message(item.payload))
+            async with asyncio.timeout(send_timeout_s):
+                await websocket.send_text(ws_message(item.payload))
             if until_final and item.is_final:
                 await websocket.close(1000)
                 return
