@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from typing import Any
 
 from fastapi import FastAPI
 from flowstream_shared import nats_connection, subjects
@@ -69,10 +70,16 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         resolved = settings or GatewaySettings()
         hub: list[EventHub] = []
+        caches: list[KvCache[Any]] = []
 
         async def reconnected() -> None:
             if hub:
                 hub[0].on_reconnected()
+            for cache in caches:
+                try:
+                    await cache.rewatch()
+                except Exception as exc:  # NATS away again: the next reconnect tries again
+                    log.warning("KV copy not watched again: %s", exc)
 
         nc = await nats_connection.connect(resolved, "gateway", reconnected_cb=reconnected)
         js = nc.jetstream()
@@ -89,10 +96,9 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
         credential_cache = KvCache(
             await js.key_value(subjects.CREDENTIALS_BUCKET), CredentialRecord.model_validate_json
         )
-        await workflow_cache.start()
-        await key_cache.start()
-        await credential_cache.start()
-        await api_cache.start()
+        caches.extend([workflow_cache, key_cache, credential_cache, api_cache])
+        for cache in caches:
+            await cache.start()
         credential_store = CredentialStore(
             credential_cache, Sealer(resolved.credentials_public_key)
         )

@@ -8,6 +8,10 @@ its own writes through any replica. A delete reaches other replicas through the 
 `mirrored` (a KV key pattern, `>` by default) limits the copy to the keys worth holding in memory:
 the workflows bucket mirrors only the latest version of each workflow (`*`, keys of one token) and
 reads superseded versions (`<id>.v<n>`) from the bucket when asked, without keeping them.
+
+The watcher is an ordered consumer, which the server does not keep across its own restart (and
+nats-py does not notice): after every reconnect the copy is read again by a new watcher
+(`rewatch`), deletions included, so a key revoked meanwhile through another replica is gone.
 """
 
 from __future__ import annotations
@@ -37,6 +41,7 @@ class KvCache(Generic[T]):
         self._mirrored = mirrored
         self._items: dict[str, T] = {}
         self._task: asyncio.Task[None] | None = None
+        self._stopped = False
 
     def _is_mirrored(self, key: str) -> bool:
         return self._mirrored == ">" or (self._mirrored == "*" and "." not in key)
@@ -48,10 +53,22 @@ class KvCache(Generic[T]):
         await loaded
 
     async def stop(self) -> None:
+        await self._stop_following()
+        self._stopped = True
+
+    async def rewatch(self) -> None:
+        """After a reconnect: a new watcher replaces the old one, which may be gone."""
+        if self._stopped:
+            return
+        await self._stop_following()
+        await self.start()
+
+    async def _stop_following(self) -> None:
         if self._task is not None:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
+            self._task = None
 
     async def _follow(self, watcher: KeyValue.KeyWatcher, loaded: asyncio.Future[None]) -> None:
         while True:

@@ -80,16 +80,26 @@ def intake_config(settings: HistorySettings) -> ConsumerConfig:
 
 def create_app(settings: HistorySettings | None = None) -> AsgiFastStream:
     settings = settings or HistorySettings()
+    parts: dict[str, Running] = {}
+
+    async def reconnected() -> None:
+        running = parts.get("running")
+        if running is not None:
+            try:
+                await running.watcher.resume()
+            except Exception as exc:  # NATS away again: the next reconnect tries again
+                log.warning("run index watcher not resumed: %s", exc)
+
     broker = nats_connection.broker(
         settings,
         "history",
         log_level=logging.DEBUG,
         logger=logging.getLogger("faststream.nats"),  # into the process's one log format
+        reconnected_cb=reconnected,
     )
     metrics = HistoryMetrics()
     traces = RunTraces()
     store = make_store(settings)
-    parts: dict[str, Running] = {}
 
     for op in HistoryOp:
         _register_query(broker, op, parts)

@@ -5,6 +5,10 @@ the run, before any engine has seen it. Each entry becomes a `pending` record un
 recorded already, so a queued run is visible (and its owner known) before its first event. The
 watcher starts after the revision the store's registrations reach, so a restart replays only
 what it has not recorded; one watcher per process, never one per run.
+
+The watcher is an ordered consumer: the server does not keep it across its own restart, and
+nats-py does not notice it is gone. After every reconnect it is made again from the revision
+after the last one it delivered (`resume`).
 """
 
 from __future__ import annotations
@@ -33,8 +37,11 @@ class RunIndexWatcher:
         self._js = js
         self._recorder = recorder
         self._subscription: JetStreamContext.PushSubscription | None = None
+        self._last_revision = 0
+        self._stopped = False
 
     async def start(self, after_revision: int) -> None:
+        self._last_revision = after_revision
         config = (
             ConsumerConfig(
                 deliver_policy=DeliverPolicy.BY_START_SEQUENCE, opt_start_seq=after_revision + 1
@@ -46,7 +53,18 @@ class RunIndexWatcher:
             _SUBJECTS, stream=_STREAM, ordered_consumer=True, cb=self._on_entry, config=config
         )
 
+    async def resume(self) -> None:
+        """After a reconnect: the same watcher again, from where it was."""
+        if self._stopped:
+            return
+        await self._unsubscribe()
+        await self.start(self._last_revision)
+
     async def stop(self) -> None:
+        self._stopped = True
+        await self._unsubscribe()
+
+    async def _unsubscribe(self) -> None:
         if self._subscription is not None:
             try:
                 await self._subscription.unsubscribe()
@@ -64,3 +82,4 @@ class RunIndexWatcher:
             except ValidationError:
                 log.warning("run index entry %s is not a run owner; skipped", message.subject)
         await self._recorder.register(entry, revision)
+        self._last_revision = max(self._last_revision, revision)
