@@ -1,9 +1,10 @@
 """The KV watchers that keep a process's view of a bucket current outlive a NATS restart.
 
-A watcher is an ordered consumer; a server that restarts does not keep it, and nats-py does not
-notice it is gone. Without making it again after the reconnect, history stops learning of queued
-runs (lists can no longer be confirmed up to date) and a gateway keeps serving workflows and API
-keys as they were before the restart (a key revoked through another replica stays valid there).
+A watcher is an ordered consumer; a server that restarts does not keep it, and nats-py notices
+only ~20 s later, from missed heartbeats. Without making it again after the reconnect, for
+that long history learns of no queued run (lists cannot be confirmed up to date), a gateway
+serves workflows and API keys as they were before the restart (a key revoked through another
+replica is still accepted there), and an engine sees no control flag. Each test allows 5 s.
 """
 
 from __future__ import annotations
@@ -17,6 +18,9 @@ from typing import Any
 
 import nats
 import pytest
+from flowstream_engine.app import create_app
+from flowstream_engine.control import ControlRegistry
+from flowstream_engine.settings import EngineSettings
 from flowstream_gateway.kv_cache import KvCache
 from flowstream_history.run_index import RunIndexWatcher
 from flowstream_launcher.nats_server import (
@@ -25,7 +29,9 @@ from flowstream_launcher.nats_server import (
     free_port,
     start_nats_server,
 )
-from flowstream_shared.commands import RunOwner
+from flowstream_shared import subjects
+from flowstream_shared.commands import ControlAction, ControlCommand, RunOwner
+from flowstream_shared.nats_access import Identity
 from nats.aio.client import Client
 from nats.js.kv import KeyValue
 
@@ -86,7 +92,7 @@ class Signal:
     def fire(self) -> None:
         self._event.set()
 
-    async def next(self, within_s: float = 20.0) -> None:
+    async def next(self, within_s: float = 5.0) -> None:
         await asyncio.wait_for(self._event.wait(), within_s)
         self._event.clear()
 
@@ -185,3 +191,56 @@ async def test_a_gateways_copy_of_a_bucket_follows_changes_after_nats_restarts(
     finally:
         await other.close()
         await nc.close()
+
+
+class ObservedControl(ControlRegistry):
+    """The engine's run registry, telling the test each time a control message arrives."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.arrived = Signal()
+
+    def receive(self, run_id: str, command: ControlCommand) -> None:
+        super().receive(run_id, command)
+        self.arrived.fire()
+
+    async def until_cancelled(self, run_id: str) -> None:
+        while not self.is_cancelled(run_id):
+            await self.arrived.next()
+
+
+async def test_an_engine_sees_control_flags_after_nats_restarts(
+    nats_node: Restartable, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    assert nats_node.server is not None
+    back = Signal()
+
+    async def reconnected() -> None:
+        back.fire()
+
+    admin = await _connect(nats_node.url, reconnected)
+    try:
+        js = admin.jetstream()
+        flags = await js.create_key_value(bucket=subjects.CONTROL_BUCKET)
+        await js.create_key_value(bucket=subjects.SLOTS_BUCKET)
+        for name, value in nats_node.server.auth.env_for(Identity.ENGINE).items():
+            monkeypatch.setenv(name, value)
+        monkeypatch.setenv("FLOWSTREAM_NATS_URL", nats_node.server.address)
+        control = ObservedControl()
+        # Only the broker: its subscribers, none of the engine's start-up (no run is taken).
+        broker = create_app(EngineSettings(), control).broker
+        assert broker is not None
+        await broker.start()
+        try:
+            stop = ControlCommand(action=ControlAction.CANCEL, reason="stopped by the test")
+            await flags.put("run-before", stop.model_dump_json().encode())
+            await control.until_cancelled("run-before")
+
+            await nats_node.kill_and_restart()
+            await back.next()
+            await flags.put("run-after", stop.model_dump_json().encode())
+            await control.until_cancelled("run-after")
+        finally:
+            await broker.stop()
+    finally:
+        await admin.close()

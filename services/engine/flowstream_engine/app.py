@@ -8,6 +8,7 @@ from typing import Any
 from faststream.asgi import AsgiFastStream, AsgiResponse, get, make_ping_asgi
 from faststream.asgi.types import Scope
 from faststream.nats import JStream, KvWatch, NatsMessage
+from faststream.nats.subscriber.usecases.key_value_subscriber import KeyValueWatchSubscriber
 from faststream.specification import AsyncAPI
 from flowstream_shared import nats_connection, subjects
 from flowstream_shared.commands import ControlCommand, RunCommand
@@ -42,6 +43,19 @@ def create_app(
     """`control` is the process's run registry: `__main__` drains it the moment it is told to
     stop, before the broker's shutdown cancels the runs."""
     settings = settings or EngineSettings()
+    kv_watches: list[KeyValueWatchSubscriber] = []
+
+    async def reconnected() -> None:
+        # A KV watch is an ordered consumer, which a restarted server does not keep (and
+        # nats-py only notices ~20 s later): each is made again, replaying the bucket's values
+        # (applying a flag or a slot again changes nothing).
+        for watch in kv_watches:
+            try:
+                await watch.stop()
+                await watch.start()
+            except Exception as exc:  # NATS away again: the next reconnect tries again
+                log.warning("KV watch not made again: %s", exc)
+
     # Per-message logs at DEBUG: at thousands of runs per second INFO lines would dominate.
     broker = nats_connection.broker(
         settings,
@@ -51,6 +65,7 @@ def create_app(
         # Stopping hands every run back at once (its handler naks when cancelled) so another
         # engine resumes it now, instead of finishing runs that may last minutes.
         graceful_timeout=None,
+        reconnected_cb=reconnected,
     )
     control = control or ControlRegistry()
     metrics = EngineMetrics(settings.run_timeout)
@@ -62,22 +77,28 @@ def create_app(
     async def on_control(command: ControlCommand, message: NatsMessage) -> None:
         control.receive(subjects.run_id_of_control_subject(message.raw_message.subject), command)
 
-    @broker.subscriber(
+    control_flags = broker.subscriber(
         ">",
         kv_watch=KvWatch(subjects.CONTROL_BUCKET, declare=False),
         title="run control flags (truth)",
     )
+    kv_watches.append(control_flags)
+
+    @control_flags
     async def on_control_flag(message: NatsMessage) -> None:
         # A KV watch delivers `KeyValue.Entry` objects, not `Msg`: the key is the run id (a
         # cancel) or `<run_id>.pause` (the latest pause or resume).
         key = getattr(message.raw_message, "key", "")
         _receive(control, run_id_of_key(key), message.body)
 
-    @broker.subscriber(
+    slots = broker.subscriber(
         ">",
         kv_watch=KvWatch(subjects.SLOTS_BUCKET, declare=False),
         title="concurrency-limit slots",
     )
+    kv_watches.append(slots)
+
+    @slots
     async def on_slots(message: NatsMessage) -> None:
         # Another engine took or gave back a slot: wake this engine's runs waiting for it.
         entry = message.raw_message

@@ -10,7 +10,8 @@ the workflows bucket mirrors only the latest version of each workflow (`*`, keys
 reads superseded versions (`<id>.v<n>`) from the bucket when asked, without keeping them.
 
 The watcher is an ordered consumer, which the server does not keep across its own restart (and
-nats-py does not notice): after every reconnect the copy is read again by a new watcher
+nats-py only notices ~20 s later, from missed heartbeats): after every reconnect the copy is
+read again by a new watcher
 (`rewatch`), deletions included, so a key revoked meanwhile through another replica is gone.
 """
 

@@ -7,7 +7,8 @@ watcher starts after the revision the store's registrations reach, so a restart 
 what it has not recorded; one watcher per process, never one per run.
 
 The watcher is an ordered consumer: the server does not keep it across its own restart, and
-nats-py does not notice it is gone. After every reconnect it is made again from the revision
+nats-py only notices ~20 s later, from missed heartbeats. After every reconnect it is made
+again at once, from the revision
 after the last one it delivered (`resume`).
 """
 
