@@ -13,9 +13,13 @@ import hashlib
 import json
 import re
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel, ConfigDict, Field
+
+if TYPE_CHECKING:
+    from flowstream_shared.commands import RunCommand
+    from flowstream_shared.settings import ConcurrencySettings
 
 _INPUT_REFERENCE = re.compile(r"\{\{\s*input\.([A-Za-z_][A-Za-z0-9_]*)\s*\}\}")
 
@@ -49,6 +53,23 @@ class Limit:
     key: str  # the KV key of its slot set
     limit: int
     name: str  # what the caller is told: "max_concurrent_runs of workflow wf-1", say
+
+
+def command_limits(command: RunCommand, settings: ConcurrencySettings) -> list[Limit]:
+    """`run_limits` of a queued run: its workflow's configuration and the process's settings.
+    Engines take these slots; the gateway's queue view tells which one a run waits for."""
+    config = command.workflow.definition.config
+    return run_limits(
+        workflow_id=command.workflow.workflow_id,
+        user_id=command.user_id,
+        app_key=command.app_key,
+        inputs=command.inputs,
+        max_concurrent_runs=config.max_concurrent_runs,
+        concurrency_key=config.concurrency_key,
+        concurrency_limit=config.concurrency_limit,
+        user_limit=settings.user_max_concurrent_runs,
+        app_key_limit=settings.app_key_max_concurrent_runs,
+    )
 
 
 def run_limits(

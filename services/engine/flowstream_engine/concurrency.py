@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 
 from flowstream_shared.commands import RunCommand
 from flowstream_shared.settings import ConcurrencySettings
-from flowstream_shared.slots import Limit, SlotSet, decide, released, renewed, run_limits
+from flowstream_shared.slots import Limit, SlotSet, command_limits, decide, released, renewed
 from nats.aio.msg import Msg
 from nats.js.errors import KeyDeletedError, KeyNotFoundError, KeyWrongLastSequenceError
 from nats.js.kv import KeyValue
@@ -35,21 +35,6 @@ _CAS_ATTEMPTS = 50
 # A waiter looks at its scope at least this often: for its cancel flag, and for slots that
 # expired without a write anybody could have watched.
 _MAX_NAP_S = 2.0
-
-
-def limits_of(command: RunCommand, settings: ConcurrencySettings) -> list[Limit]:
-    config = command.workflow.definition.config
-    return run_limits(
-        workflow_id=command.workflow.workflow_id,
-        user_id=command.user_id,
-        app_key=command.app_key,
-        inputs=command.inputs,
-        max_concurrent_runs=config.max_concurrent_runs,
-        concurrency_key=config.concurrency_key,
-        concurrency_limit=config.concurrency_limit,
-        user_limit=settings.user_max_concurrent_runs,
-        app_key_limit=settings.app_key_max_concurrent_runs,
-    )
 
 
 @dataclass
@@ -85,7 +70,7 @@ class ConcurrencyGate:
     def limits(self, command: RunCommand) -> list[Limit]:
         if command.cached_from is not None:
             return []  # a cached answer executes nothing
-        return limits_of(command, self._settings)
+        return command_limits(command, self._settings)
 
     def observe(self, key: str, revision: int, value: bytes | None) -> None:
         """From the process's KV watch: a scope changed (on any engine)."""

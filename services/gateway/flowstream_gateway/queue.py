@@ -23,7 +23,7 @@ from flowstream_shared import subjects
 from flowstream_shared.commands import RunCommand
 from flowstream_shared.event_log import StoredMessage, last_message, read_messages
 from flowstream_shared.settings import ConcurrencySettings
-from flowstream_shared.slots import SlotSet, run_limits
+from flowstream_shared.slots import SlotSet, command_limits
 from nats.aio.client import Client
 from nats.js import JetStreamContext
 from nats.js.errors import KeyDeletedError, KeyNotFoundError
@@ -147,18 +147,7 @@ class QueueView:
 
     async def limit_wait(self, command: RunCommand) -> tuple[str, int] | None:
         """The limit a picked-up run waits for and its place in that limit's line."""
-        config = command.workflow.definition.config
-        for limit in run_limits(
-            workflow_id=command.workflow.workflow_id,
-            user_id=command.user_id,
-            app_key=command.app_key,
-            inputs=command.inputs,
-            max_concurrent_runs=config.max_concurrent_runs,
-            concurrency_key=config.concurrency_key,
-            concurrency_limit=config.concurrency_limit,
-            user_limit=self._settings.user_max_concurrent_runs,
-            app_key_limit=self._settings.app_key_max_concurrent_runs,
-        ):
+        for limit in command_limits(command, self._settings):
             try:
                 entry = await self._slots_kv.get(limit.key)
             except (KeyNotFoundError, KeyDeletedError):
